@@ -1,0 +1,128 @@
+// Python bindings for Black-76 pricing, Greeks and implied volatility (volfast._core.black76).
+// Arrays are validated with the GIL held; the numeric loops run with it released, over threads.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+
+#include "strided.hpp"
+#include "volfast/black76.hpp"
+#include "volfast/implied_vol.hpp"
+#include "volfast/parallel.hpp"
+
+namespace py = pybind11;
+using volfast::bind::Strided;
+using volfast::bind::strided;
+
+namespace {
+
+using F64 = py::array_t<double>;
+using U8 = py::array_t<std::uint8_t>;
+
+// Elementwise map over n quotes: fn(i) -> double, written to a fresh float64 array.
+template <class Fn>
+F64 map_f64(py::ssize_t n, int threads, Fn fn) {
+  F64 out(n);
+  double* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    volfast::parallel_for(n, threads, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t i = b; i < e; ++i) o[i] = fn(i);
+    });
+  }
+  return out;
+}
+
+F64 price_py(const py::array& F, const py::array& K, const py::array& T, const py::array& vol,
+          const py::array& is_call, const py::array& D, int threads) {
+  const auto n = volfast::bind::length_of(F, "forward");
+  auto f = strided<double>(F, "forward", n), k = strided<double>(K, "strike", n),
+       t = strided<double>(T, "expiry_years", n), v = strided<double>(vol, "vol", n),
+       d = strided<double>(D, "discount_factor", n);
+  auto c = strided<bool>(is_call, "is_call", n);
+  return map_f64(n, threads, [=](std::int64_t i) { return volfast::black_price(f[i], k[i], t[i], v[i], c[i], d[i]); });
+}
+
+F64 vega_py(const py::array& F, const py::array& K, const py::array& T, const py::array& vol, const py::array& D,
+         int threads) {
+  const auto n = volfast::bind::length_of(F, "forward");
+  auto f = strided<double>(F, "forward", n), k = strided<double>(K, "strike", n),
+       t = strided<double>(T, "expiry_years", n), v = strided<double>(vol, "vol", n),
+       d = strided<double>(D, "discount_factor", n);
+  return map_f64(n, threads, [=](std::int64_t i) { return volfast::black_vega(f[i], k[i], t[i], v[i], d[i]); });
+}
+
+F64 delta_py(const py::array& F, const py::array& K, const py::array& T, const py::array& vol,
+          const py::array& is_call, const py::array& D, int threads) {
+  const auto n = volfast::bind::length_of(F, "forward");
+  auto f = strided<double>(F, "forward", n), k = strided<double>(K, "strike", n),
+       t = strided<double>(T, "expiry_years", n), v = strided<double>(vol, "vol", n),
+       d = strided<double>(D, "discount_factor", n);
+  auto c = strided<bool>(is_call, "is_call", n);
+  return map_f64(n, threads, [=](std::int64_t i) { return volfast::black_delta(f[i], k[i], t[i], v[i], c[i], d[i]); });
+}
+
+F64 gamma_py(const py::array& F, const py::array& K, const py::array& T, const py::array& vol, const py::array& D,
+          int threads) {
+  const auto n = volfast::bind::length_of(F, "forward");
+  auto f = strided<double>(F, "forward", n), k = strided<double>(K, "strike", n),
+       t = strided<double>(T, "expiry_years", n), v = strided<double>(vol, "vol", n),
+       d = strided<double>(D, "discount_factor", n);
+  return map_f64(n, threads, [=](std::int64_t i) { return volfast::black_gamma(f[i], k[i], t[i], v[i], d[i]); });
+}
+
+py::tuple implied_vol_py(const py::array& P, const py::array& F, const py::array& K, const py::array& T,
+                      const py::array& is_call, const py::array& D, int threads, bool with_iterations) {
+  const auto n = volfast::bind::length_of(P, "price");
+  auto p = strided<double>(P, "price", n), f = strided<double>(F, "forward", n), k = strided<double>(K, "strike", n),
+       t = strided<double>(T, "expiry_years", n), d = strided<double>(D, "discount_factor", n);
+  auto c = strided<bool>(is_call, "is_call", n);
+  F64 iv(n);
+  U8 status(n);
+  U8 iters(with_iterations ? n : 0);
+  double* o = iv.mutable_data();
+  std::uint8_t* st = status.mutable_data();
+  std::uint8_t* it = with_iterations ? iters.mutable_data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    volfast::parallel_for(n, threads, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t i = b; i < e; ++i) {
+        volfast::IVStatus s;
+        int nit;
+        o[i] = volfast::implied_vol(p[i], f[i], k[i], t[i], c[i], d[i], s, nit);
+        st[i] = s;
+        if (it) it[i] = static_cast<std::uint8_t>(nit);
+      }
+    });
+  }
+  if (with_iterations) return py::make_tuple(iv, status, iters);
+  return py::make_tuple(iv, status);
+}
+
+F64 normalised_black_py(const py::array& x, const py::array& s, const py::array& theta, int threads) {
+  const auto n = volfast::bind::length_of(x, "x");
+  auto xx = strided<double>(x, "x", n), ss = strided<double>(s, "s", n), th = strided<double>(theta, "theta", n);
+  return map_f64(n, threads, [=](std::int64_t i) { return volfast::normalised_black(xx[i], ss[i], th[i]); });
+}
+
+}  // namespace
+
+void register_black76(py::module_ m) {
+  m.doc() = "Black-76 price, Greeks and implied volatility (1-D float64 arrays of equal length, any strides).";
+  const auto th = py::arg("threads") = 0;
+  m.def("price", &price_py, py::arg("forward"), py::arg("strike"), py::arg("expiry_years"), py::arg("vol"),
+        py::arg("is_call"), py::arg("discount_factor"), th);
+  m.def("vega", &vega_py, py::arg("forward"), py::arg("strike"), py::arg("expiry_years"), py::arg("vol"),
+        py::arg("discount_factor"), th);
+  m.def("delta", &delta_py, py::arg("forward"), py::arg("strike"), py::arg("expiry_years"), py::arg("vol"),
+        py::arg("is_call"), py::arg("discount_factor"), th);
+  m.def("gamma", &gamma_py, py::arg("forward"), py::arg("strike"), py::arg("expiry_years"), py::arg("vol"),
+        py::arg("discount_factor"), th);
+  m.def("implied_vol", &implied_vol_py, py::arg("price"), py::arg("forward"), py::arg("strike"),
+        py::arg("expiry_years"), py::arg("is_call"), py::arg("discount_factor"), th,
+        py::arg("with_iterations") = false,
+        "Returns (iv, status) or, with with_iterations, (iv, status, iterations).");
+  m.def("normalised_black", &normalised_black_py, py::arg("x"), py::arg("s"), py::arg("theta"), th,
+        "Normalised Black price b(x, s, theta) = price / (D sqrt(F K)) with x = ln(F/K), s = vol sqrt(T).");
+  m.attr("MAX_ITERATIONS") = volfast::kMaxIterations;
+}

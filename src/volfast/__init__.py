@@ -1,0 +1,38 @@
+"""volfast: implied-volatility surfaces from raw option market data, fast; and a latent world model on top.
+
+The fast primitives live at the top level::
+
+    import volfast
+    volfast.black76_price(forward=100.0, strike=100.0, expiry_years=0.5, vol=0.2, is_call=True)
+    volfast.implied_vol(price, forward=F, strike=K, expiry_years=T, is_call=is_call)
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from volfast.iv import (
+    IVResult,
+    IVStatus,
+    black76_delta,
+    black76_gamma,
+    black76_price,
+    black76_vega,
+    implied_vol,
+)
+
+try:
+    __version__ = version("volfast")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0+unknown"
+
+__all__ = [
+    "IVResult",
+    "IVStatus",
+    "__version__",
+    "black76_delta",
+    "black76_gamma",
+    "black76_price",
+    "black76_vega",
+    "implied_vol",
+]
