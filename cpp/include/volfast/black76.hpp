@@ -54,48 +54,89 @@ inline double erfcx_nonneg(double y) {
   return sum * kInvSqrtPi / y;
 }
 
-// Small-t expansion: bo = 2 E sum_{k odd} Y^(k)(h) t^k / k!, with Y = Phi/phi, E = phi(h) exp(-t^2/2),
-// and the derivatives from Y' = 1 + h Y, Y^(k+1) = h Y^(k) + k Y^(k-1). Used for t = s/2 < 0.21, where
-// the plain formula loses digits to cancellation. Terms up to t^17 keep the truncation below 1e-16.
-inline double bo_small_t(double h, double t) {
-  const double Y = kSqrtPiOver2 * erfcx_nonneg(-h * kInvSqrt2);
-  const double t2 = t * t;
-  double ykm1 = Y;            // Y^(k-1), k = 1
-  double yk = 1.0 + h * Y;    // Y^(k)
-  double coef[9];
-  double tk = t, fact = 1.0;
-  for (int i = 0; i < 9; ++i) {  // k = 1, 3, ..., 17
-    const int k = 2 * i + 1;
-    coef[i] = yk * tk / fact;
-    const double y2 = h * yk + k * ykm1;
-    const double y3 = h * y2 + (k + 1) * yk;
-    ykm1 = y2;
-    yk = y3;
-    tk *= t2;
-    fact *= (k + 1) * (k + 2);
-  }
-  double sum = 0.0;
-  for (int i = 8; i >= 0; --i) sum += coef[i];  // smallest first
-  const double E = exp_neg_half_square(h) * exp_neg_half_square(t) * kInvSqrt2Pi;
-  return 2.0 * E * sum;
+// exp(-(a^2 + c^2)/2) with both squares and their sum carried exactly to first order.
+inline double exp_neg_half_sum_squares(double a, double c) {
+  const double pa = a * a, qa = std::fma(a, a, -pa);
+  const double pc = c * c, qc = std::fma(c, c, -pc);
+  const double S = pa + pc;
+  const double bb = S - pa;
+  const double e = (pa - (S - bb)) + (pc - bb);  // two-sum error of pa + pc
+  return std::exp(-0.5 * S) * (1.0 - 0.5 * (qa + qc + e));
+}
+
+// erfc(-h / sqrt2) for h <= 0 with the rounding of -h/sqrt2 corrected to first order. `e_half_h2`
+// is exp(-h^2/2), which the caller has at hand; erfc'(y) = -2/sqrt(pi) exp(-y^2).
+inline double erfc_neg_h_over_sqrt2(double h, double e_half_h2) {
+  constexpr double k_lo = -4.833646656726457e-17;  // 1/sqrt2 - fl(1/sqrt2)
+  const double y = -h * kInvSqrt2;
+  const double y_lo = std::fma(-h, kInvSqrt2, -y) - h * k_lo;
+  return std::erfc(y) - 2.0 * kInvSqrtPi * e_half_h2 * y_lo;
 }
 
 }  // namespace detail
 
-// Out-of-the-money call time value bo(x, s) for x <= 0, s >= 0.
-inline double normalised_black_otm(double x, double s) {
+// Out-of-the-money call time value bo(x, s) for x <= 0, s > 0, together with its vega b' = db/ds.
+struct BlackOtm {
+  double b;
+  double vega;
+};
+
+// Small-t expansion, used for t = s/2 < 0.21 where the plain formula loses digits to cancellation:
+//   bo = 2 sum_{k odd} Z_k t^k / k!,  Z_k = E Y^(k)(h),  Y = Phi/phi,  E = phi(h) exp(-t^2/2) = b',
+// with Z_0 = E Y = exp(-t^2/2) erfc(-h/sqrt2) / 2, Z_1 = E + h Z_0 and Z_{k+1} = h Z_k + k Z_{k-1}
+// (from Y' = 1 + h Y). Terms up to t^17 keep the truncation below 1e-16 at t = 0.21; the loop stops
+// earlier once terms no longer matter. For h < -14 erfc(-h/sqrt2) underflows before bo does, so Z_0 comes
+// from the asymptotic series of erfcx instead.
+inline BlackOtm bo_small_t(double h, double t) {
   using namespace detail;
-  if (!(s > 0.0)) return 0.0;
+  const double E = exp_neg_half_sum_squares(h, t) * kInvSqrt2Pi;
+  if (E == 0.0) return {0.0, 0.0};
+  double z0;
+  if (h > -14.0) {
+    const double eh = exp_neg_half_square(h);
+    z0 = 0.5 * exp_neg_half_square(t) * erfc_neg_h_over_sqrt2(h, eh);
+  } else {
+    z0 = E * kSqrtPiOver2 * erfcx_nonneg(-h * kInvSqrt2);
+  }
+  const double t2 = t * t;
+  double zkm1 = z0, zk = E + h * z0;  // Z_0, Z_1
+  double term = zk * t;                // Z_1 t / 1!
+  double sum = term;
+  double tk = t, fact = 1.0;
+  for (int k = 1; k <= 15; k += 2) {
+    const double z2 = h * zk + k * zkm1;
+    const double z3 = h * z2 + (k + 1) * zk;
+    zkm1 = z2;
+    zk = z3;
+    tk *= t2;
+    fact *= (k + 1) * (k + 2);
+    term = zk * tk / fact;
+    sum += term;
+    if (std::fabs(term) <= 1e-17 * sum) break;
+  }
+  return {2.0 * sum, E};
+}
+
+// bo and its vega for x <= 0. exp(x/2) and exp(-x/2) are passed in because the solver evaluates many s
+// for one x.
+inline BlackOtm normalised_black_otm_vega(double x, double s, double ex_half, double ex_mhalf) {
+  using namespace detail;
+  if (!(s > 0.0)) return {0.0, 0.0};
   const double h = x / s, t = 0.5 * s;
-  if (t < 0.21) return bo_small_t(h, t);
+  if (t < 0.21 && x > -1.5) return bo_small_t(h, t);
+  const double E = exp_neg_half_sum_squares(h, t);
   if (h + t > 0.0) {
     // Near the money with a large s: both terms are O(1) and their difference is well conditioned.
-    return 0.5 * (std::exp(0.5 * x) * std::erfc(-(h + t) * kInvSqrt2) -
-                  std::exp(-0.5 * x) * std::erfc(-(h - t) * kInvSqrt2));
+    const double b = 0.5 * (ex_half * std::erfc(-(h + t) * kInvSqrt2) - ex_mhalf * std::erfc(-(h - t) * kInvSqrt2));
+    return {b, E * kInvSqrt2Pi};
   }
   // Otherwise the erfcx form, immune to the argument rounding that erfc suffers in the tails.
-  const double E = exp_neg_half_square(h) * exp_neg_half_square(t);
-  return 0.5 * E * (erfcx_nonneg(-(h + t) * kInvSqrt2) - erfcx_nonneg(-(h - t) * kInvSqrt2));
+  const double b = 0.5 * E * (erfcx_nonneg(-(h + t) * kInvSqrt2) - erfcx_nonneg(-(h - t) * kInvSqrt2));
+  return {b, E * kInvSqrt2Pi};
+}
+
+inline double normalised_black_otm(double x, double s) {
+  return normalised_black_otm_vega(x, s, std::exp(0.5 * x), std::exp(-0.5 * x)).b;
 }
 
 // Intrinsic part of the normalised price: max(theta * 2 sinh(x/2), 0).
@@ -111,8 +152,7 @@ inline double normalised_black(double x, double s, double theta) {
 // d b / d s = phi(x/s + s/2) exp(x/2) = exp(-(h^2 + t^2)/2) / sqrt(2 pi), the same for calls and puts.
 inline double normalised_vega(double x, double s) {
   if (!(s > 0.0)) return 0.0;
-  const double h = x / s, t = 0.5 * s;
-  return detail::kInvSqrt2Pi * detail::exp_neg_half_square(h) * detail::exp_neg_half_square(t);
+  return detail::kInvSqrt2Pi * detail::exp_neg_half_sum_squares(x / s, 0.5 * s);
 }
 
 // ---- Black-76 in market units -------------------------------------------------------------------------

@@ -35,7 +35,7 @@ enum IVStatus : std::uint8_t {
   kNoConvergence = 4,   // the iteration did not settle (not seen in tests; kept as a guard)
 };
 
-constexpr int kMaxIterations = 12;
+constexpr int kMaxIterations = 40;
 
 namespace detail {
 
@@ -54,76 +54,121 @@ inline double householder_step(double nu, double h2, double h3) {
 
 }  // namespace detail
 
+// Starting point below the inflection point: the smallest of three estimates that each overshoot
+// (checked over the domain in tests): the model 1/ln bo ~ c s^2 pinned at s_c; the first-order
+// expansion bo ~ s (phi(h) + h Phi(h)) expanded around h = 0 (good for |h| small); and the
+// asymptotic bo ~ s^3 / (sqrt(2 pi) x^2) exp(-x^2/2s^2 - s^2/8) / (1 + 3/h^2), solved for w = |x|/s by
+// three Newton steps (good for |h| large).
+inline double lower_guess(double beta, double x, double sc, double bc) {
+  const double lnb = std::log(beta);
+  const double ax = -x;
+  const double g1 = sc * std::sqrt(std::log(bc) / lnb);
+  constexpr double c0 = detail::kInvSqrt2Pi;
+  const double bx = beta - 0.5 * x;
+  const double disc = bx * bx - 2.0 * c0 * c0 * x * x;
+  const double g3 = disc > 0.0 ? (bx + std::sqrt(disc)) / (2.0 * c0) : g1;
+  // ln bo(w) ~ -w^2/2 - x^2/(8 w^2) - ln w - ln(w^2 + 3) + ln|x| - ln(2 pi)/2
+  const double C = std::log(ax) - 0.91893853320467274178;
+  const double wc = ax / sc;
+  double w = std::sqrt(std::fmax(-2.0 * (lnb - C), wc * wc));
+  for (int i = 0; i < 3; ++i) {
+    const double w2 = w * w;
+    const double m = -0.5 * w2 - ax * ax / (8.0 * w2) - std::log(w) - std::log(w2 + 3.0) + C;
+    const double dm = -w + ax * ax / (4.0 * w2 * w) - 1.0 / w - 2.0 * w / (w2 + 3.0);
+    w = std::fmax(w - (m - lnb) / dm, wc);
+  }
+  const double g2 = ax / w;
+  return std::fmin(g1, std::fmin(g2, g3));
+}
+
 // Solve bo(x, s) = beta for s, with x <= 0 and 0 < beta < exp(x/2) (callers check the bounds).
-// `iterations` receives the number of Householder steps taken.
+// `iterations` receives the number of Householder steps taken. The iteration keeps a bracket from the sign
+// of bo(s) - beta and falls back to bisection (in ln s) whenever a step would leave it, so it cannot
+// diverge; in practice two or three steps suffice.
 inline double implied_normalised_vol_otm(double beta, double x, IVStatus& status, int& iterations) {
   using namespace detail;
   status = kOk;
   iterations = 0;
-  const double bmax = std::exp(0.5 * x);
+  const double ex_half = std::exp(0.5 * x), ex_mhalf = std::exp(-0.5 * x);
+  const double bmax = ex_half;
   const double sc = std::sqrt(-2.0 * x);
-  const double bc = normalised_black_otm(x, sc);
+  const double bc = normalised_black_otm_vega(x, sc, ex_half, ex_mhalf).b;
   const bool lower = beta < bc;
-  double s;
-  double target;  // 1/ln(beta) (lower) or ln(bmax - beta) (upper)
+  // Above s_c, the log-complement objective only where bmax - beta is exact (beta >= bmax/2, Sterbenz);
+  // below that the rounding of bmax - beta would cost beta's own digits, so the plain bo - beta is used.
+  const bool top = !lower && beta >= 0.5 * bmax;
+  double s, target, lo, hi;
   if (lower) {
-    const double lnb = std::log(beta);
-    target = 1.0 / lnb;
-    s = sc * std::sqrt(std::log(bc) / lnb);
+    target = 1.0 / std::log(beta);
+    s = lower_guess(beta, x, sc, bc);
+    lo = 0.0;
+    hi = sc;
   } else {
     const double gc = bo_complement(x, sc);
     target = std::log(bmax - beta);
     s = std::sqrt(sc * sc + 8.0 * (std::log(gc) - target));
+    lo = sc;
+    hi = kInf;
   }
   const double x2 = x * x;
   for (int it = 1; it <= kMaxIterations; ++it) {
     iterations = it;
-    const double b = normalised_black_otm(x, s);
-    const double bp = normalised_vega(x, s);
-    const double s2 = s * s;
-    const double r2 = x2 / (s2 * s) - 0.25 * s;                  // b''/b'
-    const double r3 = r2 * r2 - 3.0 * x2 / (s2 * s2) - 0.25;      // b'''/b'
-    double nu, h2, h3;
-    if (lower) {
-      if (!(b > 0.0) || !(bp > 0.0)) {  // fell into underflow: move towards the inflection point
-        s = 0.5 * (s + sc);
-        continue;
-      }
-      const double L = std::log(b);
-      const double lam = bp / b;                                        // L'
-      const double L2 = lam * r2 - lam * lam;                           // L''
-      const double L3 = lam * r3 - 3.0 * lam * lam * r2 + 2.0 * lam * lam * lam;  // L'''
-      const double iL = 1.0 / L;
-      const double f = iL - target;
-      const double f1 = -lam * iL * iL;
-      const double f2 = (2.0 * lam * lam * iL - L2) * iL * iL;
-      const double f3 = (-6.0 * lam * lam * lam * iL * iL + 6.0 * lam * L2 * iL - L3) * iL * iL;
-      nu = -f / f1;
-      h2 = f2 / f1;
-      h3 = f3 / f1;
+    const BlackOtm ev = normalised_black_otm_vega(x, s, ex_half, ex_mhalf);
+    const double b = ev.b, bp = ev.vega;
+    // The bracket follows the sign of the objective itself: above s_c that is the complement G, which
+    // keeps its digits where bo rounds to bmax.
+    const double G = top ? bo_complement(x, s) : 0.0;
+    const bool below_root = top ? (G > bmax - beta) : (b < beta);
+    if (below_root) {
+      lo = s;
     } else {
-      const double G = bo_complement(x, s);
-      if (!(G > 0.0) || !(bp > 0.0)) {  // beyond the representable top: move back towards s_c
-        s = 0.5 * (s + sc);
-        continue;
-      }
-      const double mu = bp / G;
-      const double f = target - std::log(G);
-      const double f1 = mu;
-      const double f2 = mu * r2 + mu * mu;
-      const double f3 = mu * r3 + 3.0 * mu * mu * r2 + 2.0 * mu * mu * mu;
-      nu = -f / f1;
-      h2 = f2 / f1;
-      h3 = f3 / f1;
+      hi = s;
     }
-    double ds = householder_step(nu, h2, h3);
-    if (!std::isfinite(ds)) ds = nu;  // fall back to a Newton step
+    const double s2 = s * s;
+    const double r2 = x2 / (s2 * s) - 0.25 * s;              // second over first derivative of bo
+    const double r3 = r2 * r2 - 3.0 * x2 / (s2 * s2) - 0.25;  // third over first derivative of bo
+    double ds = kNaN;
+    if (lower) {
+      if (b > 0.0 && bp > 0.0) {
+        // f = 1/L - 1/ln(beta), L = ln bo; derivatives by the chain rule.
+        const double L = std::log(b);
+        const double lam = bp / b;                                                   // L'
+        const double L2 = lam * r2 - lam * lam;                                      // L''
+        const double L3 = lam * r3 - 3.0 * lam * lam * r2 + 2.0 * lam * lam * lam;  // L'''
+        const double iL = 1.0 / L;
+        const double f = iL - target;
+        const double f1 = -lam * iL * iL;
+        const double f2 = (2.0 * lam * lam * iL - L2) * iL * iL;
+        const double f3 = (-6.0 * lam * lam * lam * iL * iL + 6.0 * lam * L2 * iL - L3) * iL * iL;
+        ds = householder_step(-f / f1, f2 / f1, f3 / f1);
+      }
+    } else if (!top) {
+      if (bp > 0.0) ds = householder_step(-(b - beta) / bp, r2, r3);  // f = bo - beta
+    } else {
+      // f = ln(bmax - beta) - ln G, G = bmax - bo.
+      if (G > 0.0 && bp > 0.0) {
+        const double mu = bp / G;
+        const double f = target - std::log(G);
+        const double f2 = mu * r2 + mu * mu;
+        const double f3 = mu * r3 + 3.0 * mu * mu * r2 + 2.0 * mu * mu * mu;
+        ds = householder_step(-f / mu, f2 / mu, f3 / mu);
+      }
+    }
     double s_new = s + ds;
-    if (!(s_new > 0.0)) s_new = 0.5 * s;
-    const bool done = std::fabs(s_new - s) <= 1e-7 * s_new;
+    if (std::fabs(ds) <= 1e-7 * s && s_new > 0.0) return s_new;  // converged (NaN ds fails this test)
+    if (!(s_new > lo && s_new < hi)) {  // NaN or outside the bracket: bisect
+      if (lo > 0.0 && std::isfinite(hi)) {
+        s_new = std::sqrt(lo * hi);
+      } else if (lo > 0.0) {
+        s_new = 2.0 * lo;
+      } else {
+        s_new = 0.5 * hi;
+      }
+      if (!(s_new != s)) break;  // the bracket collapsed onto s: s is as good as double allows
+    }
     s = s_new;
-    if (done) return s;
   }
+  if (hi - lo <= 4.0 * kDblEps * hi) return s;  // bracket collapsed to rounding: converged
   status = kNoConvergence;
   return s;
 }
