@@ -89,28 +89,32 @@ struct BlackOtm {
 // from the asymptotic series of erfcx instead.
 inline BlackOtm bo_small_t(double h, double t) {
   using namespace detail;
-  const double E = exp_neg_half_sum_squares(h, t) * kInvSqrt2Pi;
-  if (E == 0.0) return {0.0, 0.0};
-  double z0;
+  const double et = exp_neg_half_square(t);
+  double E, z0;
   if (h > -14.0) {
     const double eh = exp_neg_half_square(h);
-    z0 = 0.5 * exp_neg_half_square(t) * erfc_neg_h_over_sqrt2(h, eh);
+    E = eh * et * kInvSqrt2Pi;
+    z0 = 0.5 * et * erfc_neg_h_over_sqrt2(h, eh);
   } else {
+    E = exp_neg_half_sum_squares(h, t) * kInvSqrt2Pi;
     z0 = E * kSqrtPiOver2 * erfcx_nonneg(-h * kInvSqrt2);
   }
+  if (E == 0.0) return {0.0, 0.0};
+  // 1/(k+1)!/(k+2)! ratios folded into multipliers: term_{k+2} = term_k-scale * t^2 / ((k+1)(k+2)).
+  static constexpr double kInvPair[8] = {1.0 / 6, 1.0 / 20, 1.0 / 42, 1.0 / 72, 1.0 / 110, 1.0 / 156, 1.0 / 210,
+                                         1.0 / 272};
   const double t2 = t * t;
   double zkm1 = z0, zk = E + h * z0;  // Z_0, Z_1
-  double term = zk * t;                // Z_1 t / 1!
-  double sum = term;
-  double tk = t, fact = 1.0;
-  for (int k = 1; k <= 15; k += 2) {
+  double scale = t;                    // t^k / k!
+  double sum = zk * scale;
+  for (int i = 0; i < 8; ++i) {
+    const double k = 2 * i + 1;
     const double z2 = h * zk + k * zkm1;
-    const double z3 = h * z2 + (k + 1) * zk;
+    const double z3 = h * z2 + (k + 1.0) * zk;
     zkm1 = z2;
     zk = z3;
-    tk *= t2;
-    fact *= (k + 1) * (k + 2);
-    term = zk * tk / fact;
+    scale *= t2 * kInvPair[i];
+    const double term = zk * scale;
     sum += term;
     if (std::fabs(term) <= 1e-17 * sum) break;
   }

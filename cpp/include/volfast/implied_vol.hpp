@@ -36,15 +36,20 @@ enum IVStatus : std::uint8_t {
 };
 
 constexpr int kMaxIterations = 40;
+#ifndef VOLFAST_IV_CONVERGED_STEP
+#define VOLFAST_IV_CONVERGED_STEP 1e-4
+#endif
+// A Householder step of order 4 from relative error e lands near e^4 (times derivative ratios of order
+// one for these objectives): a step this small means the result is exact to double.
+constexpr double kConvergedStep = VOLFAST_IV_CONVERGED_STEP;
 
 namespace detail {
 
 // bmax - bo(x, s) for x <= 0, as a sum of two positive terms (no cancellation near the maximum).
-inline double bo_complement(double x, double s) {
-  if (!(s > 0.0)) return std::exp(0.5 * x);
+inline double bo_complement(double x, double s, double ex_half, double ex_mhalf) {
+  if (!(s > 0.0)) return ex_half;
   const double h = x / s, t = 0.5 * s;
-  return 0.5 * (std::exp(0.5 * x) * std::erfc((h + t) * kInvSqrt2) +
-                std::exp(-0.5 * x) * std::erfc(-(h - t) * kInvSqrt2));
+  return 0.5 * (ex_half * std::erfc((h + t) * kInvSqrt2) + ex_mhalf * std::erfc(-(h - t) * kInvSqrt2));
 }
 
 // Householder step of order 4 from nu = -f/f', h2 = f''/f', h3 = f'''/f'.
@@ -67,18 +72,18 @@ inline double lower_guess(double beta, double x, double sc, double bc) {
   const double bx = beta - 0.5 * x;
   const double disc = bx * bx - 2.0 * c0 * c0 * x * x;
   const double g3 = disc > 0.0 ? (bx + std::sqrt(disc)) / (2.0 * c0) : g1;
-  // ln bo(w) ~ -w^2/2 - x^2/(8 w^2) - ln w - ln(w^2 + 3) + ln|x| - ln(2 pi)/2
-  const double C = std::log(ax) - 0.91893853320467274178;
+  const double g13 = std::fmin(g1, g3);
   const double wc = ax / sc;
+  // ln bo(w) ~ -w^2/2 - x^2/(8 w^2) - ln(w (w^2 + 3)) + ln|x| - ln(2 pi)/2
+  const double C = std::log(ax) - 0.91893853320467274178;
   double w = std::sqrt(std::fmax(-2.0 * (lnb - C), wc * wc));
   for (int i = 0; i < 3; ++i) {
     const double w2 = w * w;
-    const double m = -0.5 * w2 - ax * ax / (8.0 * w2) - std::log(w) - std::log(w2 + 3.0) + C;
+    const double m = -0.5 * w2 - ax * ax / (8.0 * w2) - std::log(w * (w2 + 3.0)) + C;
     const double dm = -w + ax * ax / (4.0 * w2 * w) - 1.0 / w - 2.0 * w / (w2 + 3.0);
     w = std::fmax(w - (m - lnb) / dm, wc);
   }
-  const double g2 = ax / w;
-  return std::fmin(g1, std::fmin(g2, g3));
+  return std::fmin(g13, ax / w);
 }
 
 // Solve bo(x, s) = beta for s, with x <= 0 and 0 < beta < exp(x/2) (callers check the bounds).
@@ -92,7 +97,9 @@ inline double implied_normalised_vol_otm(double beta, double x, IVStatus& status
   const double ex_half = std::exp(0.5 * x), ex_mhalf = std::exp(-0.5 * x);
   const double bmax = ex_half;
   const double sc = std::sqrt(-2.0 * x);
-  const double bc = normalised_black_otm_vega(x, sc, ex_half, ex_mhalf).b;
+  // bo at the inflection point in closed form (h = -t there): exp(x/2)/2 - exp(-x/2) Phi(-s_c). It only
+  // chooses the branch and pins the starting model, so its cancellation for tiny |x| is harmless.
+  const double bc = std::fmax(0.5 * ex_half - 0.5 * ex_mhalf * std::erfc(sc * kInvSqrt2), 0.0);
   const bool lower = beta < bc;
   // Above s_c, the log-complement objective only where bmax - beta is exact (beta >= bmax/2, Sterbenz);
   // below that the rounding of bmax - beta would cost beta's own digits, so the plain bo - beta is used.
@@ -104,7 +111,7 @@ inline double implied_normalised_vol_otm(double beta, double x, IVStatus& status
     lo = 0.0;
     hi = sc;
   } else {
-    const double gc = bo_complement(x, sc);
+    const double gc = bo_complement(x, sc, ex_half, ex_mhalf);
     target = std::log(bmax - beta);
     s = std::sqrt(sc * sc + 8.0 * (std::log(gc) - target));
     lo = sc;
@@ -117,7 +124,7 @@ inline double implied_normalised_vol_otm(double beta, double x, IVStatus& status
     const double b = ev.b, bp = ev.vega;
     // The bracket follows the sign of the objective itself: above s_c that is the complement G, which
     // keeps its digits where bo rounds to bmax.
-    const double G = top ? bo_complement(x, s) : 0.0;
+    const double G = top ? bo_complement(x, s, ex_half, ex_mhalf) : 0.0;
     const bool below_root = top ? (G > bmax - beta) : (b < beta);
     if (below_root) {
       lo = s;
@@ -155,7 +162,7 @@ inline double implied_normalised_vol_otm(double beta, double x, IVStatus& status
       }
     }
     double s_new = s + ds;
-    if (std::fabs(ds) <= 1e-7 * s && s_new > 0.0) return s_new;  // converged (NaN ds fails this test)
+    if (std::fabs(ds) <= kConvergedStep * s && s_new > 0.0) return s_new;  // converged (NaN ds fails this test)
     if (!(s_new > lo && s_new < hi)) {  // NaN or outside the bracket: bisect
       if (lo > 0.0 && std::isfinite(hi)) {
         s_new = std::sqrt(lo * hi);
