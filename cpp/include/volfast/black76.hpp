@@ -180,7 +180,11 @@ inline double black_price(double F, double K, double T, double vol, bool is_call
   if (!black_inputs_valid(F, K, T, D) || !(vol >= 0.0) || std::isinf(vol)) return detail::kNaN;
   const double x = log_moneyness(F, K);
   const double s = vol * std::sqrt(T);
-  return D * std::sqrt(F) * std::sqrt(K) * normalised_black(x, s, is_call ? 1.0 : -1.0);
+  const double p = D * std::sqrt(F) * std::sqrt(K) * normalised_black(x, s, is_call ? 1.0 : -1.0);
+  // Keep the rounding of the products inside the no-arbitrage bounds [intrinsic, D F] / [intrinsic, D K].
+  const double upper = D * (is_call ? F : K);
+  const double intrinsic = D * (is_call ? std::fmax(F - K, 0.0) : std::fmax(K - F, 0.0));
+  return std::fmin(std::fmax(p, intrinsic), upper);
 }
 
 // Vega: dPrice/dvol (per unit of vol, not per vol point).

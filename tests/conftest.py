@@ -1,0 +1,116 @@
+"""Shared fixtures. Real Databento samples live in ../shared/data/dbn beside the repository; tests that
+need them skip cleanly where the folder is absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DBN = REPO.parent / "shared" / "data" / "dbn"
+
+
+@pytest.fixture(scope="session")
+def shared_dbn() -> Path:
+    if not SHARED_DBN.is_dir():
+        pytest.skip(f"real DBN samples not found at {SHARED_DBN}")
+    return SHARED_DBN
+
+
+# -- DBN writing helpers for the io / snapshot tests ------------------------------------------------------------
+class DBNWriter:
+    """Writes small DBN files (any record array of a databento_dbn dtype) for tests.
+
+    The header comes from ``databento_dbn.Metadata(...).encode()``; records are the raw bytes of a numpy
+    structured array with the record's dtype (what ``bytes(record)`` gives, in bulk).
+    """
+
+    UNDEF = int(2**63 - 1)
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @staticmethod
+    def mbp1_records(
+        ts_recv, instrument_id, bid_px, ask_px, bid_sz=None, ask_sz=None, publisher_id=None, rtype: int = 0x01
+    ):
+        import databento_dbn as dd
+        import numpy as np
+
+        n = len(ts_recv)
+        dt = np.dtype(dd.MBP1Msg._dtypes if rtype == 0x01 else dd.CBBOMsg._dtypes)
+        a = np.zeros(n, dt)
+        a["length"] = dt.itemsize // 4
+        a["rtype"] = rtype
+        a["publisher_id"] = 1 if publisher_id is None else publisher_id
+        a["instrument_id"] = instrument_id
+        a["ts_event"] = ts_recv
+        a["ts_recv"] = ts_recv
+        a["price"] = DBNWriter.UNDEF
+        a["bid_px_00"] = bid_px
+        a["ask_px_00"] = ask_px
+        a["bid_sz_00"] = 1 if bid_sz is None else bid_sz
+        a["ask_sz_00"] = 1 if ask_sz is None else ask_sz
+        return a
+
+    def write(
+        self,
+        name: str,
+        records,
+        *,
+        schema: str = "mbp-1",
+        dataset: str = "GLBX.MDP3",
+        start: int = 0,
+        mappings: dict | None = None,
+        compress: bool = True,
+        version: int = 3,
+    ) -> Path:
+        import datetime as dt
+        from types import SimpleNamespace
+
+        import databento_dbn as dd
+        import zstandard
+
+        # mappings: {raw_symbol: instrument_id}, one interval over 2000-01-01..2100-01-01
+        maps = [
+            SimpleNamespace(
+                raw_symbol=sym,
+                intervals=[SimpleNamespace(start_date=dt.date(2000, 1, 1), end_date=dt.date(2100, 1, 1),
+                                           symbol=str(int(iid)))],
+            )
+            for sym, iid in (mappings or {}).items()
+        ]
+        md = dd.Metadata(
+            dataset=dataset,
+            start=start,
+            stype_in=dd.SType.RAW_SYMBOL,
+            stype_out=dd.SType.INSTRUMENT_ID,
+            schema=dd.Schema(schema),
+            symbols=sorted(mappings) if mappings else [],
+            mappings=maps,
+            version=version,
+        )
+        body = md.encode() + (records.tobytes() if hasattr(records, "tobytes") else b"".join(records))
+        p = self.root / name
+        p.write_bytes(zstandard.ZstdCompressor(level=1).compress(body) if compress else body)
+        return p
+
+
+@pytest.fixture()
+def dbn_writer(tmp_path: Path) -> DBNWriter:
+    return DBNWriter(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def synth_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two small synthetic GLBX days from ``volfast.synth`` (batch layout + truth/); skipped if synth is absent."""
+    try:
+        from volfast.synth import generate_days
+    except ImportError:
+        pytest.skip("volfast.synth not available")
+    import datetime as dt
+
+    out = tmp_path_factory.mktemp("synth")
+    generate_days(dt.date(2024, 3, 4), 2, out, seed=11, scale="small")
+    return out
