@@ -1,0 +1,182 @@
+"""Implied-vol throughput and accuracy: volfast (C++ 1 and 2 threads, Numba) against the peers a user would
+otherwise pick (py_vollib_vectorized, QuantLib, scipy brentq), on the same quotes in the same run.
+
+Run:  python -m pytest benchmarks/bench_implied_vol.py --benchmark-enable -s
+Each benchmark asserts its answer and records quotes/s and max error / attainable floor in extra_info; the
+last test prints the ratios to py_vollib_vectorized measured in this run.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+import volfast
+from volfast.demo import es_like_chain
+from volfast.info import cpu_model
+
+N = int(os.environ.get("VOLFAST_BENCH_QUOTES", "1000000"))
+RESULTS: dict[str, dict[str, float]] = {}
+
+
+def _quotes(kind: str) -> dict[str, np.ndarray]:
+    """ES-like chain with bid/ask/mid prices (tick-rounded), or a stress set."""
+    if kind == "es":
+        c = es_like_chain(N // 3 + 1, seed=42)
+        price = volfast.black76_price(**c)
+        tick = np.where(price < 5.0, 0.05, 0.25)
+        bid = np.floor(price / tick) * tick
+        ask = bid + tick
+        out = {k: np.concatenate([v, v, v])[:N] for k, v in c.items()}
+        out["price"] = np.concatenate([price, bid, ask])[:N]
+        exact = np.zeros(len(out["price"]), bool)
+        exact[: len(price)] = True  # the mid set is exact model prices: accuracy is measured there
+        out["exact"] = exact[:N]
+        return out
+    rng = np.random.default_rng(7)
+    n = N // 4
+    if kind == "deep_otm":
+        T = np.exp(rng.uniform(np.log(1 / 365), np.log(2.0), n))
+        vol = rng.uniform(0.1, 0.6, n)
+        z = rng.choice([-1, 1], n) * rng.uniform(2.5, 6.0, n)
+    else:  # short expiries: one hour to two days
+        T = np.exp(rng.uniform(np.log(1 / 8760), np.log(2 / 365), n))
+        vol = rng.uniform(0.05, 1.0, n)
+        z = rng.uniform(-4.0, 3.0, n)
+    F = np.full(n, 5000.0)
+    K = F * np.exp(z * vol * np.sqrt(T))
+    c = {"forward": F, "strike": K, "expiry_years": T, "vol": vol, "is_call": K >= F,
+         "discount_factor": np.exp(-0.04 * T)}
+    c["price"] = volfast.black76_price(**c)
+    c["exact"] = np.ones(n, bool)
+    return c
+
+
+DATA: dict[str, dict[str, np.ndarray]] = {}
+
+
+def data(kind: str) -> dict[str, np.ndarray]:
+    if kind not in DATA:
+        DATA[kind] = _quotes(kind)
+    return DATA[kind]
+
+
+def _accuracy(q: dict[str, np.ndarray], iv: np.ndarray) -> float:
+    m = q["exact"] & (q["price"] > 1e-12 * q["forward"])
+    vega = volfast.black76_vega(forward=q["forward"], strike=q["strike"], expiry_years=q["expiry_years"],
+                                vol=q["vol"], discount_factor=q["discount_factor"])
+    with np.errstate(all="ignore"):
+        floor = 2.0**-52 * (q["vol"] + q["price"] / vega)
+        err = np.abs(iv - q["vol"]) / floor
+    err = err[m & np.isfinite(floor)]
+    return float(np.nanmax(np.where(np.isnan(err), np.inf, err)))
+
+
+def _record(benchmark: Any, name: str, n: int, q: dict[str, np.ndarray], iv: np.ndarray) -> None:
+    mean = benchmark.stats.stats.min if benchmark.stats else float("nan")
+    acc = _accuracy(q, iv)
+    RESULTS[name] = {"quotes_per_s": n / mean, "max_err_over_floor": acc}
+    benchmark.extra_info.update(RESULTS[name])
+
+
+def _run(benchmark: Any, fn: Callable[[], np.ndarray], rounds: int = 3) -> np.ndarray:
+    fn()  # warm-up: never time a compiling or first call
+    return benchmark.pedantic(fn, rounds=rounds, iterations=1)
+
+
+@pytest.mark.parametrize("kind", ["es", "deep_otm", "short"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_volfast_cpp(benchmark: Any, kind: str, threads: int) -> None:
+    q = data(kind)
+    kw = {k: q[k] for k in ("forward", "strike", "expiry_years", "is_call", "discount_factor")}
+    res = _run(benchmark, lambda: volfast.implied_vol(q["price"], **kw, threads=threads))
+    assert np.all(res.status[q["exact"]] == 0) or kind != "es"
+    _record(benchmark, f"volfast cpp {threads}t [{kind}]", len(q["price"]), q, res.iv)
+    assert RESULTS[f"volfast cpp {threads}t [{kind}]"]["max_err_over_floor"] < 4.0
+
+
+@pytest.mark.parametrize("kind", ["es"])
+def test_volfast_numba(benchmark: Any, kind: str) -> None:
+    pytest.importorskip("volfast.iv._numba")
+    q = data(kind)
+    kw = {k: q[k] for k in ("forward", "strike", "expiry_years", "is_call", "discount_factor")}
+    res = _run(benchmark, lambda: volfast.implied_vol(q["price"], **kw, backend="numba"))
+    _record(benchmark, f"volfast numba [{kind}]", len(q["price"]), q, res.iv)
+
+
+@pytest.mark.parametrize("kind", ["es", "deep_otm", "short"])
+def test_py_vollib_vectorized(benchmark: Any, kind: str) -> None:
+    pvv = pytest.importorskip("py_vollib_vectorized")
+    q = data(kind)
+    flag = np.where(q["is_call"], "c", "p")
+    r = -np.log(q["discount_factor"]) / q["expiry_years"]
+    args = (q["price"], q["forward"], q["strike"], r, q["expiry_years"], flag)
+    iv = _run(benchmark, lambda: pvv.vectorized_implied_volatility_black(*args, return_as="numpy"))
+    _record(benchmark, f"py_vollib_vectorized [{kind}]", len(q["price"]), q, np.asarray(iv, dtype=float))
+
+
+def test_quantlib(benchmark: Any) -> None:
+    ql = pytest.importorskip("QuantLib")
+    q = data("es")
+    m = min(100_000, len(q["price"]))  # a sample: QuantLib runs quote by quote from Python
+    sub = {k: v[:m] for k, v in q.items()}
+
+    def run() -> np.ndarray:
+        out = np.full(m, np.nan)
+        for i in range(m):
+            t = ql.Option.Call if sub["is_call"][i] else ql.Option.Put
+            try:
+                sd = ql.blackFormulaImpliedStdDev(t, float(sub["strike"][i]), float(sub["forward"][i]),
+                                                  float(sub["price"][i]), float(sub["discount_factor"][i]))
+                out[i] = sd / np.sqrt(sub["expiry_years"][i])
+            except RuntimeError:
+                pass
+        return out
+
+    iv = _run(benchmark, run, rounds=1)
+    _record(benchmark, "QuantLib blackFormulaImpliedStdDev [es]", m, sub, iv)
+
+
+def test_scipy_brentq(benchmark: Any) -> None:
+    from scipy.optimize import brentq
+
+    q = data("es")
+    m = min(5_000, len(q["price"]))
+    sub = {k: v[:m] for k, v in q.items()}
+
+    def run() -> np.ndarray:
+        out = np.full(m, np.nan)
+        for i in range(m):
+            kw = {k: float(sub[k][i]) for k in ("forward", "strike", "expiry_years", "discount_factor")}
+            c = bool(sub["is_call"][i])
+            p = float(sub["price"][i])
+            f = lambda v: float(volfast.black76_price(**kw, vol=v, is_call=c)) - p  # noqa: E731
+            try:
+                out[i] = brentq(f, 1e-6, 10.0, xtol=1e-15, rtol=4.5e-16)
+            except ValueError:
+                pass
+        return out
+
+    iv = _run(benchmark, run, rounds=1)
+    _record(benchmark, "scipy brentq [es]", m, sub, iv)
+
+
+def test_summary() -> None:
+    """Print throughput ratios to py_vollib_vectorized measured in this run (no assertion on speed)."""
+    if not RESULTS:
+        pytest.skip("benchmarks disabled")
+    import numba
+
+    print(f"\nImplied vol, {N:,} quotes; {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()},"
+          f" numpy {np.__version__}, numba {numba.__version__}, volfast {volfast.__version__}")
+    print(f"{'implementation':45s} {'quotes/s':>12s} {'vs pvv':>8s} {'max err/floor':>14s}")
+    for name, r in RESULTS.items():
+        kind = name[name.index("[") :]
+        base = RESULTS.get(f"py_vollib_vectorized {kind}", {}).get("quotes_per_s", float("nan"))
+        print(f"{name:45s} {r['quotes_per_s']:12,.0f} {r['quotes_per_s'] / base:8.2f} {r['max_err_over_floor']:14.2f}")
+    time.sleep(0)
