@@ -1,0 +1,53 @@
+"""``volfast.synth``: a synthetic ES futures-and-options market written as real Databento DBN files,
+with its ground truth (forwards, discount factors, arbitrage-free SSVI surfaces, latent state) in Parquet.
+
+    from volfast.synth import generate_days, SynthConfig
+    generate_days(datetime.date(2024, 1, 2), 5, "data/synth", seed=7, scale="small")
+
+See :mod:`volfast.synth.generate` for the file layout and :mod:`volfast.synth.state` for the
+reproducibility rule.
+"""
+
+from __future__ import annotations
+
+from volfast.synth.calendar import (
+    cut_time_ns,
+    holidays,
+    is_trading_day,
+    next_trading_day,
+    session_bounds_ns,
+    trading_days,
+)
+from volfast.synth.config import SCALES, SynthConfig
+from volfast.synth.generate import (
+    TRUTH_SCHEMA,
+    DayResult,
+    file_names,
+    generate_day,
+    generate_days,
+    option_tick,
+    truth_path,
+)
+from volfast.synth.state import DayState, state_path
+from volfast.synth.surface import SSVISurface
+
+__all__ = [
+    "SCALES",
+    "TRUTH_SCHEMA",
+    "DayResult",
+    "DayState",
+    "SSVISurface",
+    "SynthConfig",
+    "cut_time_ns",
+    "file_names",
+    "generate_day",
+    "generate_days",
+    "holidays",
+    "is_trading_day",
+    "next_trading_day",
+    "option_tick",
+    "session_bounds_ns",
+    "state_path",
+    "trading_days",
+    "truth_path",
+]
