@@ -18,7 +18,7 @@ def shared_dbn() -> Path:
     return SHARED_DBN
 
 
-# -- DBN writing helpers for the io / snapshot tests ------------------------------------------------------------
+# -- DBN writing helpers for the io / snapshot tests -----------------------------------------------
 class DBNWriter:
     """Writes small DBN files (any record array of a databento_dbn dtype) for tests.
 
@@ -104,7 +104,8 @@ def dbn_writer(tmp_path: Path) -> DBNWriter:
 
 @pytest.fixture(scope="session")
 def synth_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two small synthetic GLBX days from ``volfast.synth`` (batch layout + truth/); skipped if synth is absent."""
+    """Two small synthetic GLBX days from ``volfast.synth`` (batch layout + truth/); skipped if synth is
+    absent."""
     try:
         from volfast.synth import generate_days
     except ImportError:

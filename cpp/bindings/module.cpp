@@ -6,6 +6,7 @@
 namespace py = pybind11;
 
 void register_black76(py::module_ m);
+void register_snapshot(py::module_ m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "volfast compiled core (C++17, pybind11). Use the Python API in volfast instead.";
@@ -19,4 +20,5 @@ PYBIND11_MODULE(_core, m) {
   m.attr("SIMD") = "baseline";
 #endif
   register_black76(m.def_submodule("black76", "Black-76 price, Greeks and implied volatility"));
+  register_snapshot(m.def_submodule("snapshot", "Streaming top-of-book quote snapshot"));
 }

@@ -20,6 +20,7 @@ from volfast.iv import (
     black76_vega,
     implied_vol,
 )
+from volfast.snapshot import snapshot as snapshot
 
 try:
     __version__ = version("volfast")

@@ -77,3 +77,41 @@ def synth(start: str, days: int, out_dir: str, seed: int, scale: str) -> None:
         generate_days(moved, days, out_dir, seed=seed, scale=scale, progress=report)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--data", "data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of batch-style DBN files <dataset>-YYYYMMDD.<schema>.dbn.zst.")
+@click.option("--date", "dates", multiple=True,
+              help="Trading date YYYY-MM-DD (repeatable; default: every date found in --data).")
+@click.option("--cut", default="15:48", show_default=True, help="Cut time of day (HH:MM[:SS]) in --tz.")
+@click.option("--tz", default="America/New_York", show_default=True, help="IANA time zone of --cut.")
+@click.option("--lookback", default="10m", show_default=True, help="Look-back window before the cut.")
+@click.option("--stale-after", default="60s", show_default=True, help="Flag quotes older than this as stale.")
+@click.option("--venues", type=click.Choice(["auto", "consolidate", "single"]), default="auto",
+              show_default=True,
+              help="Consolidate per-venue OPRA quotes to best bid/offer (auto: per-venue schemas).")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Output root; writes OUT/date=YYYY-MM-DD/part-0.parquet and _manifest.json.")
+@click.option("--force", is_flag=True, help="Redo days whose manifest already matches.")
+def snapshot(data: str, dates: tuple[str, ...], cut: str, tz: str, lookback: str, stale_after: str,
+             venues: str, out: str, force: bool) -> None:
+    """Last top-of-book quote per instrument as of a cut time, one Parquet partition per day."""
+    from volfast.snapshot import snapshot_days
+
+    def show(rep: object) -> None:
+        r = rep  # DayReport
+        if r.status == "failed":  # type: ignore[attr-defined]
+            click.secho(f"{r.date}  FAILED  {r.error}", fg="red", err=True)  # type: ignore[attr-defined]
+        else:
+            click.echo(f"{r.date}  {r.status}  {r.rows} rows  -> {r.folder}")  # type: ignore[attr-defined]
+            for w in r.warnings:  # type: ignore[attr-defined]
+                click.secho(f"    warning: {w}", fg="yellow", err=True)
+
+    reports = snapshot_days(data, list(dates) or None, out, force=force, on_day=show, cut=cut, tz=tz,
+                            lookback=lookback, stale_after=stale_after, venues=venues)
+    failed = [r for r in reports if r.status == "failed"]
+    if not reports:
+        raise click.ClickException(f"no DBN day files found in {data}")
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(reports)} days failed")

@@ -1,0 +1,523 @@
+"""Chunked, bounded-memory reading of Databento DBN files (v1, v2, v3; ``.dbn`` or ``.dbn.zst``).
+
+``databento.DBNStore`` parses the metadata header and gives the record dtype of the file's schema and DBN
+version. The records themselves are streamed here rather than through ``DBNStore.to_ndarray(count=...)``
+because that iterator stops silently at a truncated zstd frame (it only warns for a partial record in an
+uncompressed file); a truncated download must be an error that names the file and the record offset.
+Chunks are read-only ``np.frombuffer`` views of the decompressed bytes, exactly what ``to_ndarray`` yields,
+and the sha256 of the file on disk is computed in the same pass (for manifests).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import os
+import re
+import struct
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DBNFile",
+    "DBNReadError",
+    "DayFiles",
+    "IngestWarning",
+    "QUOTE_SCHEMAS",
+    "dataset_from_filename",
+    "find_day_files",
+    "list_dates",
+]
+
+#: Top-of-book schemas the snapshot accepts, finest first (the order used to pick one per day).
+QUOTE_SCHEMAS: tuple[str, ...] = (
+    "mbp-1",
+    "cmbp-1",
+    "cbbo-1s",
+    "bbo-1s",
+    "cbbo-1m",
+    "bbo-1m",
+    "tbbo",
+    "tcbbo",
+)
+#: Schemas whose records are already consolidated across venues.
+CONSOLIDATED_SCHEMAS = frozenset({"cmbp-1", "cbbo-1s", "cbbo-1m", "tcbbo"})
+
+_READ_BYTES = (
+    1 << 20
+)  # compressed bytes per read: large enough to amortise calls, small enough to bound memory
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class DBNReadError(ValueError):
+    """A DBN file cannot be read: missing, corrupt, truncated, or not what the caller needs.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The file.
+    record_offset : int or None
+        Index (0-based, counting records after the metadata header) of the first record that could not be
+        read, where one applies.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], message: str, record_offset: int | None = None) -> None:
+        self.path = Path(path)
+        self.record_offset = record_offset
+        where = f" at record {record_offset}" if record_offset is not None else ""
+        super().__init__(f"{self.path}{where}: {message}")
+
+
+class IngestWarning(UserWarning):
+    """Data problems that do not stop a run (missing definitions, empty window, cut outside the session)."""
+
+
+@dataclass
+class DBNFile:
+    """An opened DBN file: its metadata now, its records chunk by chunk on demand.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.dbn`` or ``.dbn.zst`` file of any DBN version the installed ``databento`` reads.
+
+    Raises
+    ------
+    DBNReadError
+        If the file is missing, empty, not DBN, or its header cannot be decoded.
+    """
+
+    path: Path
+    store: Any = field(repr=False)
+    compressed: bool
+    size_bytes: int
+    sha256: str | None = None  # set once the whole file has been streamed by iter_chunks
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DBNReadError(self.path, "no such file")
+        self.size_bytes = self.path.stat().st_size
+        if self.size_bytes == 0:
+            raise DBNReadError(self.path, "empty file")
+        with open(self.path, "rb") as fh:
+            magic = fh.read(4)
+        self.compressed = magic == _ZSTD_MAGIC
+        if not self.compressed and magic[:3] != b"DBN":
+            raise DBNReadError(self.path, "not a DBN file (neither a DBN nor a zstd signature)")
+        self.sha256 = None
+        header = self._read_header()
+        # The store is built from the header bytes alone: it parses the metadata and knows the record dtype of
+        # the file's schema and DBN version, and holds no file handle (DBNStore.from_file leaves one per
+        # reader to the garbage collector).
+        import databento as db
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.store = db.DBNStore.from_bytes(io.BytesIO(header))
+                _ = self.store.metadata
+        except Exception as exc:  # databento raises BentoError, ValueError, pyo3 errors...
+            raise DBNReadError(self.path, f"unreadable DBN metadata ({type(exc).__name__}: {exc})") from exc
+
+    def _read_header(self) -> bytes:
+        buf = bytearray()
+        blocks = self._decompressed_blocks(hash_bytes=False)
+        try:
+            for block in blocks:
+                buf += block
+                if len(buf) >= 8:
+                    if bytes(buf[:3]) != b"DBN":
+                        raise DBNReadError(
+                            self.path, "not a DBN stream (no DBN signature after decompression)"
+                        )
+                    need = 8 + struct.unpack_from("<I", buf, 4)[0]
+                    if len(buf) >= need:
+                        return bytes(buf[:need])
+        finally:
+            blocks.close()  # closes the file now, not at garbage collection
+        raise DBNReadError(self.path, "file ends inside the metadata header", 0)
+
+    # -- metadata ----------------------------------------------------------------------------------
+    @property
+    def metadata(self) -> Any:
+        """The ``databento_dbn.Metadata`` header."""
+        return self.store.metadata
+
+    @property
+    def schema(self) -> str | None:
+        """Schema name (``"mbp-1"``, ``"definition"``...) or None for a mixed-schema file."""
+        s = self.store.schema
+        return None if s is None else str(s.value if hasattr(s, "value") else s)
+
+    @property
+    def dataset(self) -> str:
+        return str(self.metadata.dataset)
+
+    @property
+    def version(self) -> int:
+        return int(self.metadata.version)
+
+    @property
+    def start_ns(self) -> int:
+        """Query start from the header, UTC nanoseconds."""
+        return int(self.metadata.start)
+
+    @property
+    def end_ns(self) -> int | None:
+        """Query end from the header, UTC nanoseconds (None when open-ended)."""
+        end = self.metadata.end
+        return None if end is None or int(end) >= 2**64 - 1 else int(end)
+
+    def describe(self) -> dict[str, Any]:
+        """Name, size, sha256 (if streamed), dataset, schema and version, for manifests."""
+        return {
+            "name": self.path.name,
+            "size": self.size_bytes,
+            "sha256": self.sha256 if self.sha256 is not None else file_sha256(self.path),
+            "dataset": self.dataset,
+            "schema": self.schema,
+            "dbn_version": self.version,
+        }
+
+    def require(self, *, schemas: tuple[str, ...] | None = None, dataset: str | None = None) -> None:
+        """Raise :class:`DBNReadError` unless the file has one of ``schemas`` and the given ``dataset``."""
+        if schemas is not None and self.schema not in schemas:
+            raise DBNReadError(self.path, f"schema is {self.schema!r}; expected one of {', '.join(schemas)}")
+        if dataset is not None and self.dataset != dataset:
+            raise DBNReadError(self.path, f"dataset is {self.dataset!r}; expected {dataset!r}")
+
+    # -- records -----------------------------------------------------------------------------------
+    def record_dtype(self) -> np.dtype[Any] | None:
+        """The numpy dtype ``DBNStore.to_ndarray`` uses for this file (None when it holds no records)."""
+        if self.schema is None:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # With no records after the header, to_ndarray returns an empty array of the file's record dtype.
+            return self.store.to_ndarray().dtype
+
+    def iter_chunks(self, count: int = 1 << 16, *, schema: str | None = None) -> Iterator[np.ndarray]:
+        """Yield read-only structured arrays of at most ``count`` records, in file order.
+
+        Parameters
+        ----------
+        count : int
+            Records per chunk (memory is about ``count * record size`` plus one compressed read of 1 MiB).
+        schema : str, optional
+            Only for mixed-schema files (live captures): which record type to keep.
+
+        Raises
+        ------
+        DBNReadError
+            On a truncated file, an incomplete zstd frame, corrupt compressed data, or a record whose
+            length/rtype header does not match the schema; the message gives the record offset.
+        """
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        if self.schema is None:
+            yield from self._iter_mixed(count, schema)
+            return
+        dtype = self.record_dtype()
+        assert dtype is not None
+        itemsize = dtype.itemsize
+        want_len = itemsize // 4  # the record header's length field counts 32-bit words
+        first_rtype: int | None = None
+        done = 0  # records yielded so far
+        # Decompressed blocks are collected and joined once per ~count records (one copy); chunks are
+        # read-only views into that joined, immutable bytes object, as np.frombuffer gives them in to_ndarray.
+        pending: list[bytes] = []
+        pending_len = 0
+        header_left: int | None = None  # metadata bytes still to skip once their length is known
+        target = count * itemsize
+        blocks = self._decompressed_blocks()
+        while True:
+            try:
+                block = next(blocks)
+            except StopIteration:
+                break
+            except DBNReadError as exc:  # give the zstd error the record offset it happened at
+                at = done + (pending_len // itemsize if header_left == 0 else 0)
+                raise DBNReadError(self.path, str(exc).split(": ", 1)[-1], at) from exc
+            if header_left is None or header_left:
+                pending.append(block)
+                pending_len += len(block)
+                head = b"".join(pending)
+                pending, pending_len = [], 0
+                if header_left is None:
+                    if len(head) < 8:
+                        pending, pending_len = [head], len(head)
+                        continue
+                    if head[:3] != b"DBN":
+                        raise DBNReadError(self.path, "missing DBN signature after decompression")
+                    header_left = 8 + struct.unpack_from("<I", head, 4)[0]
+                skip = min(header_left, len(head))
+                header_left -= skip
+                block = head[skip:]
+                if not block:
+                    continue
+            pending.append(block)
+            pending_len += len(block)
+            if pending_len < target:
+                continue
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            n_full = len(data) // itemsize
+            for off in range(0, n_full, count):
+                k = min(count, n_full - off)
+                arr = self._frombuffer(data, dtype, k, off, done, want_len, first_rtype)
+                first_rtype = int(arr["rtype"][0]) if first_rtype is None else first_rtype
+                yield arr
+                done += k
+            rem = len(data) - n_full * itemsize
+            pending = [data[len(data) - rem :]] if rem else []
+            pending_len = rem
+        if header_left is None or header_left:
+            raise DBNReadError(self.path, "file ends inside the metadata header", 0)
+        data = b"".join(pending)
+        n_full = len(data) // itemsize
+        for off in range(0, n_full, count):
+            k = min(count, n_full - off)
+            arr = self._frombuffer(data, dtype, k, off, done, want_len, first_rtype)
+            first_rtype = int(arr["rtype"][0]) if first_rtype is None else first_rtype
+            yield arr
+            done += k
+        if len(data) % itemsize:
+            raise DBNReadError(
+                self.path,
+                f"truncated: {len(data) % itemsize} stray bytes after {done} complete records "
+                f"({itemsize}-byte {self.schema} records)",
+                done,
+            )
+
+    def _frombuffer(
+        self,
+        data: bytes,
+        dtype: np.dtype[Any],
+        n: int,
+        first: int,
+        offset: int,
+        want_len: int,
+        rtype: int | None,
+    ) -> np.ndarray:
+        arr = np.frombuffer(data, dtype=dtype, count=n, offset=first * dtype.itemsize)
+        lengths = arr["length"]
+        bad = np.flatnonzero(lengths != want_len)
+        if rtype is None:
+            rtype = int(arr["rtype"][0])
+        bad_rt = np.flatnonzero(arr["rtype"] != rtype)
+        if bad.size or bad_rt.size:
+            i = int(min(bad[0] if bad.size else n, bad_rt[0] if bad_rt.size else n))
+            raise DBNReadError(
+                self.path,
+                f"corrupt record (length {int(lengths[i]) * 4} bytes, rtype {int(arr['rtype'][i]):#04x}; "
+                f"expected {dtype.itemsize}-byte {self.schema} records, rtype {rtype:#04x})",
+                offset + i,
+            )
+        return arr
+
+    def _decompressed_blocks(self, hash_bytes: bool = True) -> Iterator[bytes]:
+        """Decompressed bytes of the whole file (header included), hashing the raw bytes on the way."""
+        import zstandard
+
+        h: Any = _ThreadedHash() if hash_bytes else _NoHash()
+        with open(self.path, "rb") as fh:
+            if not self.compressed:
+                while block := fh.read(_READ_BYTES * 4):
+                    h.update(block)
+                    yield block
+                self.sha256 = h.hexdigest()
+                return
+            dctx = zstandard.ZstdDecompressor()
+            dobj = dctx.decompressobj()
+            in_frame = False
+            produced = 0
+            while raw := fh.read(_READ_BYTES):
+                h.update(raw)
+                data = raw
+                while data:
+                    try:
+                        out = dobj.decompress(data)
+                    except zstandard.ZstdError as exc:
+                        raise DBNReadError(
+                            self.path, f"corrupt zstd data ({exc}) after {produced} decompressed bytes"
+                        ) from exc
+                    in_frame = True
+                    produced += len(out)
+                    if out:
+                        yield out
+                    if dobj.eof:  # frame finished: a new frame may follow (multi-frame files)
+                        data = dobj.unused_data
+                        dobj = dctx.decompressobj()
+                        in_frame = False
+                    else:
+                        data = b""
+            if in_frame:
+                raise DBNReadError(
+                    self.path,
+                    f"truncated: the last zstd frame is incomplete after {produced} decompressed bytes",
+                )
+            self.sha256 = h.hexdigest()
+
+    def _iter_mixed(self, count: int, schema: str | None) -> Iterator[np.ndarray]:
+        # Mixed-schema files (live captures) are small; records are decoded one by one (upgraded to the
+        # current
+        # DBN version, as DBNStore does) and the requested rtype is kept.
+        import databento_dbn as dd
+
+        if schema is None:
+            raise DBNReadError(self.path, "mixed-schema file: say which schema to read")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dtype = self.store.to_ndarray(schema=schema).dtype
+        rtype = _rtype_of_schema(schema)
+        dec = dd.DBNDecoder(upgrade_policy=dd.VersionUpgradePolicy.UPGRADE_TO_V3)
+        pending: list[bytes] = []
+        done = 0
+        for block in self._decompressed_blocks():
+            dec.write(block)
+            try:
+                recs = dec.decode()
+            except Exception as exc:
+                raise DBNReadError(self.path, f"cannot decode records ({exc})", done) from exc
+            pending.extend(
+                bytes(r) for r in recs if getattr(r, "rtype", None) is not None and int(r.rtype) in rtype
+            )
+            while len(pending) >= count:
+                yield np.frombuffer(b"".join(pending[:count]), dtype=dtype, count=count)
+                del pending[:count]
+                done += count
+        if pending:
+            yield np.frombuffer(b"".join(pending), dtype=dtype, count=len(pending))
+
+
+class _ThreadedHash:
+    """sha256 fed from a helper thread: hashlib releases the GIL on large updates, so hashing the compressed
+    bytes overlaps with decompression instead of adding to it. Updates are applied in submission order."""
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self._h = hashlib.sha256()
+        self._q: Any = queue.Queue(maxsize=16)  # bounded: at most 16 MiB of compressed blocks in flight
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while (b := self._q.get()) is not None:
+            self._h.update(b)
+
+    def update(self, b: bytes) -> None:
+        self._q.put(b)
+
+    def hexdigest(self) -> str:
+        self._q.put(None)
+        self._t.join()
+        return self._h.hexdigest()
+
+    def __del__(self) -> None:  # an abandoned read (error, early stop) must not leave the thread waiting
+        if self._t.is_alive():
+            self._q.put(None)
+
+
+class _NoHash:
+    def update(self, _: bytes) -> None:
+        pass
+
+    def hexdigest(self) -> None:
+        return None
+
+
+def _rtype_of_schema(schema: str) -> set[int]:
+    import databento_dbn as dd
+
+    rt = dd.RType.from_schema(dd.Schema(schema))
+    return {int(rt)}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes on disk."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+# -- day folders -----------------------------------------------------------------------------------
+_DAY_FILE = re.compile(
+    r"^(?P<dataset>[a-z0-9]+(?:-[a-z0-9]+)*?)-(?P<date>\d{8})\.(?P<schema>[a-z0-9-]+)\.dbn(?:\.zst)?$"
+)
+
+
+def dataset_from_filename(name: str) -> str | None:
+    """``"glbx-mdp3-20240102.mbp-1.dbn.zst"`` -> ``"GLBX.MDP3"``; None when the name is not batch-style."""
+    m = _DAY_FILE.match(name)
+    return None if m is None else m["dataset"].upper().replace("-", ".")
+
+
+@dataclass
+class DayFiles:
+    """The files of one trading day in a batch-style folder, by schema."""
+
+    date: _dt.date
+    by_schema: dict[str, list[Path]]
+
+    def quotes(self) -> tuple[str, list[Path]] | None:
+        """The finest top-of-book schema present (see :data:`QUOTE_SCHEMAS`) and its files."""
+        for s in QUOTE_SCHEMAS:
+            if self.by_schema.get(s):
+                return s, self.by_schema[s]
+        return None
+
+    def definitions(self) -> list[Path]:
+        return self.by_schema.get("definition", [])
+
+
+def _as_date(date: str | _dt.date) -> _dt.date:
+    if isinstance(date, _dt.datetime):
+        return date.date()
+    if isinstance(date, _dt.date):
+        return date
+    s = str(date).strip()
+    try:
+        return _dt.date.fromisoformat(s) if "-" in s else _dt.datetime.strptime(s, "%Y%m%d").date()
+    except ValueError:
+        raise ValueError(f"date must be YYYY-MM-DD or YYYYMMDD, got {date!r}") from None
+
+
+def find_day_files(data: str | os.PathLike[str], date: str | _dt.date) -> DayFiles:
+    """Files named ``<dataset>-YYYYMMDD.<schema>.dbn[.zst]`` for ``date`` directly under ``data``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``data`` is not a folder.
+    """
+    root = Path(data)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {root} does not exist")
+    d = _as_date(date)
+    tag = d.strftime("%Y%m%d")
+    by_schema: dict[str, list[Path]] = {}
+    for p in sorted(root.iterdir()):
+        m = _DAY_FILE.match(p.name)
+        if m and m["date"] == tag and p.is_file():
+            by_schema.setdefault(m["schema"], []).append(p)
+    return DayFiles(date=d, by_schema=by_schema)
+
+
+def list_dates(data: str | os.PathLike[str]) -> list[_dt.date]:
+    """Every date that has at least one batch-style DBN file under ``data``, sorted."""
+    out = set()
+    for p in Path(data).iterdir():
+        m = _DAY_FILE.match(p.name)
+        if m:
+            out.add(_dt.datetime.strptime(m["date"], "%Y%m%d").date())
+    return sorted(out)

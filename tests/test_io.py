@@ -1,0 +1,336 @@
+"""DBN ingest: chunked reading, versions, bad files, definitions, symbols, atomic outputs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from volfast.io import (
+    DBNFile,
+    DBNReadError,
+    definitions_from_symbology,
+    find_day_files,
+    load_definitions,
+    parse_cme_option_symbol,
+    parse_occ_symbol,
+)
+from volfast.io.output import (
+    atomic_write_bytes,
+    manifest_matches,
+    read_manifest,
+    write_manifest,
+    write_parquet_atomic,
+)
+
+UNDEF = 2**63 - 1
+DAY = 1_709_510_400_000_000_000  # 2024-03-04T00:00Z
+
+
+# -- symbols ---------------------------------------------------------------------------------------
+def test_parse_occ_symbol_examples() -> None:
+    q = parse_occ_symbol("QQQ   250428C00472000")
+    assert q is not None and (q.root, q.expiry, q.is_call, q.strike) == (
+        "QQQ",
+        dt.date(2025, 4, 28),
+        True,
+        472.0,
+    )
+    s = parse_occ_symbol("SPY   240119P00340000")
+    assert s is not None and (s.root, s.expiry, s.is_call, s.strike) == (
+        "SPY",
+        dt.date(2024, 1, 19),
+        False,
+        340.0,
+    )
+    a = parse_occ_symbol("AAPL  230331C00157500")
+    assert a is not None and a.strike == 157.5
+    assert parse_occ_symbol("ESM4 P5230") is None
+    assert parse_occ_symbol("QQQ   251328C00472000") is None  # month 13
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    root=st.from_regex(r"[A-Z]{1,6}", fullmatch=True),
+    day=st.dates(dt.date(2000, 1, 1), dt.date(2068, 12, 31)),
+    call=st.booleans(),
+    strike_milli=st.integers(0, 99_999_999),
+)
+def test_occ_symbol_round_trip(root: str, day: dt.date, call: bool, strike_milli: int) -> None:
+    sym = f"{root:<6}{day:%y%m%d}{'C' if call else 'P'}{strike_milli:08d}"
+    q = parse_occ_symbol(sym)
+    assert q is not None
+    assert (q.root, q.expiry, q.is_call, q.strike) == (root, day, call, strike_milli / 1000)
+
+
+def test_parse_cme_option_symbol() -> None:
+    p = parse_cme_option_symbol("ESM4 P5230")
+    assert p is not None and (p.root, p.contract, p.is_call, p.strike) == ("ES", "ESM4", False, 5230.0)
+    w = parse_cme_option_symbol("EW2F6 C7000")
+    assert w is not None and (w.root, w.contract, w.is_call, w.strike) == ("EW2", "EW2F6", True, 7000.0)
+    assert parse_cme_option_symbol("ESM4") is None
+    assert parse_cme_option_symbol("ESM4-ESU4") is None
+
+
+# -- reading ---------------------------------------------------------------------------------------
+@pytest.mark.realdata
+@pytest.mark.parametrize("count", [1, 7, 100, 5000])
+def test_chunks_equal_databento_to_ndarray(shared_dbn: Path, count: int) -> None:
+    import databento as db
+
+    p = shared_dbn / "nautilus_trader/es-futures-20240701/glbx-mdp3.ESU4.mbp-1.20240701T2358-0002.v1.dbn.zst"
+    chunks = list(DBNFile(p).iter_chunks(count))
+    assert all(len(c) <= count and not c.flags.writeable for c in chunks)
+    got = np.concatenate(chunks)
+    ref = db.DBNStore.from_bytes(p.read_bytes()).to_ndarray()
+    assert got.dtype == ref.dtype and len(got) == 2288
+    assert (got == ref).all()
+    f = DBNFile(p)
+    list(f.iter_chunks(count))
+    assert f.sha256 is not None and len(f.sha256) == 64
+
+
+@pytest.mark.realdata
+def test_versions_v1_v2_v3_same_records(shared_dbn: Path) -> None:
+    cols = ["ts_recv", "instrument_id", "bid_px_00", "ask_px_00", "bid_sz_00", "ask_sz_00"]
+    arrs = {}
+    for v in (1, 2, 3):
+        f = DBNFile(shared_dbn / f"dbn/glbx-mdp3.ESH1.mbp-1.v{v}.dbn.zst")
+        assert f.version == v and f.schema == "mbp-1" and f.dataset == "GLBX.MDP3"
+        arrs[v] = np.concatenate(list(f.iter_chunks(1)))
+    for v in (1, 2):
+        for c in cols:
+            np.testing.assert_array_equal(arrs[v][c], arrs[3][c])
+    unc = np.concatenate(
+        list(DBNFile(shared_dbn / "dbn/uncompressed/glbx-mdp3.ESH1.mbp-1.v2.dbn").iter_chunks())
+    )
+    np.testing.assert_array_equal(unc["bid_px_00"], arrs[2]["bid_px_00"])
+
+
+@pytest.mark.realdata
+def test_definitions_v1_v2_v3_agree(shared_dbn: Path) -> None:
+    tables = [
+        load_definitions(shared_dbn / p)[0]
+        for p in (
+            "databento-python/history/glbx-mdp3.ESH1.definition.v1.dbn.zst",
+            "databento-python/history/glbx-mdp3.ESH1.definition.v2.dbn.zst",
+            "databento-python/glbx-mdp3.ESH1.definition.v3.dbn.zst",
+        )
+    ]
+    for t in tables:
+        assert t.instrument_id.tolist() == [5482]
+        assert t.raw_symbol.tolist() == ["ESH1"] and t.instrument_class.tolist() == ["F"]
+        assert np.isnan(t.strike[0]) and t.multiplier[0] == 50.0 and t.tick[0] == 0.25
+        assert t.expiration[0] == np.datetime64("2021-03-19T13:30:00", "ns")
+
+
+@pytest.mark.realdata
+def test_option_definitions_values(shared_dbn: Path) -> None:
+    d, files = load_definitions(
+        [
+            shared_dbn
+            / "nautilus_trader/es-options-20240509/glbx-mdp3.ESM4-P5230-P5250.definition.v1.dbn.zst",
+            shared_dbn / "databento-python/opra-pillar.AAPL250221C250.definition.v3.dbn.zst",
+            shared_dbn / "nautilus_trader/definitions-v3/glbx-mdp3.ESU6-C9600-P6575.definition.v3.dbn.zst",
+        ]
+    )
+    assert [f.version for f in files] == [1, 3, 3]
+    rows = {s: i for i, s in enumerate(d.raw_symbol)}
+    es = rows["ESM4 P5250"]
+    assert (d.instrument_class[es], d.strike[es], d.underlying[es], d.multiplier[es]) == (
+        "P",
+        5250.0,
+        "ESM4",
+        50.0,
+    )
+    assert d.expiration[es] == np.datetime64("2024-06-21T13:30:00", "ns")
+    assert d.strike[rows["ESM4 P5230"]] == 5230.0
+    aapl = rows["AAPL  250221C00250000"]
+    assert (d.instrument_class[aapl], d.strike[aapl], d.underlying[aapl]) == ("C", 250.0, "AAPL")
+    assert d.multiplier[aapl] == 100.0  # OPRA leaves it undefined: standard equity option contract
+    assert d.expiration[aapl] == np.datetime64("2025-02-21", "ns")
+    assert d.instrument_id[aapl] == 16783963
+    assert d.strike[rows["ESU6 C9600"]] == 9600.0 and d.instrument_class[rows["ESU6 P6575"]] == "P"
+    idx, found = d.lookup(np.array([16783963, 1, 4163986], np.uint32))
+    assert found.tolist() == [True, False, True] and d.raw_symbol[idx[2]] == "ESM4 P5250"
+
+
+@pytest.mark.realdata
+def test_qqq_chain_from_occ_symbols(shared_dbn: Path) -> None:
+    f = DBNFile(
+        shared_dbn / "derived_from_bentoclient/opra-pillar.QQQ.OPT.20250428T142952-143002Z.cbbo-1s.v3.dbn.zst"
+    )
+    assert f.schema == "cbbo-1s" and f.dataset == "OPRA.PILLAR"
+    d = definitions_from_symbology(f.metadata, date=dt.date(2025, 4, 28))
+    assert len(d) == 1315 and set(d.source) == {"occ_symbol"} and set(d.underlying) == {"QQQ"}
+    exp, n = np.unique(d.expiration.astype("datetime64[D]").astype(str), return_counts=True)
+    assert dict(zip(exp.tolist(), n.tolist(), strict=True)) == {
+        "2025-04-28": 310,
+        "2025-04-29": 308,
+        "2025-04-30": 399,
+        "2025-05-01": 298,
+    }
+    for day, lo, hi in (("2025-04-28", 300, 550), ("2025-04-30", 280, 600), ("2025-05-01", 300, 520)):
+        k = d.strike[d.expiration.astype("datetime64[D]") == np.datetime64(day)]
+        assert (k.min(), k.max()) == (lo, hi)
+    assert set(d.instrument_class) == {"C", "P"}
+    i = list(d.raw_symbol).index("QQQ   250428C00472000")
+    assert (d.strike[i], d.instrument_class[i]) == (472.0, "C")
+
+
+@pytest.mark.realdata
+def test_cme_and_spy_symbology(shared_dbn: Path) -> None:
+    es = DBNFile(
+        shared_dbn / "nautilus_trader/glbx-mdp3.ES.OPT.definition.2rec+11294mappings.20230801.v1.dbn.zst"
+    )
+    d = definitions_from_symbology(es.metadata)
+    assert len(d) > 1000 and set(d.source) == {"cme_symbol"} and set(d.asset) >= {"ES"}
+    assert np.isnat(d.expiration).all()
+    spy = DBNFile(
+        shared_dbn / "nautilus_trader/opra-pillar.SPY.OPT.definition.2rec+13492mappings.20230801.v1.dbn.zst"
+    )
+    s = definitions_from_symbology(spy.metadata, date=dt.date(2023, 8, 1))  # OPRA ids are reassigned daily
+    i = list(s.raw_symbol).index("SPY   240119P00340000")
+    assert (s.strike[i], s.instrument_class[i], s.underlying[i]) == (340.0, "P", "SPY")
+
+
+# -- bad files -------------------------------------------------------------------------------------
+def _records(dbn_writer, n: int = 50):
+    ts = DAY + np.arange(n, dtype=np.uint64) * 1000
+    return dbn_writer.mbp1_records(ts, np.full(n, 7), np.full(n, 100 * 10**9), np.full(n, 101 * 10**9))
+
+
+def test_truncated_uncompressed_names_file_and_offset(dbn_writer) -> None:
+    p = dbn_writer.write("t.dbn", _records(dbn_writer), compress=False)
+    p.write_bytes(p.read_bytes()[:-30])
+    with pytest.raises(DBNReadError, match=r"t\.dbn at record 49: truncated") as ei:
+        list(DBNFile(p).iter_chunks(16))
+    assert ei.value.record_offset == 49 and ei.value.path == p
+
+
+def test_truncated_zstd_frame(dbn_writer) -> None:
+    p = dbn_writer.write("t.dbn.zst", _records(dbn_writer, 5000))
+    p.write_bytes(p.read_bytes()[:-40])
+    with pytest.raises(DBNReadError, match=r"t\.dbn\.zst.*truncated: the last zstd frame is incomplete"):
+        list(DBNFile(p).iter_chunks(1000))
+
+
+def test_corrupt_record_header(dbn_writer) -> None:
+    recs = _records(dbn_writer)
+    recs = recs.copy()
+    recs["length"][17] = 3
+    p = dbn_writer.write("c.dbn.zst", recs)
+    with pytest.raises(DBNReadError, match=r"c\.dbn\.zst at record 17: corrupt record") as ei:
+        list(DBNFile(p).iter_chunks(8))
+    assert ei.value.record_offset == 17
+
+
+def test_corrupt_zstd_data(dbn_writer) -> None:
+    p = dbn_writer.write("z.dbn.zst", _records(dbn_writer, 2000))
+    b = bytearray(p.read_bytes())
+    b[len(b) // 2 : len(b) // 2 + 16] = b"\xff" * 16
+    p.write_bytes(bytes(b))
+    with pytest.raises(DBNReadError, match=r"z\.dbn\.zst"):
+        list(DBNFile(p).iter_chunks(100))
+
+
+@pytest.mark.parametrize(
+    ("content", "msg"),
+    [(b"", "empty file"), (b"not a dbn file at all" * 10, "not a DBN file"), (b"DBN\x03", "metadata")],
+)
+def test_not_dbn(tmp_path: Path, content: bytes, msg: str) -> None:
+    p = tmp_path / "x.dbn"
+    p.write_bytes(content)
+    with pytest.raises(DBNReadError, match=msg):
+        DBNFile(p)
+    with pytest.raises(DBNReadError, match="no such file"):
+        DBNFile(tmp_path / "missing.dbn.zst")
+
+
+def test_header_only_file_has_no_chunks(dbn_writer) -> None:
+    p = dbn_writer.write("h.dbn.zst", _records(dbn_writer, 0))
+    assert list(DBNFile(p).iter_chunks()) == []
+
+
+def test_wrong_schema_and_dataset(dbn_writer) -> None:
+    p = dbn_writer.write("q.dbn.zst", _records(dbn_writer))
+    f = DBNFile(p)
+    with pytest.raises(DBNReadError, match=r"q\.dbn\.zst: schema is 'mbp-1'; expected one of definition"):
+        f.require(schemas=("definition",))
+    with pytest.raises(DBNReadError, match="dataset is 'GLBX.MDP3'; expected 'OPRA.PILLAR'"):
+        f.require(dataset="OPRA.PILLAR")
+    with pytest.raises(DBNReadError, match="schema is 'mbp-1'"):
+        load_definitions(p)
+
+
+def test_find_day_files(tmp_path: Path) -> None:
+    for n in (
+        "glbx-mdp3-20240304.mbp-1.dbn.zst",
+        "glbx-mdp3-20240304.definition.dbn.zst",
+        "glbx-mdp3-20240304.bbo-1m.dbn.zst",
+        "glbx-mdp3-20240305.mbp-1.dbn.zst",
+        "notes.txt",
+    ):
+        (tmp_path / n).write_bytes(b"x")
+    d = find_day_files(tmp_path, "2024-03-04")
+    q = d.quotes()
+    assert (
+        q is not None and q[0] == "mbp-1" and [p.name for p in q[1]] == ["glbx-mdp3-20240304.mbp-1.dbn.zst"]
+    )
+    assert [p.name for p in d.definitions()] == ["glbx-mdp3-20240304.definition.dbn.zst"]
+    assert find_day_files(tmp_path, "20240306").quotes() is None
+
+
+# -- outputs ---------------------------------------------------------------------------------------
+def test_atomic_parquet_failure_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    final = tmp_path / "date=2024-03-04" / "part-0.parquet"
+    t = pa.table({"x": pa.array(np.arange(1000))})
+    write_parquet_atomic(t, final)
+    old = final.read_bytes()
+
+    real = pq.write_table
+
+    def dies_half_way(table, where, **kw):
+        real(table, where, **kw)
+        Path(where).write_bytes(Path(where).read_bytes()[:100])  # a partial file on disk, then the crash
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(pq, "write_table", dies_half_way)
+    with pytest.raises(OSError, match="simulated"):
+        write_parquet_atomic(pa.table({"x": pa.array(np.arange(5))}), final)
+    assert final.read_bytes() == old  # the previous complete file is untouched
+    assert sorted(p.name for p in final.parent.iterdir()) == ["part-0.parquet"]  # no temp file left
+    with pytest.raises(OSError, match="simulated"):
+        write_parquet_atomic(t, tmp_path / "date=2024-03-05" / "part-0.parquet")
+    assert list((tmp_path / "date=2024-03-05").iterdir()) == []
+
+
+def test_manifest_round_trip(tmp_path: Path) -> None:
+    atomic_write_bytes(tmp_path / "part-0.parquet", b"abc")
+    inputs = [{"name": "a.dbn.zst", "size": 10, "sha256": "0" * 64}]
+    outputs = [{"name": "part-0.parquet", "size": 3, "sha256": "1" * 64}]
+    write_manifest(
+        tmp_path,
+        stage="t",
+        config={"b": 1, "a": 2},
+        inputs=inputs,
+        outputs=outputs,
+        counts={"rows": 1},
+        warnings=["w"],
+    )
+    m = read_manifest(tmp_path)
+    assert m is not None and m["stage"] == "t" and m["warnings"] == ["w"] and "volfast_version" in m
+    assert json.loads((tmp_path / "_manifest.json").read_text())["counts"] == {"rows": 1}
+    assert manifest_matches(tmp_path, config={"a": 2, "b": 1}, inputs=inputs)
+    assert not manifest_matches(tmp_path, config={"a": 3, "b": 1}, inputs=inputs)
+    assert not manifest_matches(tmp_path, config={"a": 2, "b": 1}, inputs=[dict(inputs[0], size=11)])
+    (tmp_path / "part-0.parquet").unlink()
+    assert not manifest_matches(tmp_path, config={"a": 2, "b": 1}, inputs=inputs)
