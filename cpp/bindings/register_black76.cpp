@@ -33,42 +33,46 @@ F64 map_f64(py::ssize_t n, int threads, Fn fn) {
   return out;
 }
 
+// The five market inputs every pricing function takes, validated once.
+struct Market {
+  Strided<double> f, k, t, v, d;
+  Market(const py::array& F, const py::array& K, const py::array& T, const py::array& vol, const py::array& D,
+         py::ssize_t n)
+      : f(strided<double>(F, "forward", n)),
+        k(strided<double>(K, "strike", n)),
+        t(strided<double>(T, "expiry_years", n)),
+        v(strided<double>(vol, "vol", n)),
+        d(strided<double>(D, "discount_factor", n)) {}
+};
+
 F64 price_py(const py::array& F, const py::array& K, const py::array& T, const py::array& vol,
-          const py::array& is_call, const py::array& D, int threads) {
+             const py::array& is_call, const py::array& D, int threads) {
   const auto n = volfast::bind::length_of(F, "forward");
-  auto f = strided<double>(F, "forward", n), k = strided<double>(K, "strike", n),
-       t = strided<double>(T, "expiry_years", n), v = strided<double>(vol, "vol", n),
-       d = strided<double>(D, "discount_factor", n);
+  const Market m(F, K, T, vol, D, n);
   auto c = strided<bool>(is_call, "is_call", n);
-  return map_f64(n, threads, [=](std::int64_t i) { return volfast::black_price(f[i], k[i], t[i], v[i], c[i], d[i]); });
+  return map_f64(n, threads, [=](std::int64_t i) { return volfast::black_price(m.f[i], m.k[i], m.t[i], m.v[i], c[i], m.d[i]); });
 }
 
 F64 vega_py(const py::array& F, const py::array& K, const py::array& T, const py::array& vol, const py::array& D,
-         int threads) {
+            int threads) {
   const auto n = volfast::bind::length_of(F, "forward");
-  auto f = strided<double>(F, "forward", n), k = strided<double>(K, "strike", n),
-       t = strided<double>(T, "expiry_years", n), v = strided<double>(vol, "vol", n),
-       d = strided<double>(D, "discount_factor", n);
-  return map_f64(n, threads, [=](std::int64_t i) { return volfast::black_vega(f[i], k[i], t[i], v[i], d[i]); });
+  const Market m(F, K, T, vol, D, n);
+  return map_f64(n, threads, [=](std::int64_t i) { return volfast::black_vega(m.f[i], m.k[i], m.t[i], m.v[i], m.d[i]); });
 }
 
 F64 delta_py(const py::array& F, const py::array& K, const py::array& T, const py::array& vol,
-          const py::array& is_call, const py::array& D, int threads) {
+             const py::array& is_call, const py::array& D, int threads) {
   const auto n = volfast::bind::length_of(F, "forward");
-  auto f = strided<double>(F, "forward", n), k = strided<double>(K, "strike", n),
-       t = strided<double>(T, "expiry_years", n), v = strided<double>(vol, "vol", n),
-       d = strided<double>(D, "discount_factor", n);
+  const Market m(F, K, T, vol, D, n);
   auto c = strided<bool>(is_call, "is_call", n);
-  return map_f64(n, threads, [=](std::int64_t i) { return volfast::black_delta(f[i], k[i], t[i], v[i], c[i], d[i]); });
+  return map_f64(n, threads, [=](std::int64_t i) { return volfast::black_delta(m.f[i], m.k[i], m.t[i], m.v[i], c[i], m.d[i]); });
 }
 
 F64 gamma_py(const py::array& F, const py::array& K, const py::array& T, const py::array& vol, const py::array& D,
-          int threads) {
+             int threads) {
   const auto n = volfast::bind::length_of(F, "forward");
-  auto f = strided<double>(F, "forward", n), k = strided<double>(K, "strike", n),
-       t = strided<double>(T, "expiry_years", n), v = strided<double>(vol, "vol", n),
-       d = strided<double>(D, "discount_factor", n);
-  return map_f64(n, threads, [=](std::int64_t i) { return volfast::black_gamma(f[i], k[i], t[i], v[i], d[i]); });
+  const Market m(F, K, T, vol, D, n);
+  return map_f64(n, threads, [=](std::int64_t i) { return volfast::black_gamma(m.f[i], m.k[i], m.t[i], m.v[i], m.d[i]); });
 }
 
 py::tuple implied_vol_py(const py::array& P, const py::array& F, const py::array& K, const py::array& T,
