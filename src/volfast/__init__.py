@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from volfast.forward import ForwardFit, ForwardStatus, implied_forward
 from volfast.iv import (
     IVResult,
     IVStatus,
@@ -28,6 +29,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0+unknown"
 
 __all__ = [
+    "ForwardFit",
+    "ForwardStatus",
     "IVResult",
     "IVStatus",
     "__version__",
@@ -35,5 +38,6 @@ __all__ = [
     "black76_gamma",
     "black76_price",
     "black76_vega",
+    "implied_forward",
     "implied_vol",
 ]
