@@ -8,6 +8,7 @@
 #include "strided.hpp"
 #include "volfast/black76.hpp"
 #include "volfast/implied_vol.hpp"
+#include "volfast/implied_vol_batch.hpp"
 #include "volfast/parallel.hpp"
 
 namespace py = pybind11;
@@ -76,7 +77,8 @@ F64 gamma_py(const py::array& F, const py::array& K, const py::array& T, const p
 }
 
 py::tuple implied_vol_py(const py::array& P, const py::array& F, const py::array& K, const py::array& T,
-                      const py::array& is_call, const py::array& D, int threads, bool with_iterations) {
+                      const py::array& is_call, const py::array& D, int threads, bool with_iterations,
+                          bool batched) {
   const auto n = volfast::bind::length_of(P, "price");
   auto p = strided<double>(P, "price", n), f = strided<double>(F, "forward", n), k = strided<double>(K, "strike", n),
        t = strided<double>(T, "expiry_years", n), d = strided<double>(D, "discount_factor", n);
@@ -89,15 +91,29 @@ py::tuple implied_vol_py(const py::array& P, const py::array& F, const py::array
   std::uint8_t* it = with_iterations ? iters.mutable_data() : nullptr;
   {
     py::gil_scoped_release release;
-    volfast::parallel_for(n, threads, [&](std::int64_t b, std::int64_t e) {
-      for (std::int64_t i = b; i < e; ++i) {
-        volfast::IVStatus s;
-        int nit;
-        o[i] = volfast::implied_vol(p[i], f[i], k[i], t[i], c[i], d[i], s, nit);
-        st[i] = s;
-        if (it) it[i] = static_cast<std::uint8_t>(nit);
-      }
-    });
+    if (batched) {
+      const auto load = [&](std::int64_t i, double& pi, double& fi, double& ki, double& ti, bool& ci, double& di) {
+        pi = p[i];
+        fi = f[i];
+        ki = k[i];
+        ti = t[i];
+        ci = c[i];
+        di = d[i];
+      };
+      volfast::parallel_for(n, threads, [&](std::int64_t b, std::int64_t e) {
+        volfast::implied_vol_batch(load, b, e, o + b, st + b, it ? it + b : nullptr);
+      });
+    } else {
+      volfast::parallel_for(n, threads, [&](std::int64_t b, std::int64_t e) {
+        for (std::int64_t i = b; i < e; ++i) {
+          volfast::IVStatus s;
+          int nit;
+          o[i] = volfast::implied_vol(p[i], f[i], k[i], t[i], c[i], d[i], s, nit);
+          st[i] = s;
+          if (it) it[i] = static_cast<std::uint8_t>(nit);
+        }
+      });
+    }
   }
   if (with_iterations) return py::make_tuple(iv, status, iters);
   return py::make_tuple(iv, status);
@@ -124,9 +140,13 @@ void register_black76(py::module_ m) {
         py::arg("discount_factor"), th);
   m.def("implied_vol", &implied_vol_py, py::arg("price"), py::arg("forward"), py::arg("strike"),
         py::arg("expiry_years"), py::arg("is_call"), py::arg("discount_factor"), th,
-        py::arg("with_iterations") = false,
-        "Returns (iv, status) or, with with_iterations, (iv, status, iterations).");
+        py::arg("with_iterations") = false, py::arg("batched") = volfast::kBatchedPreferred,
+        "Returns (iv, status) or, with with_iterations, (iv, status, iterations): the number of accurate\n"
+        "Householder steps. batched=True takes SIMD starting points over blocks of quotes and one accurate\n"
+        "step; batched=False runs the scalar solver quote by quote. The default is BATCHED_DEFAULT (True\n"
+        "where this build has AVX2 or AVX-512).");
   m.def("normalised_black", &normalised_black_py, py::arg("x"), py::arg("s"), py::arg("theta"), th,
         "Normalised Black price b(x, s, theta) = price / (D sqrt(F K)) with x = ln(F/K), s = vol sqrt(T).");
   m.attr("MAX_ITERATIONS") = volfast::kMaxIterations;
+  m.attr("BATCHED_DEFAULT") = volfast::kBatchedPreferred;
 }

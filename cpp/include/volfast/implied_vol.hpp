@@ -86,37 +86,15 @@ inline double lower_guess(double beta, double x, double sc, double bc) {
   return std::fmin(g13, ax / w);
 }
 
-// Solve bo(x, s) = beta for s, with x <= 0 and 0 < beta < exp(x/2) (callers check the bounds).
-// `iterations` receives the number of Householder steps taken. The iteration keeps a bracket from the sign
-// of bo(s) - beta and falls back to bisection (in ln s) whenever a step would leave it, so it cannot
-// diverge; in practice two or three steps suffice.
-inline double implied_normalised_vol_otm(double beta, double x, IVStatus& status, int& iterations) {
-  using namespace detail;
-  status = kOk;
-  iterations = 0;
-  const double ex_half = std::exp(0.5 * x), ex_mhalf = std::exp(-0.5 * x);
+namespace detail {
+
+// The bracketed Householder iteration shared by the scalar and batched solvers, from the start s inside
+// the bracket (lo, hi). lower: objective 1/ln bo - 1/ln beta (target = 1/ln beta); top: ln(bmax - beta) -
+// ln(bmax - bo) (target = ln(bmax - beta)); otherwise bo - beta.
+inline double householder_solve(double beta, double x, double ex_half, double ex_mhalf, bool lower, bool top,
+                                double target, double s, double lo, double hi, IVStatus& status,
+                                int& iterations) {
   const double bmax = ex_half;
-  const double sc = std::sqrt(-2.0 * x);
-  // bo at the inflection point in closed form (h = -t there): exp(x/2)/2 - exp(-x/2) Phi(-s_c). It only
-  // chooses the branch and pins the starting model, so its cancellation for tiny |x| is harmless.
-  const double bc = std::fmax(0.5 * ex_half - 0.5 * ex_mhalf * std::erfc(sc * kInvSqrt2), 0.0);
-  const bool lower = beta < bc;
-  // Above s_c, the log-complement objective only where bmax - beta is exact (beta >= bmax/2, Sterbenz);
-  // below that the rounding of bmax - beta would cost beta's own digits, so the plain bo - beta is used.
-  const bool top = !lower && beta >= 0.5 * bmax;
-  double s, target, lo, hi;
-  if (lower) {
-    target = 1.0 / std::log(beta);
-    s = lower_guess(beta, x, sc, bc);
-    lo = 0.0;
-    hi = sc;
-  } else {
-    const double gc = bo_complement(x, sc, ex_half, ex_mhalf);
-    target = std::log(bmax - beta);
-    s = std::sqrt(sc * sc + 8.0 * (std::log(gc) - target));
-    lo = sc;
-    hi = kInf;
-  }
   const double x2 = x * x;
   for (int it = 1; it <= kMaxIterations; ++it) {
     iterations = it;
@@ -178,6 +156,71 @@ inline double implied_normalised_vol_otm(double beta, double x, IVStatus& status
   if (hi - lo <= 4.0 * kDblEps * hi) return s;  // bracket collapsed to rounding: converged
   status = kNoConvergence;
   return s;
+}
+
+}  // namespace detail
+
+// Solve bo(x, s) = beta for s, with x <= 0 and 0 < beta < exp(x/2) (callers check the bounds).
+// `iterations` receives the number of Householder steps taken. The iteration keeps a bracket from the sign
+// of bo(s) - beta and falls back to bisection (in ln s) whenever a step would leave it, so it cannot
+// diverge; in practice two or three steps suffice.
+inline double implied_normalised_vol_otm(double beta, double x, IVStatus& status, int& iterations) {
+  using namespace detail;
+  status = kOk;
+  iterations = 0;
+  const double ex_half = std::exp(0.5 * x), ex_mhalf = std::exp(-0.5 * x);
+  const double bmax = ex_half;
+  const double sc = std::sqrt(-2.0 * x);
+  // bo at the inflection point in closed form (h = -t there): exp(x/2)/2 - exp(-x/2) Phi(-s_c). It only
+  // chooses the branch and pins the starting model, so its cancellation for tiny |x| is harmless.
+  const double bc = std::fmax(0.5 * ex_half - 0.5 * ex_mhalf * std::erfc(sc * kInvSqrt2), 0.0);
+  const bool lower = beta < bc;
+  // Above s_c, the log-complement objective only where bmax - beta is exact (beta >= bmax/2, Sterbenz);
+  // below that the rounding of bmax - beta would cost beta's own digits, so the plain bo - beta is used.
+  const bool top = !lower && beta >= 0.5 * bmax;
+  double s, target, lo, hi;
+  if (lower) {
+    target = 1.0 / std::log(beta);
+    s = lower_guess(beta, x, sc, bc);
+    lo = 0.0;
+    hi = sc;
+  } else {
+    const double gc = bo_complement(x, sc, ex_half, ex_mhalf);
+    target = std::log(bmax - beta);
+    s = std::sqrt(sc * sc + 8.0 * (std::log(gc) - target));
+    lo = sc;
+    hi = kInf;
+  }
+  return detail::householder_solve(beta, x, ex_half, ex_mhalf, lower, top, target, s, lo, hi, status,
+                                   iterations);
+}
+
+// The same solve for a quote known to lie below the inflection point (beta < bo(x, s_c), x < 0), started
+// at s0 in (0, s_c) instead of lower_guess(): the batched solver (implied_vol_batch.hpp) supplies s0, within
+// about 1e-10 of the root. When s0 is that close, one Householder step on the plain objective bo - beta is
+// exact to double and cheaper than on 1/ln bo (no logarithms), and also a little more accurate (the
+// rounding of 1/ln bo - 1/ln beta costs up to |ln beta| ulps of the objective). It is taken only when its
+// step is below 1e-8 relative: bo ~ exp(-h^2/2) makes the plain objective's fourth-order step land near
+// (h^2 e)^4 / h^2 from a relative error e, and h^2 < 1500 wherever beta is a normal double, so that bound
+// is below 1e-19. Otherwise the bracketed iteration of householder_solve() continues from s0.
+// ex_half = exp(x/2).
+inline double implied_normalised_vol_otm_lower_from(double beta, double x, double ex_half, double s0,
+                                                    IVStatus& status, int& iterations) {
+  status = kOk;
+  iterations = 1;
+  const double sc = std::sqrt(-2.0 * x);
+  const double ex_mhalf = 1.0 / ex_half;
+  const BlackOtm ev = normalised_black_otm_vega(x, s0, ex_half, ex_mhalf);
+  if (ev.b > 0.0 && ev.vega > 0.0 && beta > 0x1p-1000) {
+    const double s2 = s0 * s0, x2 = x * x;
+    const double r2 = x2 / (s2 * s0) - 0.25 * s0;
+    const double r3 = r2 * r2 - 3.0 * x2 / (s2 * s2) - 0.25;
+    const double ds = detail::householder_step(-(ev.b - beta) / ev.vega, r2, r3);
+    const double s1 = s0 + ds;
+    if (std::fabs(ds) <= 1e-8 * s0 && s1 > 0.0 && s1 < sc) return s1;
+  }
+  return detail::householder_solve(beta, x, ex_half, ex_mhalf, true, false, 1.0 / std::log(beta), s0, 0.0, sc,
+                                   status, iterations);
 }
 
 // Implied vol of one quote in market units. Never throws; NaN vol whenever status != kOk.
