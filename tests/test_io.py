@@ -95,6 +95,67 @@ def test_chunks_equal_databento_to_ndarray(shared_dbn: Path, count: int) -> None
     assert f.sha256 is not None and len(f.sha256) == 64
 
 
+@pytest.mark.parametrize("background", [False, True])
+def test_block_boundaries_straddles_and_background_reader(dbn_writer, monkeypatch, background: bool) -> None:
+    """Small reads force many decompressed blocks with records cut across them (and, with
+    ``background``, the helper-thread reader): the chunks are still exactly databento's records, in order,
+    read-only, at most ``count`` each, and the sha256 is the file's."""
+    import hashlib
+    import threading
+
+    import databento as db
+
+    import volfast.io.dbn as dbn
+
+    monkeypatch.setattr(dbn, "_READ_BYTES", 1 << 10)  # 1 KiB compressed -> a few KiB out: many straddles
+    monkeypatch.setattr(dbn, "_SMALL_BLOCK", 1 << 12)  # both straddle paths: joined and one-record chunks
+    monkeypatch.setattr(dbn, "_BACKGROUND_MIN_BYTES", 0 if background else 1 << 40)
+    rng = np.random.default_rng(3)
+    n = 20_000
+    recs = dbn_writer.mbp1_records(
+        np.sort(DAY + rng.integers(0, 10**12, n)).astype(np.uint64),
+        rng.integers(1, 500, n),
+        rng.integers(1, 10**6, n) * 10**6,
+        rng.integers(1, 10**6, n) * 10**6,
+        rng.integers(1, 100, n),
+    )
+    p = dbn_writer.write("b.dbn.zst", recs, mappings={f"ESH4 C{5000 + i}": i for i in range(1, 500)})
+    before = threading.active_count()
+    f = DBNFile(p)
+    chunks = list(f.iter_chunks(1000))
+    assert all(0 < len(c) <= 1000 and not c.flags.writeable for c in chunks)
+    assert any(len(c) == 1 for c in chunks) and len(chunks) > n // 1000 + 5  # straddles happened
+    got = np.concatenate(chunks)
+    assert got.tobytes() == db.DBNStore.from_bytes(p.read_bytes()).to_ndarray().tobytes()
+    assert f.sha256 == hashlib.sha256(p.read_bytes()).hexdigest()
+    # Stopping early stops the helper threads (decompression and hashing) and closes the file.
+    it = DBNFile(p).iter_chunks(1000)
+    next(it)
+    it.close()
+    assert threading.active_count() == before
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_background_reader_errors_name_file_and_offset(dbn_writer, monkeypatch, background: bool) -> None:
+    import volfast.io.dbn as dbn
+
+    monkeypatch.setattr(dbn, "_READ_BYTES", 1 << 10)
+    monkeypatch.setattr(dbn, "_BACKGROUND_MIN_BYTES", 0 if background else 1 << 40)
+    recs = _records(dbn_writer, 5000).copy()
+    recs["rtype"][4321] = 0xA0
+    p = dbn_writer.write("r.dbn.zst", recs)
+    with pytest.raises(DBNReadError, match=r"r\.dbn\.zst at record 4321: corrupt record .*rtype 0xa0") as ei:
+        list(DBNFile(p).iter_chunks(1000))
+    assert ei.value.record_offset == 4321
+    t = dbn_writer.write("t.dbn.zst", _records(dbn_writer, 5000))
+    t.write_bytes(t.read_bytes()[:-40])
+    with pytest.raises(
+        DBNReadError, match=r"t\.dbn\.zst at record \d+: truncated: the last zstd frame"
+    ) as ei:
+        list(DBNFile(t).iter_chunks(1000))
+    assert ei.value.record_offset is not None and 0 < ei.value.record_offset <= 5000
+
+
 @pytest.mark.realdata
 def test_versions_v1_v2_v3_same_records(shared_dbn: Path) -> None:
     cols = ["ts_recv", "instrument_id", "bid_px_00", "ask_px_00", "bid_sz_00", "ask_sz_00"]

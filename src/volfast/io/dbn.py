@@ -17,7 +17,7 @@ import os
 import re
 import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,9 +49,16 @@ QUOTE_SCHEMAS: tuple[str, ...] = (
 #: Schemas whose records are already consolidated across venues.
 CONSOLIDATED_SCHEMAS = frozenset({"cmbp-1", "cbbo-1s", "cbbo-1m", "tcbbo"})
 
-_READ_BYTES = (
-    1 << 20
-)  # compressed bytes per read: large enough to amortise calls, small enough to bound memory
+#: Compressed bytes per read: large enough to amortise calls, small enough that a decompressed block
+#: (about 2.3x for mbp-1) is still in cache when the consumer reads it.
+_READ_BYTES = 1 << 18
+#: Decompressed blocks the background reader may hold ahead of the consumer.
+_QUEUE_BLOCKS = 8
+#: Compressed files at least this large are decompressed by a background thread; below it the thread's
+#: start-up costs more than it hides.
+_BACKGROUND_MIN_BYTES = 1 << 21
+#: A block shorter than this that follows a cut record is joined to it (one copy) rather than viewed.
+_SMALL_BLOCK = 1 << 16
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
@@ -65,11 +72,14 @@ class DBNReadError(ValueError):
     record_offset : int or None
         Index (0-based, counting records after the metadata header) of the first record that could not be
         read, where one applies.
+    reason : str
+        The message without the file and offset.
     """
 
     def __init__(self, path: str | os.PathLike[str], message: str, record_offset: int | None = None) -> None:
         self.path = Path(path)
         self.record_offset = record_offset
+        self.reason = message
         where = f" at record {record_offset}" if record_offset is not None else ""
         super().__init__(f"{self.path}{where}: {message}")
 
@@ -122,7 +132,13 @@ class DBNFile:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self.store = db.DBNStore.from_bytes(io.BytesIO(header))
-                _ = self.store.metadata
+                # DBNStore decodes its header again on every .metadata access (~2 ms with 5k symbols): once.
+                self._metadata = self.store.metadata
+                s = self.store.schema
+                self._schema = None if s is None else str(s.value if hasattr(s, "value") else s)
+                self._dtype: np.dtype[Any] | None = (
+                    None if self._schema is None else self.store.to_ndarray().dtype
+                )
         except Exception as exc:  # databento raises BentoError, ValueError, pyo3 errors...
             raise DBNReadError(self.path, f"unreadable DBN metadata ({type(exc).__name__}: {exc})") from exc
 
@@ -148,13 +164,12 @@ class DBNFile:
     @property
     def metadata(self) -> Any:
         """The ``databento_dbn.Metadata`` header."""
-        return self.store.metadata
+        return self._metadata
 
     @property
     def schema(self) -> str | None:
         """Schema name (``"mbp-1"``, ``"definition"``...) or None for a mixed-schema file."""
-        s = self.store.schema
-        return None if s is None else str(s.value if hasattr(s, "value") else s)
+        return self._schema
 
     @property
     def dataset(self) -> str:
@@ -196,20 +211,24 @@ class DBNFile:
     # -- records -----------------------------------------------------------------------------------
     def record_dtype(self) -> np.dtype[Any] | None:
         """The numpy dtype ``DBNStore.to_ndarray`` uses for this file (None when it holds no records)."""
-        if self.schema is None:
-            return None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # With no records after the header, to_ndarray returns an empty array of the file's record dtype.
-            return self.store.to_ndarray().dtype
+        # With no records after the header, to_ndarray returned an empty array of the file's record dtype.
+        return self._dtype
 
     def iter_chunks(self, count: int = 1 << 16, *, schema: str | None = None) -> Iterator[np.ndarray]:
         """Yield read-only structured arrays of at most ``count`` records, in file order.
 
+        Chunks are zero-copy ``np.frombuffer`` views of the decompressed blocks (about 0.6 MiB each for
+        an mbp-1 ``.dbn.zst`` file), so a chunk may hold fewer than ``count`` records; a record that straddles
+        two blocks is copied into a one-record chunk of its own unless the next block is small. Files of at
+        least 2 MiB are decompressed by a background thread (zstd and sha256 release the GIL), at most
+        ``_QUEUE_BLOCKS`` blocks ahead of the consumer, so decompression overlaps with whatever the caller
+        does with each chunk.
+
         Parameters
         ----------
         count : int
-            Records per chunk (memory is about ``count * record size`` plus one compressed read of 1 MiB).
+            Most records per chunk (memory is about ``_QUEUE_BLOCKS + 1`` decompressed blocks plus the chunks
+            the caller keeps).
         schema : str, optional
             Only for mixed-schema files (live captures): which record type to keep.
 
@@ -227,142 +246,198 @@ class DBNFile:
         dtype = self.record_dtype()
         assert dtype is not None
         itemsize = dtype.itemsize
-        want_len = itemsize // 4  # the record header's length field counts 32-bit words
-        first_rtype: int | None = None
+        tag: int | None = None  # expected (length | rtype << 8) of every record, from the first record
         done = 0  # records yielded so far
-        # Decompressed blocks are collected and joined once per ~count records (one copy); chunks are
-        # read-only views into that joined, immutable bytes object, as np.frombuffer gives them in to_ndarray.
-        pending: list[bytes] = []
-        pending_len = 0
-        header_left: int | None = None  # metadata bytes still to skip once their length is known
-        target = count * itemsize
-        blocks = self._decompressed_blocks()
-        while True:
-            try:
-                block = next(blocks)
-            except StopIteration:
-                break
-            except DBNReadError as exc:  # give the zstd error the record offset it happened at
-                at = done + (pending_len // itemsize if header_left == 0 else 0)
-                raise DBNReadError(self.path, str(exc).split(": ", 1)[-1], at) from exc
-            if header_left is None or header_left:
-                pending.append(block)
-                pending_len += len(block)
-                head = b"".join(pending)
-                pending, pending_len = [], 0
-                if header_left is None:
-                    if len(head) < 8:
-                        pending, pending_len = [head], len(head)
-                        continue
-                    if head[:3] != b"DBN":
+        head = bytearray()  # the first bytes of the stream, until the metadata length is known
+        skip: int | None = None  # metadata bytes still to skip (None: not known yet)
+        carry = b""  # the start of a record cut by the end of the previous block
+        background = self.compressed and self.size_bytes >= _BACKGROUND_MIN_BYTES
+        blocks = self._background_blocks() if background else self._decompressed_blocks()
+        try:
+            while True:
+                try:
+                    block: bytes | memoryview = next(blocks)
+                except StopIteration:
+                    break
+                except DBNReadError as exc:  # give the zstd error the record offset it happened at
+                    raise DBNReadError(self.path, exc.reason, done if skip == 0 else 0) from exc
+                if skip is None:
+                    if head or len(block) < 8:  # rare: the first block is shorter than the 8-byte prelude
+                        head += block
+                        if len(head) < 8:
+                            continue
+                        block, head = bytes(head), bytearray()
+                    if block[:3] != b"DBN":
                         raise DBNReadError(self.path, "missing DBN signature after decompression")
-                    header_left = 8 + struct.unpack_from("<I", head, 4)[0]
-                skip = min(header_left, len(head))
-                header_left -= skip
-                block = head[skip:]
-                if not block:
-                    continue
-            pending.append(block)
-            pending_len += len(block)
-            if pending_len < target:
-                continue
-            data = pending[0] if len(pending) == 1 else b"".join(pending)
-            n_full = len(data) // itemsize
-            for off in range(0, n_full, count):
-                k = min(count, n_full - off)
-                arr = self._frombuffer(data, dtype, k, off, done, want_len, first_rtype)
-                first_rtype = int(arr["rtype"][0]) if first_rtype is None else first_rtype
-                yield arr
-                done += k
-            rem = len(data) - n_full * itemsize
-            pending = [data[len(data) - rem :]] if rem else []
-            pending_len = rem
-        if header_left is None or header_left:
+                    skip = 8 + struct.unpack_from("<I", block, 4)[0]
+                if skip:
+                    k = min(skip, len(block))
+                    skip -= k
+                    block = memoryview(block)[k:]
+                    if skip:
+                        continue
+                pieces: list[tuple[bytes | memoryview, int]] = []
+                if carry:
+                    need = itemsize - len(carry)
+                    if len(block) < _SMALL_BLOCK:  # small: one cheap copy, no extra chunk
+                        block = carry + bytes(block)
+                    else:  # large: the straddling record alone, then the rest of the block as views
+                        pieces.append((carry + bytes(block[:need]), 1))
+                        block = memoryview(block)[need:]
+                n = len(block) // itemsize
+                pieces.append((block, n))
+                for buf, k in pieces:
+                    for arr in self._views(buf, k, count, dtype, tag, done):
+                        tag = _record_tag(arr) if tag is None else tag
+                        yield arr
+                        done += len(arr)
+                carry = bytes(block[n * itemsize :])
+        finally:
+            blocks.close()  # stops the background thread and closes the file on an early exit
+        if skip is None or skip:
             raise DBNReadError(self.path, "file ends inside the metadata header", 0)
-        data = b"".join(pending)
-        n_full = len(data) // itemsize
-        for off in range(0, n_full, count):
-            k = min(count, n_full - off)
-            arr = self._frombuffer(data, dtype, k, off, done, want_len, first_rtype)
-            first_rtype = int(arr["rtype"][0]) if first_rtype is None else first_rtype
-            yield arr
-            done += k
-        if len(data) % itemsize:
+        if carry:
             raise DBNReadError(
                 self.path,
-                f"truncated: {len(data) % itemsize} stray bytes after {done} complete records "
+                f"truncated: {len(carry)} stray bytes after {done} complete records "
                 f"({itemsize}-byte {self.schema} records)",
                 done,
             )
 
-    def _frombuffer(
+    def _views(
         self,
-        data: bytes,
-        dtype: np.dtype[Any],
+        buf: bytes | memoryview,
         n: int,
-        first: int,
-        offset: int,
-        want_len: int,
-        rtype: int | None,
-    ) -> np.ndarray:
-        arr = np.frombuffer(data, dtype=dtype, count=n, offset=first * dtype.itemsize)
-        lengths = arr["length"]
-        bad = np.flatnonzero(lengths != want_len)
-        if rtype is None:
-            rtype = int(arr["rtype"][0])
-        bad_rt = np.flatnonzero(arr["rtype"] != rtype)
-        if bad.size or bad_rt.size:
-            i = int(min(bad[0] if bad.size else n, bad_rt[0] if bad_rt.size else n))
-            raise DBNReadError(
-                self.path,
-                f"corrupt record (length {int(lengths[i]) * 4} bytes, rtype {int(arr['rtype'][i]):#04x}; "
-                f"expected {dtype.itemsize}-byte {self.schema} records, rtype {rtype:#04x})",
-                offset + i,
-            )
-        return arr
+        count: int,
+        dtype: np.dtype[Any],
+        tag: int | None,
+        done: int,
+    ) -> Iterator[np.ndarray]:
+        """The first ``n`` records of ``buf`` as read-only views of at most ``count`` records, each checked:
+        every record's length and rtype must be the schema's (``tag``; the first record's when None)."""
+        itemsize = dtype.itemsize
+        for off in range(0, n, count):
+            k = min(count, n - off)
+            arr = np.frombuffer(buf, dtype=dtype, count=k, offset=off * itemsize)
+            # length (u8, in 32-bit words) and rtype (u8) are the first two bytes of every record header.
+            hdr = np.ndarray((k,), dtype="<u2", buffer=arr, strides=(itemsize,))
+            want = (itemsize // 4) | (int(hdr[0]) & 0xFF00 if tag is None else tag & 0xFF00)
+            if tag is None:
+                tag = want
+            if (hdr != want).any():
+                i = int(np.flatnonzero(hdr != want)[0])
+                raise DBNReadError(
+                    self.path,
+                    f"corrupt record (length {int(arr['length'][i]) * 4} bytes, rtype "
+                    f"{int(arr['rtype'][i]):#04x}; expected {itemsize}-byte {self.schema} records, "
+                    f"rtype {want >> 8:#04x})",
+                    done + off + i,
+                )
+            yield arr
 
-    def _decompressed_blocks(self, hash_bytes: bool = True) -> Iterator[bytes]:
+    def _background_blocks(self) -> Generator[bytes, None, None]:
+        """:meth:`_decompressed_blocks` run by a helper thread, at most ``_QUEUE_BLOCKS`` blocks ahead.
+
+        Closing this generator (early exit, error, interrupt) stops the thread and waits for it, so the file
+        is closed when the caller's loop ends.
+        """
+        import queue
+        import threading
+
+        q: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_BLOCKS)
+        stop = threading.Event()
+        end = object()
+
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            blocks = self._decompressed_blocks()
+            try:
+                for b in blocks:
+                    if not put(b):
+                        return
+                put(end)
+            except BaseException as exc:  # handed to the consumer, raised there
+                put(exc)
+            finally:
+                blocks.close()
+
+        t = threading.Thread(target=produce, name=f"volfast-dbn-read:{self.path.name}", daemon=True)
+        t.start()
+        try:
+            while (item := q.get()) is not end:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while True:  # free the queue so a producer blocked in put() sees the stop flag
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    break
+            t.join()
+
+    def _decompressed_blocks(self, hash_bytes: bool = True) -> Generator[bytes, None, None]:
         """Decompressed bytes of the whole file (header included), hashing the raw bytes on the way."""
         import zstandard
 
-        h: Any = _ThreadedHash() if hash_bytes else _NoHash()
-        with open(self.path, "rb") as fh:
-            if not self.compressed:
-                while block := fh.read(_READ_BYTES * 4):
-                    h.update(block)
-                    yield block
+        # A helper thread hashes big files alongside decompression; for small ones its start-up costs more.
+        h: Any = (
+            _NoHash()
+            if not hash_bytes
+            else _ThreadedHash()
+            if self.size_bytes >= _BACKGROUND_MIN_BYTES
+            else hashlib.sha256()
+        )
+        try:
+            with open(self.path, "rb") as fh:
+                if not self.compressed:
+                    while block := fh.read(_READ_BYTES * 4):
+                        h.update(block)
+                        yield block
+                    self.sha256 = h.hexdigest()
+                    return
+                dctx = zstandard.ZstdDecompressor()
+                dobj = dctx.decompressobj()
+                in_frame = False
+                produced = 0
+                while raw := fh.read(_READ_BYTES):
+                    h.update(raw)
+                    data = raw
+                    while data:
+                        try:
+                            out = dobj.decompress(data)
+                        except zstandard.ZstdError as exc:
+                            raise DBNReadError(
+                                self.path, f"corrupt zstd data ({exc}) after {produced} decompressed bytes"
+                            ) from exc
+                        in_frame = True
+                        produced += len(out)
+                        if out:
+                            yield out
+                        if dobj.eof:  # frame finished: a new frame may follow (multi-frame files)
+                            data = dobj.unused_data
+                            dobj = dctx.decompressobj()
+                            in_frame = False
+                        else:
+                            data = b""
+                if in_frame:
+                    raise DBNReadError(
+                        self.path,
+                        f"truncated: the last zstd frame is incomplete after {produced} decompressed bytes",
+                    )
                 self.sha256 = h.hexdigest()
-                return
-            dctx = zstandard.ZstdDecompressor()
-            dobj = dctx.decompressobj()
-            in_frame = False
-            produced = 0
-            while raw := fh.read(_READ_BYTES):
-                h.update(raw)
-                data = raw
-                while data:
-                    try:
-                        out = dobj.decompress(data)
-                    except zstandard.ZstdError as exc:
-                        raise DBNReadError(
-                            self.path, f"corrupt zstd data ({exc}) after {produced} decompressed bytes"
-                        ) from exc
-                    in_frame = True
-                    produced += len(out)
-                    if out:
-                        yield out
-                    if dobj.eof:  # frame finished: a new frame may follow (multi-frame files)
-                        data = dobj.unused_data
-                        dobj = dctx.decompressobj()
-                        in_frame = False
-                    else:
-                        data = b""
-            if in_frame:
-                raise DBNReadError(
-                    self.path,
-                    f"truncated: the last zstd frame is incomplete after {produced} decompressed bytes",
-                )
-            self.sha256 = h.hexdigest()
+        finally:
+            if isinstance(h, (_ThreadedHash, _NoHash)):
+                h.close()  # an early exit must not leave the hashing thread behind
 
     def _iter_mixed(self, count: int, schema: str | None) -> Iterator[np.ndarray]:
         # Mixed-schema files (live captures) are small; records are decoded one by one (upgraded to the
@@ -405,7 +480,7 @@ class _ThreadedHash:
         import threading
 
         self._h = hashlib.sha256()
-        self._q: Any = queue.Queue(maxsize=16)  # bounded: at most 16 MiB of compressed blocks in flight
+        self._q: Any = queue.Queue(maxsize=16)  # bounded: at most 16 compressed reads in flight
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
 
@@ -417,13 +492,14 @@ class _ThreadedHash:
         self._q.put(b)
 
     def hexdigest(self) -> str:
-        self._q.put(None)
-        self._t.join()
+        self.close()
         return self._h.hexdigest()
 
-    def __del__(self) -> None:  # an abandoned read (error, early stop) must not leave the thread waiting
+    def close(self) -> None:
+        """Stop the thread once it has applied every update so far (idempotent)."""
         if self._t.is_alive():
             self._q.put(None)
+            self._t.join()
 
 
 class _NoHash:
@@ -432,6 +508,14 @@ class _NoHash:
 
     def hexdigest(self) -> None:
         return None
+
+    def close(self) -> None:
+        pass
+
+
+def _record_tag(arr: np.ndarray) -> int:
+    """length | rtype << 8 of the first record (what :meth:`DBNFile._views` checks every record against)."""
+    return int(arr["length"][0]) | int(arr["rtype"][0]) << 8
 
 
 def _rtype_of_schema(schema: str) -> set[int]:

@@ -141,7 +141,10 @@ class Definitions:
 
 def _decode(a: np.ndarray) -> np.ndarray:
     """Fixed-width bytes -> object array of str (NUL padding stripped)."""
-    return np.array([x.decode("utf-8", "replace") for x in a.tolist()], dtype=object)
+    try:  # symbols are ASCII in practice: numpy decodes them in one pass
+        return a.astype("U").astype(object)
+    except UnicodeDecodeError:
+        return np.array([x.decode("utf-8", "replace") for x in a.tolist()], dtype=object)
 
 
 def _fixed(a: np.ndarray) -> np.ndarray:
@@ -171,9 +174,12 @@ def _from_records(arrs: list[np.ndarray], dataset: str) -> Definitions:
     cm = col("contract_multiplier").astype(np.float64)
     cm[cm == _UNDEF_I32] = np.nan
     multiplier = np.where(np.isfinite(uom) & (uom > 0), uom, cm)
-    cls = np.array(
-        [c.decode("ascii", "replace") or " " for c in col("instrument_class").tolist()], dtype="<U1"
-    )
+    cls_raw = col("instrument_class")
+    try:
+        cls = cls_raw.astype("S1").astype("<U1")
+    except UnicodeDecodeError:
+        cls = np.array([c.decode("ascii", "replace") for c in cls_raw.astype("S1").tolist()], dtype="<U1")
+    cls[cls == ""] = " "
     if dataset.startswith("OPRA"):
         multiplier = np.where(
             np.isnan(multiplier) & np.isin(cls, ["C", "P"]), OPRA_DEFAULT_MULTIPLIER, multiplier
@@ -195,14 +201,17 @@ def _from_records(arrs: list[np.ndarray], dataset: str) -> Definitions:
 
 
 def load_definitions(
-    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, chunk_records: int = 1 << 15
+    paths: str | os.PathLike[str] | DBNFile | Sequence[str | os.PathLike[str] | DBNFile],
+    *,
+    chunk_records: int = 1 << 15,
 ) -> tuple[Definitions, list[DBNFile]]:
     """Read ``definition`` files into a :class:`Definitions` table.
 
     Parameters
     ----------
-    paths : path or sequence of paths
-        ``definition``-schema DBN files (any version). Later files override earlier ones per instrument.
+    paths : path, DBNFile or a sequence of them
+        ``definition``-schema DBN files (any version), as paths or already opened. Later files override
+        earlier ones per instrument.
     chunk_records : int
         Records per chunk while streaming.
 
@@ -216,12 +225,12 @@ def load_definitions(
     DBNReadError
         If a file is unreadable or not of schema ``definition``.
     """
-    if isinstance(paths, (str, os.PathLike)):
+    if isinstance(paths, (str, os.PathLike, DBNFile)):
         paths = [paths]
     table = Definitions.empty()
     files = []
     for p in paths:
-        f = DBNFile(p)
+        f = p if isinstance(p, DBNFile) else DBNFile(p)
         f.require(schemas=("definition",))
         arrs = list(f.iter_chunks(chunk_records))
         table = table.merge(_from_records(arrs, f.dataset))

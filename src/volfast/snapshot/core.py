@@ -54,6 +54,7 @@ __all__ = [
 
 _UNDEF_PRICE = np.iinfo(np.int64).max
 _NS = 1_000_000_000
+_SYMBOL_SOURCES = ("occ_symbol", "cme_symbol")
 
 
 class SnapshotError(ValueError):
@@ -319,13 +320,11 @@ def snapshot(
                 f.path, f"{f.dataset} {f.schema} does not match the first quote file ({dataset} {schema})"
             )
     assert schema is not None and dataset is not None
-    dfiles: list[DBNFile] = []
-    if def_paths:
-        loaded, dfiles = load_definitions(def_paths)
-        for f in dfiles:
-            if f.dataset != dataset:
-                raise DBNReadError(f.path, f"definitions are for dataset {f.dataset}; quotes are {dataset}")
-        defs = loaded
+    dfiles = [DBNFile(p) for p in def_paths]
+    for f in dfiles:
+        f.require(schemas=("definition",))
+        if f.dataset != dataset:
+            raise DBNReadError(f.path, f"definitions are for dataset {f.dataset}; quotes are {dataset}")
 
     if (
         day is None
@@ -342,6 +341,7 @@ def snapshot(
     )
     reducer = core().snapshot.Reducer(cut_ns, lookback_ns, by_venue)
     per_file: list[dict[str, Any]] = []
+    defs_pending = bool(dfiles)
     for f in qfiles:
         before = dict(reducer.counters)
         for arr in f.iter_chunks(chunk_records):
@@ -354,8 +354,12 @@ def snapshot(
                 arr["ask_sz_00"],
                 arr["publisher_id"],
             )
+            if defs_pending:  # read them while the reader's thread decompresses the next quote blocks
+                defs, defs_pending = load_definitions(dfiles)[0], False
         after = reducer.counters
         per_file.append({k: after[k] - before[k] for k in ("records", "in_window")})
+    if defs_pending:  # the quote files hold no records
+        defs = load_definitions(dfiles)[0]
 
     c = reducer.counters
     names = ", ".join(str(f.path) for f in qfiles)
@@ -375,16 +379,19 @@ def snapshot(
             f"[{_fmt_ns(cut_ns - lookback_ns)}, {_fmt_ns(cut_ns)}]"
         )
 
-    # Definitions: symbols in the quote files' mappings fill in what definition records do not cover.
-    sym = Definitions.empty()
-    raw_by_id: dict[int, str] = {}
-    for f in qfiles:
-        md = f.metadata
-        sym = sym.merge(definitions_from_symbology(md, date=None))
-        raw_by_id.update(_raw_symbols(md))
-    defs = sym.merge(defs) if len(sym) else defs
-
     res = reducer.result()
+    n_defs = len(defs)
+    # Symbols in the quote files' mappings describe what the definition records do not cover. Parsing them
+    # costs more than the whole reduction on a full day, so it is done only when an instrument is missing
+    # (definition records win where both describe an instrument, so the table is the same either way).
+    raw_by_id: dict[int, str] = {}
+    if not defs.lookup(res["instrument_id"])[1].all():
+        sym = Definitions.empty()
+        for f in qfiles:
+            md = f.metadata
+            sym = sym.merge(definitions_from_symbology(md, date=None))
+            raw_by_id.update(_raw_symbols(md))
+        defs = sym.merge(defs) if len(sym) else defs
     table, n_missing, missing_ids = _build_table(res, defs, raw_by_id, cut_ns=cut_ns, stale_s=stale_s)
     if n_missing:
         head = ", ".join(str(i) for i in missing_ids[:10])
@@ -404,7 +411,10 @@ def snapshot(
         "instruments": int(table.num_rows),
         "instruments_quoted": int(has.sum()),
         "instruments_without_definition": int(n_missing),
-        "definitions": len(defs),
+        "definitions": n_defs,  # from definition records (symbol-derived ones are counted per row below)
+        "instruments_from_symbols": int(
+            np.isin(table.column("definition_source").to_numpy(zero_copy_only=False), _SYMBOL_SOURCES).sum()
+        ),
         "first_ts_recv": _fmt_ns(c["min_ts"]),
         "last_ts_recv": _fmt_ns(c["max_ts"]),
         "per_file": {f.path.name: pf for f, pf in zip(qfiles, per_file, strict=True)},
