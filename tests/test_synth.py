@@ -205,7 +205,7 @@ def test_files_read_back_with_databento(five_days: tuple[Path, list]) -> None:
     defs = _store(out / names["definition"]).to_df()
     fut = defs[defs.instrument_class == "F"]
     opt = defs[defs.instrument_class.isin(["C", "P"])]
-    assert set(fut.raw_symbol) == {"ESH4", "ESM4", "ESU4"}
+    assert set(fut.raw_symbol) == {"ESH4", "ESM4", "ESU4", "ESZ4", "ESH5", "ESM5"}
     assert (fut.security_type == "FUT").all() and (opt.security_type == "OOF").all()
     assert fut.strike_price.isna().all()  # UNDEF strike on futures decodes to NaN
     assert (opt.strike_price % 25 == 0).all() and (opt.strike_price > 0).all()

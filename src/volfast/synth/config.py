@@ -20,13 +20,13 @@ class SynthConfig:
 
     scale: str = "small"
     # --- chain layout
-    n_futures: int = 3  # listed quarterly futures
+    n_futures: int = 4  # listed quarterly futures (at least n_quarterly_options + 1 are listed)
     n_weeklies: int = 3  # Friday weeklies (not coinciding with an EOM or quarterly expiry)
     n_eom: int = 2  # end-of-month expiries
-    n_quarterly_options: int = 2  # quarterly option expiries
+    n_quarterly_options: int = 5  # quarterly option expiries (to ~15 months: days need 3 wide expiries)
     strike_step: float = 50.0  # points; ES lists every 5 points, the small preset thins to every 50
-    put_wing: float = 0.40  # deepest put strike as a fraction below F, for long expiries
-    call_wing: float = 0.15  # highest call strike as a fraction above F, for long expiries
+    put_wing: float = 0.50  # deepest put strike as a fraction below F, for long expiries
+    call_wing: float = 0.25  # highest call strike as a fraction above F, for long expiries
     min_expiry_days: int = 1  # expiries closer than this (calendar days, 0DTE) are not listed
     roll_days: int = 8  # the front future rolls this many calendar days before expiry
     # --- quote activity (updates per instrument per session)
@@ -87,7 +87,7 @@ class SynthConfig:
                 n_futures=7,
                 n_weeklies=5,
                 n_eom=3,
-                n_quarterly_options=4,
+                n_quarterly_options=5,
                 strike_step=5.0,
                 option_updates_atm=300.0,
                 front_future_updates=400_000,

@@ -43,8 +43,7 @@ CUT_REFRESH_NS = 2 * NS  # live quotes get a maker refresh (re-priced on the fut
 
 TRUTH_SCHEMA = pa.schema(
     [
-        ("date", pa.date32()),
-        ("kind", pa.string()),  # 'option' | 'expiry' | 'future' | 'state'
+        ("kind", pa.string()),  # the date is the partition folder (date=YYYY-MM-DD) only  # 'option' | 'expiry' | 'future' | 'state'
         ("cut_ts", pa.timestamp("ns", tz="UTC")),
         ("instrument_id", pa.uint32()),  # option / future rows
         ("raw_symbol", pa.string()),  # option / future rows; the series root on expiry rows
@@ -869,7 +868,6 @@ def _truth_table(
         },
     )
     total = n + ne + nf + 1
-    rows["date"] = [day] * total
     rows["cut_ts"] = [cut_ns] * total
     return pa.table(
         {name: pa.array(rows[name], type=TRUTH_SCHEMA.field(name).type) for name in TRUTH_SCHEMA.names},
