@@ -22,6 +22,7 @@ from volfast.iv import (
     implied_vol,
 )
 from volfast.snapshot import snapshot as snapshot
+from volfast.svi import SVIFit, SVIStatus, fit_svi, svi_g
 
 try:
     __version__ = version("volfast")
@@ -33,11 +34,15 @@ __all__ = [
     "ForwardStatus",
     "IVResult",
     "IVStatus",
+    "SVIFit",
+    "SVIStatus",
     "__version__",
     "black76_delta",
     "black76_gamma",
     "black76_price",
     "black76_vega",
+    "fit_svi",
     "implied_forward",
     "implied_vol",
+    "svi_g",
 ]

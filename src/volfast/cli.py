@@ -115,3 +115,196 @@ def snapshot(data: str, dates: tuple[str, ...], cut: str, tz: str, lookback: str
         raise click.ClickException(f"no DBN day files found in {data}")
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(reports)} days failed")
+
+
+@main.command()
+@click.option("--snapshots", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A `volfast snapshot` output folder (date=YYYY-MM-DD/part-0.parquet + _manifest.json).")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Output root: OUT/{quotes,forwards,svi,grids,days}/date=YYYY-MM-DD/part-0.parquet.")
+@click.option("--date", "dates", multiple=True, help="Date YYYY-MM-DD (repeatable; default: every day).")
+@click.option("--side", type=click.Choice(["otm", "call", "put", "both"]), default="otm", show_default=True,
+              help="Quotes in the smile (otm: puts below the forward, calls above).")
+@click.option("--min-expiries", default=3, show_default=True, help="Valid day: expiries passing the checks.")
+@click.option("--k-low", default=-0.5, show_default=True,
+              help="Valid expiry: lowest quoted ln(K/F) at most this.")
+@click.option("--k-high", default=0.15, show_default=True,
+              help="Valid expiry: highest quoted ln(K/F) at least this.")
+@click.option("--min-two-sided", default=6, show_default=True, help="Valid expiry: two-sided strikes.")
+@click.option("--no-arbitrage-repair", is_flag=True,
+              help="Keep the raw SVI fits (no butterfly/calendar repair).")
+@click.option("--force", is_flag=True, help="Redo days whose manifest already matches.")
+def surfaces(snapshots: str, out: str, dates: tuple[str, ...], side: str, min_expiries: int, k_low: float,
+             k_high: float, min_two_sided: int, no_arbitrage_repair: bool, force: bool) -> None:
+    """Forwards, implied vols, SVI fits, day validity and rasterised grids, one partition per day."""
+    from volfast.surface.day import SurfaceConfig
+    from volfast.surface.run import SurfacesError, surfaces_days
+    from volfast.surface.validity import ValidityConfig
+
+    try:
+        cfg = SurfaceConfig(side=side, arbitrage_free=not no_arbitrage_repair, validity=ValidityConfig(
+            min_expiries=min_expiries, max_min_log_strike=k_low, min_max_log_strike=k_high,
+            min_two_sided=min_two_sided))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+    def show(r: object) -> None:
+        from volfast.surface.run import SurfaceDayReport
+
+        assert isinstance(r, SurfaceDayReport)
+        if r.status == "failed":
+            click.secho(f"{r.date}  FAILED  {r.error}", fg="red", err=True)
+            return
+        c = r.counts
+        verdict = "valid" if r.valid else "INVALID"
+        ms = sum(r.timings.values()) * 1e3
+        n_ok, n_all = c.get("expiries_valid", 0), c.get("expiries", 0)
+        click.echo(f"{r.date}  {r.status:7}  {verdict:7}  {n_ok}/{n_all} "
+                   f"expiries  {c.get('quotes_used', 0)} quotes fitted" + (f"  {ms:.0f} ms" if ms else ""))
+        if not r.valid and r.reason:
+            click.secho(f"    {r.reason}", fg="yellow", err=True)
+
+    try:
+        reports = surfaces_days(snapshots, out, dates=list(dates) or None, config=cfg, force=force,
+                                on_day=show)
+    except SurfacesError as exc:
+        raise click.ClickException(str(exc)) from None
+    failed = [r for r in reports if r.status == "failed"]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(reports)} days failed")
+
+
+@main.command()
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of batch-style DBN files <dataset>-YYYYMMDD.<schema>.dbn.zst.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Output root: OUT/snapshots/date=YYYY-MM-DD/..., then the surfaces tables.")
+@click.option("--from", "start", default=None, help="First date YYYY-MM-DD (default: the first in --data).")
+@click.option("--to", "end", default=None, help="Last date YYYY-MM-DD, inclusive (default: the last).")
+@click.option("--date", "dates", multiple=True, help="Only this day (repeatable): re-runs failed days.")
+@click.option("--executor", type=click.Choice(["local", "dask", "serial"]), default=None,
+              help="local process pool (default), dask.distributed, or serial in this process.")
+@click.option("--scheduler", default=None, help="Dask scheduler address (default: start a LocalCluster).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: one per core).")
+@click.option("--threads-per-worker", type=int, default=None,
+              help="C++/Numba/BLAS threads per worker (default: cores // workers).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="TOML build config ([snapshot], [surfaces], [executor], seed, stages).")
+@click.option("--stages", default=None, help="Comma-separated stages to run (default: snapshot,surfaces).")
+@click.option("--seed", type=int, default=None, help="Master seed (day d gets a seed from (seed, d)).")
+@click.option("--force", is_flag=True, help="Redo days whose manifests already match.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def build(data: str, out: str, start: str | None, end: str | None, dates: tuple[str, ...],
+          executor: str | None, scheduler: str | None, workers: int | None, threads_per_worker: int | None,
+          config_path: str | None, stages: str | None, seed: int | None, force: bool, quiet: bool) -> None:
+    """Every trading day in --data through snapshot -> surfaces, one pure task per day, resumable."""
+    import sys
+
+    from volfast.io.dbn import _as_date
+    from volfast.pipeline import BuildError, ConfigError, StageUnavailable, load_config, run_build
+
+    try:
+        cfg = load_config(config_path)
+        top: dict[str, object] = {}
+        if stages is not None:
+            top["stages"] = tuple(s.strip() for s in stages.split(",") if s.strip())
+        if seed is not None:
+            top["seed"] = seed
+        ex = {"kind": executor, "scheduler": scheduler, "workers": workers,
+              "threads_per_worker": threads_per_worker}
+        if scheduler and executor is None:
+            ex["kind"] = "dask"
+        cfg = cfg.replace(executor=ex, **top)
+        first = _as_date(start) if start else None
+        last = _as_date(end) if end else None
+        days = [_as_date(d) for d in dates] or None
+    except (ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    # The re-run command the summary prints: these same arguments without the dates.
+    cmd = ["volfast", "build", "--data", data, "--out", out]
+    for flag, val in (("--config", config_path), ("--stages", ",".join(cfg.stages)),
+                      ("--executor", cfg.executor.kind), ("--scheduler", scheduler), ("--workers", workers),
+                      ("--threads-per-worker", threads_per_worker), ("--seed", seed)):
+        if val is not None:
+            cmd += [flag, str(val)]
+    try:
+        summary = run_build(data, out, config=cfg, start=first, end=last, dates=days, force=force,
+                            progress=not quiet, command=cmd, config_path=config_path)
+    except (BuildError, StageUnavailable, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    summary.render()
+    if summary.interrupted:
+        sys.exit(130)
+    if summary.failed:
+        sys.exit(1)
+
+
+class _ManyValuesCommand(click.Command):
+    """Lets ``--symbols ES.OPT ES.FUT`` stand for ``--symbols ES.OPT --symbols ES.FUT`` (for the options
+    named in ``many``), as the Databento docs write multi-valued arguments."""
+
+    many = ("--symbols", "--schema")
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out: list[str] = []
+        cur: str | None = None
+        for a in args:
+            if a.startswith("-"):
+                cur = a if a in self.many else None
+                out.append(a)
+            elif cur is not None and out and out[-1] != cur:
+                out += [cur, a]
+            else:
+                out.append(a)
+        return super().parse_args(ctx, out)
+
+
+@main.command(cls=_ManyValuesCommand)
+@click.option("--dataset", default="GLBX.MDP3", show_default=True, help="Databento dataset.")
+@click.option("--symbols", multiple=True, default=("ES.OPT", "ES.FUT"), show_default=True,
+              help="Symbols (space- or comma-separated); parent symbols with --stype-in parent.")
+@click.option("--schema", "schemas", multiple=True, default=("definition", "mbp-1", "ohlcv-1m"),
+              show_default=True, help="Schemas (space- or comma-separated).")
+@click.option("--stype-in", default="parent", show_default=True, help="Input symbology.")
+@click.option("--start", required=True, help="First trading day YYYY-MM-DD.")
+@click.option("--end", required=True, help="Last trading day YYYY-MM-DD (inclusive).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the day files.")
+@click.option("--yes", is_flag=True, help="Do not ask to confirm the cost estimate.")
+def download(dataset: str, symbols: tuple[str, ...], schemas: tuple[str, ...], stype_in: str, start: str,
+             end: str, out: str, yes: bool) -> None:
+    """Databento day files in the layout `volfast build` reads (cost shown first; key: DATABENTO_API_KEY)."""
+    import sys
+
+    from volfast.download import DownloadError, DownloadRequest, estimate_cost, make_client, parse_list
+    from volfast.download import download as run_download
+    from volfast.io.dbn import _as_date
+
+    try:
+        req = DownloadRequest(dataset=dataset, symbols=parse_list(symbols), schemas=parse_list(schemas),
+                              start=_as_date(start), end=_as_date(end), stype_in=stype_in)
+        client = make_client()
+    except (DownloadError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    days = req.days()
+    costs = estimate_cost(client, req)
+    click.echo(f"{dataset} {' '.join(req.symbols)} ({stype_in}), {len(days)} trading days "
+               f"{req.start}..{req.end}, {len(days) * len(req.schemas)} files")
+    for s, c in costs.items():
+        click.echo(f"  {s:<12} ${c:,.2f}")
+    click.echo(f"  {'total':<12} ${sum(costs.values()):,.2f}  (Databento metadata.get_cost estimate)")
+    if not yes and not click.confirm("download?", default=False):
+        raise click.ClickException("cancelled; nothing downloaded")
+
+    def show(f: object) -> None:
+        r = f  # FileResult
+        msg = f"{r.day}  {r.schema:<10} {r.status:<10} {r.path.name}"  # type: ignore[attr-defined]
+        if r.status == "failed":  # type: ignore[attr-defined]
+            click.secho(f"{msg}  {r.error}", fg="red", err=True)  # type: ignore[attr-defined]
+        else:
+            click.echo(msg)
+
+    report = run_download(client, req, out, on_file=show)
+    if report.failed:
+        click.secho(f"{len(report.failed)} file(s) failed; run the same command again to fetch only those",
+                    fg="red", err=True)
+        sys.exit(1)

@@ -1,7 +1,8 @@
 """Rasterised surfaces on disk and in memory: the world models' dataset.
 
 On disk a day's grids are one long Parquet table, ``ROOT/grids/date=YYYY-MM-DD/part-0.parquet``, one row per
-grid node (:data:`GRID_SCHEMA`), with the :class:`~volfast.surface.grids.GridConfig` in the file's metadata.
+grid node (:data:`GRID_SCHEMA`), with the :class:`~volfast.surface.grids.GridConfig` in the file's metadata;
+the date is the partition (folder) only, so ``pandas.read_parquet(ROOT / "grids")`` reads every day.
 :func:`load_dataset` stacks the days into arrays (:class:`SurfaceDataset`); :func:`truth_dataset` builds the
 same grids from the generator's true surface of a ``volfast synth`` folder, so models can be trained and
 checked against a surface with no fitting error at all.
@@ -53,7 +54,6 @@ def _schema() -> Any:
 
     return pa.schema(
         [
-            pa.field("date", pa.date32(), nullable=False),
             pa.field("grid", pa.string(), nullable=False),  # image | cvae | delta
             pa.field("i", pa.int16(), nullable=False),  # row: tenor / expiry / days index
             pa.field("j", pa.int16(), nullable=False),  # column: log-moneyness / delta index
@@ -129,11 +129,7 @@ def grids_table(g: DayGrids, config: GridConfig | None = None) -> Any:
         cols["x"].append(x.ravel())
         cols["log_moneyness"].append(k.ravel())
         cols["vol"].append(vol.ravel())
-    n = sum(a.size for a in cols["i"])
-    arrays = {
-        "date": pa.array(np.full(n, np.datetime64(g.date, "D"))),
-        **{name: pa.array(np.concatenate(v)) for name, v in cols.items() if name != "date"},
-    }
+    arrays = {name: pa.array(np.concatenate(v)) for name, v in cols.items()}
     table = pa.table(arrays).cast(GRID_SCHEMA)
     return table.replace_schema_metadata({_META_KEY: json.dumps(cfg.to_dict()).encode()})
 
@@ -249,7 +245,7 @@ def _stack(days: Sequence[DayGrids], config: GridConfig, source: str) -> Surface
     )
 
 
-def _read_day(path: Path, cfg: GridConfig) -> DayGrids:
+def _read_day(date: _dt.date, path: Path, cfg: GridConfig) -> DayGrids:
     import pyarrow.parquet as pq
 
     try:
@@ -268,7 +264,6 @@ def _read_day(path: Path, cfg: GridConfig) -> DayGrids:
     vol = t.column("vol").to_numpy(zero_copy_only=False)
     tenor = t.column("tenor_years").to_numpy()
     lk = t.column("log_moneyness").to_numpy(zero_copy_only=False)
-    date = t.column("date")[0].as_py()
 
     def fill(name: str, shape: tuple[int, int], values: np.ndarray) -> np.ndarray:
         out = np.full(shape, np.nan)
@@ -324,7 +319,7 @@ def load_dataset(
             f"{parts[0][1]}: no grid configuration in the file's metadata; not written by volfast"
         )
     cfg = GridConfig.from_dict(json.loads(meta))
-    days = [_read_day(p, cfg) for _, p in parts]
+    days = [_read_day(d, p, cfg) for d, p in parts]
     return _stack(days, cfg, str(folder))
 
 

@@ -1,0 +1,287 @@
+"""``volfast download``: Databento historical data into day files that ``volfast build`` reads.
+
+One request per (trading day, schema), ``timeseries.get_range(..., path=...)`` over the UTC day
+``[D 00:00, D+1 00:00)`` (the span of Databento's ``split_duration="day"`` batch files), written as
+``<dataset>-YYYYMMDD.<schema>.dbn.zst`` (``glbx-mdp3-20240102.mbp-1.dbn.zst``), the layout
+:func:`volfast.io.dbn.find_day_files` reads. The cost is estimated first with ``metadata.get_cost`` (one call
+per schema over the whole range) and must be confirmed.
+
+Resuming: each file is streamed to a hidden temporary name in the output folder, read through completely
+(every zstd frame and record checked, dataset and schema matched), and only then renamed to its final
+name. A final name therefore always holds a complete file, and a re-run skips those and re-requests the
+rest; a half-downloaded file (interrupt, dropped connection) is discarded and requested again from its start,
+because ``get_range`` has no byte-range resume. Transient failures are retried with a back-off; a file that
+still fails is reported and the other files go on.
+
+The API key comes from ``DATABENTO_API_KEY`` (or ``key=``) and is never logged, printed or written: error
+messages are scrubbed of it before they are reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = [
+    "DownloadError",
+    "DownloadReport",
+    "DownloadRequest",
+    "day_file_name",
+    "download",
+    "estimate_cost",
+    "make_client",
+]
+
+KEY_ENV = "DATABENTO_API_KEY"
+
+
+class DownloadError(RuntimeError):
+    """A download that cannot start (no key, bad request)."""
+
+
+class HistoricalClient(Protocol):
+    """The part of ``databento.Historical`` used here (a fake with the same shape is used in tests)."""
+
+    metadata: Any
+    timeseries: Any
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    """What to download.
+
+    Parameters
+    ----------
+    dataset : str
+        ``"GLBX.MDP3"``, ``"OPRA.PILLAR"``...
+    symbols : tuple of str
+        With ``stype_in="parent"``: ``("ES.OPT", "ES.FUT")`` (all options / futures on ES).
+    schemas : tuple of str
+        ``("definition", "mbp-1", "ohlcv-1m")``.
+    start, end : datetime.date
+        First and last trading day, inclusive.
+    stype_in : str
+        Databento input symbology (``"parent"``, ``"raw_symbol"``, ...).
+    """
+
+    dataset: str
+    symbols: tuple[str, ...]
+    schemas: tuple[str, ...]
+    start: _dt.date
+    end: _dt.date
+    stype_in: str = "parent"
+
+    def __post_init__(self) -> None:
+        if not self.dataset or "." not in self.dataset:
+            raise DownloadError(f"dataset must look like GLBX.MDP3, got {self.dataset!r}")
+        if not self.symbols:
+            raise DownloadError("no symbols given (e.g. ES.OPT ES.FUT with stype_in=parent)")
+        if not self.schemas:
+            raise DownloadError("no schemas given (e.g. definition mbp-1 ohlcv-1m)")
+        if self.start > self.end:
+            raise DownloadError(f"start {self.start} is after end {self.end}")
+
+    def days(self) -> list[_dt.date]:
+        """Trading days (CME calendar: weekdays that are not exchange holidays) from start to end."""
+        from volfast.synth.calendar import is_trading_day
+
+        out, d = [], self.start
+        while d <= self.end:
+            if is_trading_day(d):
+                out.append(d)
+            d += _dt.timedelta(days=1)
+        return out
+
+
+def day_file_name(dataset: str, day: _dt.date, schema: str) -> str:
+    """``("GLBX.MDP3", 2024-01-02, "mbp-1")`` -> ``"glbx-mdp3-20240102.mbp-1.dbn.zst"``."""
+    return f"{dataset.lower().replace('.', '-')}-{day:%Y%m%d}.{schema}.dbn.zst"
+
+
+def _utc_day(day: _dt.date) -> tuple[str, str]:
+    a = _dt.datetime.combine(day, _dt.time(0), tzinfo=_dt.timezone.utc)
+    return a.isoformat(), (a + _dt.timedelta(days=1)).isoformat()
+
+
+def make_client(key: str | None = None) -> Any:
+    """A ``databento.Historical`` client with the key from ``key`` or ``DATABENTO_API_KEY``.
+
+    Raises
+    ------
+    DownloadError
+        No key is set (the message says where to put it; the key itself is never shown).
+    """
+    key = key if key is not None else os.environ.get(KEY_ENV)
+    if not key or key.isspace():
+        raise DownloadError(f"no Databento API key: set {KEY_ENV} in the environment")
+    import databento
+
+    return databento.Historical(key=key)
+
+
+def _scrub(msg: str, key: str | None) -> str:
+    return msg.replace(key, "<redacted>") if key else msg
+
+
+def estimate_cost(client: HistoricalClient, req: DownloadRequest) -> dict[str, float]:
+    """US dollars per schema for the whole request, from ``client.metadata.get_cost`` (one call per schema,
+    over ``[start 00:00 UTC, end + 1 day 00:00 UTC)``)."""
+    a, _ = _utc_day(req.start)
+    _, b = _utc_day(req.end)
+    return {
+        s: float(
+            client.metadata.get_cost(
+                dataset=req.dataset,
+                start=a,
+                end=b,
+                symbols=list(req.symbols),
+                schema=s,
+                stype_in=req.stype_in,
+            )
+        )
+        for s in req.schemas
+    }
+
+
+@dataclass
+class FileResult:
+    """One day file; ``status``: ``downloaded``, ``present`` (complete from an earlier run) or ``failed``."""
+
+    day: _dt.date
+    schema: str
+    path: Path
+    status: str
+    attempts: int = 0
+    size: int = 0
+    records: int = 0
+    error: str | None = None
+
+
+@dataclass
+class DownloadReport:
+    """Every file of a download and what happened to it."""
+
+    files: list[FileResult] = field(default_factory=list)
+
+    def by_status(self, status: str) -> list[FileResult]:
+        return [f for f in self.files if f.status == status]
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return self.by_status("failed")
+
+
+def _verify(path: Path, dataset: str, schema: str) -> int:
+    """Read the file through (every frame and record); return its record count or raise DBNReadError."""
+    from volfast.io.dbn import DBNFile
+
+    f = DBNFile(path)
+    f.require(schemas=(schema,), dataset=dataset)
+    return sum(len(a) for a in f.iter_chunks(1 << 16))
+
+
+def _present(path: Path, dataset: str, schema: str) -> bool:
+    """A final-named file from an earlier run: complete by construction; check its header still says what
+    we asked for (a user may have dropped another file there)."""
+    from volfast.io.dbn import DBNFile, DBNReadError
+
+    if not path.is_file():
+        return False
+    try:
+        DBNFile(path).require(schemas=(schema,), dataset=dataset)
+    except DBNReadError:
+        return False
+    return True
+
+
+def download(
+    client: HistoricalClient,
+    req: DownloadRequest,
+    out: str | os.PathLike[str],
+    *,
+    attempts: int = 3,
+    backoff_s: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+    on_file: Callable[[FileResult], None] | None = None,
+    key: str | None = None,
+) -> DownloadReport:
+    """Download every (trading day, schema) file of ``req`` into ``out``, skipping complete ones.
+
+    Parameters
+    ----------
+    client
+        ``databento.Historical`` (see :func:`make_client`) or an object with the same
+        ``timeseries.get_range`` / ``metadata.get_cost`` methods.
+    attempts : int
+        Tries per file; waits ``backoff_s * 2**k`` seconds between them.
+    on_file : callable, optional
+        Called with each :class:`FileResult` as it is settled (progress display).
+    key : str, optional
+        The API key, only to scrub it from error messages (default: ``DATABENTO_API_KEY``).
+
+    Returns
+    -------
+    DownloadReport
+        Never raises for one file's failure: it is in ``report.failed`` with the error.
+    """
+    if attempts < 1:
+        raise ValueError(f"attempts must be >= 1, got {attempts}")
+    key = key if key is not None else os.environ.get(KEY_ENV)
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".*.part"):  # what an interrupted earlier run was streaming
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+    report = DownloadReport()
+    for day in req.days():
+        start, end = _utc_day(day)
+        for schema in req.schemas:
+            final = root / day_file_name(req.dataset, day, schema)
+            res = FileResult(day=day, schema=schema, path=final, status="failed")
+            if _present(final, req.dataset, schema):
+                res.status, res.size = "present", final.stat().st_size
+            else:
+                for k in range(attempts):
+                    res.attempts = k + 1
+                    # get_range refuses an existing path: a fresh name per attempt.
+                    tmp = root / f".{final.name}.{uuid.uuid4().hex[:12]}.part"
+                    try:
+                        client.timeseries.get_range(
+                            dataset=req.dataset,
+                            start=start,
+                            end=end,
+                            symbols=list(req.symbols),
+                            schema=schema,
+                            stype_in=req.stype_in,
+                            path=str(tmp),
+                        )
+                        res.records = _verify(tmp, req.dataset, schema)
+                        os.replace(tmp, final)
+                        res.status, res.size, res.error = "downloaded", final.stat().st_size, None
+                        break
+                    except Exception as exc:  # network, HTTP, truncated or wrong file: retry, then report
+                        res.error = _scrub(f"{type(exc).__name__}: {exc}", key)
+                        if k + 1 < attempts:
+                            sleep(backoff_s * 2**k)
+                    finally:
+                        with contextlib.suppress(FileNotFoundError):
+                            tmp.unlink()
+            report.files.append(res)
+            if on_file is not None:
+                on_file(res)
+    return report
+
+
+def parse_list(values: Sequence[str]) -> tuple[str, ...]:
+    """``("ES.OPT ES.FUT",)`` or ``("ES.OPT,ES.FUT",)`` or ``("ES.OPT", "ES.FUT")`` -> a tuple of names."""
+    out: list[str] = []
+    for v in values:
+        out += [x for x in v.replace(",", " ").split() if x]
+    return tuple(out)

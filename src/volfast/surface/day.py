@@ -1,0 +1,484 @@
+"""One day's surface: snapshot table -> chains -> forwards -> vols -> SVI -> validity -> grids -> tables.
+
+Every stage keeps what it could not use, with a status and a reason, and the day goes on with the rest:
+expiries without a forward (one-sided chains, crossed markets, too few pairs, parity regressions that do not
+converge), quotes without a vol (no quote, one-sided, crossed, zero or negative prices, stale, outside the
+no-arbitrage bounds) and slices without an acceptable SVI fit all end up in the output tables and in the
+day's counts. A day that fails :class:`~volfast.surface.validity.ValidityConfig` keeps its quotes, forwards
+and fits but gets no grids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import time
+from typing import Any
+
+import numpy as np
+
+from volfast.surface.dataset import DayGrids, day_grids
+from volfast.surface.grids import GridConfig
+from volfast.surface.interpolate import EXTRAPOLATIONS, FittedSurface, svi_total_variance
+from volfast.surface.validity import DayValidity, ValidityConfig, check_expiries, expiry_coverage
+from volfast.surface.vols import SIDES, QuoteStatus, quote_vols
+
+__all__ = ["STAGES", "SurfaceConfig", "SurfaceDay", "surface_day"]
+
+#: Timed stages of :func:`surface_day`, in order (keys of :attr:`SurfaceDay.timings`).
+STAGES = ("chains", "forwards", "vols", "svi", "validity", "grids", "tables")
+GRID_EXPIRIES = ("fitted", "valid")
+
+
+@dataclasses.dataclass(frozen=True)
+class SurfaceConfig:
+    """How a day's surface is built (all defaults from the issue / original research)."""
+
+    side: str = "otm"  # quotes in the smile: otm | call | put | both
+    drop_stale: bool = True  # quotes the snapshot flags stale are left out (status STALE)
+    forward_method: str = "huber"  # volfast.implied_forward method: huber | bayes | naive
+    arbitrage_free: bool = True  # volfast.fit_svi: remove butterfly / calendar arbitrage
+    robust: bool = False  # volfast.fit_svi: Huber IRLS against stray quotes
+    max_rmse: float | None = None  # vol points; slices fitting worse get SVI status NO_FIT
+    extrapolation: str = "flat_forward"  # beyond the last expiry: flat_forward | constant_vol
+    grid_expiries: str = "fitted"  # slices the surface is built from: every fitted one, or only valid ones
+    validity: ValidityConfig = dataclasses.field(default_factory=ValidityConfig)
+    grids: GridConfig = dataclasses.field(default_factory=GridConfig)
+
+    def __post_init__(self) -> None:
+        if self.side not in SIDES:
+            raise ValueError(f"side must be one of {SIDES}, got {self.side!r}")
+        if self.forward_method not in ("huber", "bayes", "naive"):
+            raise ValueError(f"forward_method must be huber, bayes or naive, got {self.forward_method!r}")
+        if self.extrapolation not in EXTRAPOLATIONS:
+            raise ValueError(f"extrapolation must be one of {EXTRAPOLATIONS}, got {self.extrapolation!r}")
+        if self.grid_expiries not in GRID_EXPIRIES:
+            raise ValueError(f"grid_expiries must be one of {GRID_EXPIRIES}, got {self.grid_expiries!r}")
+        if self.max_rmse is not None and not self.max_rmse > 0:
+            raise ValueError(f"max_rmse must be > 0 vol points, got {self.max_rmse}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["validity"] = self.validity.to_dict()
+        d["grids"] = self.grids.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> SurfaceConfig:
+        """From a mapping (e.g. the ``[surfaces]`` table of a build TOML); nested ``validity`` and ``grids``
+        tables; unknown keys raise."""
+        d = dict(d or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"SurfaceConfig: unknown keys {sorted(unknown)}")
+        if "validity" in d and not isinstance(d["validity"], ValidityConfig):
+            v = dict(d["validity"])
+            vnames = {f.name for f in dataclasses.fields(ValidityConfig)}
+            if set(v) - vnames:
+                raise ValueError(f"SurfaceConfig.validity: unknown keys {sorted(set(v) - vnames)}")
+            d["validity"] = ValidityConfig(**v)
+        if "grids" in d and not isinstance(d["grids"], GridConfig):
+            d["grids"] = GridConfig.from_dict(dict(d["grids"]))
+        return cls(**d)
+
+
+@dataclasses.dataclass
+class SurfaceDay:
+    """One day's surface and everything that went into it (tables are ``pyarrow.Table``)."""
+
+    date: _dt.date
+    cut_ns: int
+    valid: bool
+    reason: str  # why the day is not valid ("" when it is)
+    quotes: Any  # one row per option of the snapshot's chains (QUOTES_SCHEMA)
+    forwards: Any  # one row per expiry slice (FORWARDS_SCHEMA)
+    svi: Any  # one row per expiry slice (SVI_SCHEMA)
+    grids: DayGrids | None  # None on invalid days or when no slice could be fitted
+    surface: FittedSurface | None
+    counts: dict[str, Any]
+    timings: dict[str, float]  # seconds per stage (STAGES)
+    config: SurfaceConfig
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+def _col_np(table: Any, name: str, rows: np.ndarray, fill: Any, dtype: Any) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    if name not in table.column_names:
+        return np.full(rows.size, fill, dtype=dtype)
+    a = np.asarray(pc.fill_null(table.column(name), fill).to_numpy(zero_copy_only=False), dtype=dtype)
+    return a[rows]
+
+
+def _status_counts(codes: np.ndarray, enum_cls: Any) -> dict[str, int]:
+    vals, cnt = np.unique(np.asarray(codes), return_counts=True)
+    return {enum_cls(int(v)).name.lower(): int(c) for v, c in zip(vals, cnt, strict=True)}
+
+
+def surface_day(
+    table: Any,
+    *,
+    cut_ns: int,
+    date: _dt.date | None = None,
+    config: SurfaceConfig | None = None,
+    threads: int | None = None,
+) -> SurfaceDay:
+    """Build one day's surface from a snapshot table.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        A snapshot (:data:`volfast.snapshot.SNAPSHOT_SCHEMA`: ``SnapshotResult.table`` or a
+        ``volfast snapshot`` partition).
+    cut_ns : int
+        The snapshot's cut, UTC nanoseconds; year fractions (ACT/365) are measured from it.
+    date : datetime.date, optional
+        The trading date (default: the cut's UTC date).
+    config : SurfaceConfig, optional
+    threads : int, optional
+        Threads for the C++ implied-vol solver and the Numba SVI fits.
+
+    Returns
+    -------
+    SurfaceDay
+        Never raises for bad quotes or expiries: they are statuses with reasons.
+    """
+    from volfast.forward import ForwardStatus, implied_forward, option_chains
+    from volfast.svi import SVIStatus, fit_svi
+
+    cfg = config or SurfaceConfig()
+    if date is None:
+        date = _dt.datetime.fromtimestamp(cut_ns / 1e9, tz=_dt.timezone.utc).date()
+    timings: dict[str, float] = {}
+    warns: list[str] = []
+    t0 = time.perf_counter()
+
+    # -- chains
+    ch = option_chains(table, cut_ns=cut_ns)
+    off = ch.offsets
+    ns = len(ch)
+    n = int(off[-1])
+    stale = _col_np(table, "stale", ch.row, False, bool)
+    sid = np.repeat(np.arange(ns), np.diff(off))
+    labels = [f"{ch.underlying[i]} {str(ch.expiration[i])[:10]}" for i in range(ns)]
+    t1 = time.perf_counter()
+    timings["chains"] = t1 - t0
+
+    # -- forwards (stale quotes left out when drop_stale: their prices are from another market)
+    bid, ask = ch.bid, ch.ask
+    if cfg.drop_stale:
+        bid = np.where(stale, np.nan, bid)
+        ask = np.where(stale, np.nan, ask)
+    if ns:
+        fw = implied_forward(
+            ch.strike,
+            ch.is_call,
+            bid,
+            ask,
+            expiry_years=ch.expiry_years,
+            offsets=off,
+            method=cfg.forward_method,
+        )
+        F_s, D_s, fw_ok = fw.forward, fw.discount_factor, fw.ok
+    else:
+        fw = None
+        F_s = D_s = np.zeros(0)
+        fw_ok = np.zeros(0, dtype=bool)
+    t2 = time.perf_counter()
+    timings["forwards"] = t2 - t1
+
+    # -- vols
+    F_r = np.where(fw_ok, F_s, np.nan)[sid]
+    D_r = np.where(fw_ok, D_s, np.nan)[sid]
+    T_r = ch.expiry_years[sid]
+    qv = quote_vols(
+        strike=ch.strike,
+        is_call=ch.is_call,
+        bid=ch.bid,
+        ask=ch.ask,
+        forward=F_r,
+        expiry_years=T_r,
+        discount_factor=D_r,
+        stale=stale,
+        side=cfg.side,
+        drop_stale=cfg.drop_stale,
+        threads=threads,
+    )
+    t3 = time.perf_counter()
+    timings["vols"] = t3 - t2
+
+    # -- SVI on the usable quotes of every slice
+    use = qv.use
+    u_idx = np.flatnonzero(use)  # rows stay grouped by slice (chains are slice-ordered)
+    u_off = np.concatenate([[0], np.cumsum(np.bincount(sid[use], minlength=ns))]).astype(np.int64)
+    k_u = qv.log_moneyness[u_idx]
+    T_u = T_r[u_idx]
+    w_mid = qv.mid_iv[u_idx] ** 2 * T_u
+    w_bid = qv.bid_iv[u_idx] ** 2 * T_u
+    w_ask = qv.ask_iv[u_idx] ** 2 * T_u
+    if ns:
+        sv = fit_svi(
+            k_u,
+            w_mid,
+            u_off,
+            expiry_years=ch.expiry_years,
+            arbitrage_free=cfg.arbitrage_free,
+            robust=cfg.robust,
+            bid_total_variance=w_bid,
+            ask_total_variance=w_ask,
+            max_rmse=cfg.max_rmse,
+            n_threads=threads,
+        )
+        sv_ok = np.asarray(sv.ok, dtype=bool)
+        params = sv.params
+    else:
+        sv = None
+        sv_ok = np.zeros(0, dtype=bool)
+        params = np.zeros((0, 5))
+    t4 = time.perf_counter()
+    timings["svi"] = t4 - t3
+
+    # -- validity
+    k_min, k_max, n_strikes = expiry_coverage(qv.log_moneyness, ch.strike, use, off)
+    fit_ok = fw_ok & sv_ok
+    exp_ok, exp_why = check_expiries(k_min, k_max, n_strikes, fit_ok, cfg.validity)
+    if ns == 0:
+        verdict = DayValidity(False, "no option chains in the snapshot", exp_ok, exp_why)
+    else:
+        verdict = DayValidity.decide(exp_ok, exp_why, labels, cfg.validity)
+    t5 = time.perf_counter()
+    timings["validity"] = t5 - t4
+
+    # -- the surface and its grids (valid days only)
+    pick = fit_ok & (exp_ok if cfg.grid_expiries == "valid" else True)
+    surface = None
+    grids = None
+    chosen = _one_slice_per_expiry(np.flatnonzero(pick), ch.expiry_years, np.diff(u_off))
+    if chosen.size:
+        surface = FittedSurface(
+            expiry_years=ch.expiry_years[chosen], params=params[chosen], extrapolation=cfg.extrapolation
+        )
+        if verdict.valid:
+            grids = day_grids(date, surface, ch.expiry_years[chosen], cfg.grids)
+    t6 = time.perf_counter()
+    timings["grids"] = t6 - t5
+
+    # -- tables
+    fit_iv = np.full(n, np.nan)
+    has_fit = sv_ok[sid] & np.isfinite(qv.log_moneyness)
+    if has_fit.any():
+        with np.errstate(invalid="ignore"):
+            w_fit = svi_total_variance(qv.log_moneyness[has_fit], params[sid[has_fit]])
+            fit_iv[has_fit] = np.sqrt(np.where(w_fit > 0, w_fit, np.nan) / T_r[has_fit])
+    inside = np.full(n, False)
+    inside[u_idx] = (fit_iv[u_idx] >= qv.bid_iv[u_idx] - 1e-12) & (fit_iv[u_idx] <= qv.ask_iv[u_idx] + 1e-12)
+
+    quotes = _quotes_table(table, ch, sid, stale, F_r, D_r, T_r, qv, fit_iv, inside)
+    forwards = _forwards_table(ch, fw, labels)
+    svi = _svi_table(
+        ch,
+        fw_ok,
+        F_s,
+        sv,
+        params,
+        np.diff(u_off),
+        k_min,
+        k_max,
+        n_strikes,
+        exp_ok,
+        exp_why,
+        chosen,
+        labels,
+    )
+    fw_codes = fw.status if fw is not None else np.zeros(0, np.uint8)
+    sv_codes = sv.status if sv is not None else np.zeros(0, np.uint8)
+    counts: dict[str, Any] = {
+        "options": n,
+        "quotes_used": int(use.sum()),
+        "quotes_inside_bid_ask": int(inside.sum()),
+        "expiries": ns,
+        "expiries_with_forward": int(fw_ok.sum()),
+        "expiries_fitted": int(fit_ok.sum()),
+        "expiries_valid": int(exp_ok.sum()),
+        "expiries_in_surface": int(chosen.size),
+        "quote_status": qv.status_counts(),
+        "forward_status": _status_counts(fw_codes, ForwardStatus),
+        "svi_status": _status_counts(sv_codes, SVIStatus),
+        "quotes_off_side": int(((qv.status == QuoteStatus.OK) & ~qv.on_side).sum()),
+    }
+    if ns and not fw_ok.any():
+        warns.append("no expiry has a forward")
+    timings["tables"] = time.perf_counter() - t6
+    return SurfaceDay(
+        date=date,
+        cut_ns=int(cut_ns),
+        valid=verdict.valid,
+        reason=verdict.reason,
+        quotes=quotes,
+        forwards=forwards,
+        svi=svi,
+        grids=grids,
+        surface=surface,
+        counts=counts,
+        timings=timings,
+        config=cfg,
+        warnings=warns,
+    )
+
+
+def _one_slice_per_expiry(idx: np.ndarray, expiry_years: np.ndarray, n_used: np.ndarray) -> np.ndarray:
+    """Among slices sharing an expiry (several underlyings), keep the one with the most quotes."""
+    best: dict[float, int] = {}
+    for i in idx:
+        t = float(expiry_years[i])
+        if t not in best or n_used[i] > n_used[best[t]]:
+            best[t] = int(i)
+    return np.array(sorted(best.values(), key=lambda i: expiry_years[i]), dtype=np.int64)
+
+
+# -- output tables ----------------------------------------------------------------------------------------
+def _ts(a: np.ndarray) -> Any:
+    import pyarrow as pa
+
+    return pa.array(np.asarray(a, dtype="datetime64[ns]"), type=pa.timestamp("ns", tz="UTC"))
+
+
+def _quotes_table(
+    table: Any,
+    ch: Any,
+    sid: np.ndarray,
+    stale: np.ndarray,
+    F: np.ndarray,
+    D: np.ndarray,
+    T: np.ndarray,
+    qv: Any,
+    fit_iv: np.ndarray,
+    inside: np.ndarray,
+) -> Any:
+    import pyarrow as pa
+
+    from volfast.surface.schemas import QUOTES_SCHEMA
+
+    n = sid.size
+    raw = _col_np(table, "raw_symbol", ch.row, "", object)
+    cols = {
+        "slice": sid.astype(np.int16),
+        "instrument_id": ch.instrument_id,
+        "raw_symbol": pa.array(raw.astype(str).tolist(), pa.string()),
+        "underlying": pa.array([str(ch.underlying[i]) for i in sid], pa.string()),
+        "expiration": _ts(ch.expiration[sid]),
+        "expiry_years": T,
+        "strike": ch.strike,
+        "is_call": ch.is_call,
+        "bid": ch.bid,
+        "ask": ch.ask,
+        "mid": qv.mid,
+        "stale": stale,
+        "forward": F,
+        "discount_factor": D,
+        "log_moneyness": qv.log_moneyness,
+        "bid_iv": qv.bid_iv,
+        "ask_iv": qv.ask_iv,
+        "mid_iv": qv.mid_iv,
+        "bid_iv_status": qv.bid_iv_status,
+        "ask_iv_status": qv.ask_iv_status,
+        "mid_iv_status": qv.mid_iv_status,
+        "status": qv.status,
+        "on_side": qv.on_side,
+        "used": qv.use,
+        "fit_iv": fit_iv,
+        "inside_bid_ask": inside,
+    }
+    return pa.table(cols).cast(QUOTES_SCHEMA)
+
+
+def _forwards_table(ch: Any, fw: Any, labels: list[str]) -> Any:
+    import pyarrow as pa
+
+    from volfast.surface.schemas import FORWARDS_SCHEMA
+
+    ns = len(ch)
+    if fw is None:
+        return FORWARDS_SCHEMA.empty_table()
+    cols = {
+        "slice": np.arange(ns, dtype=np.int16),
+        "underlying": pa.array([str(u) for u in ch.underlying], pa.string()),
+        "expiration": _ts(ch.expiration),
+        "expiry_years": ch.expiry_years,
+        "n_options": np.diff(ch.offsets).astype(np.int32),
+        "forward": fw.forward,
+        "discount_factor": fw.discount_factor,
+        "rate": fw.rate,
+        "forward_lo": fw.forward_lo,
+        "forward_hi": fw.forward_hi,
+        "discount_lo": fw.discount_lo,
+        "discount_hi": fw.discount_hi,
+        "n_pairs": fw.n_pairs.astype(np.int32),
+        "n_outside": fw.n_outside.astype(np.int32),
+        "rmse": fw.rmse,
+        "status": fw.status.astype(np.uint8),
+        "reason": pa.array([str(r) for r in fw.reason], pa.string()),
+        "method": pa.array([fw.method] * ns, pa.string()),
+    }
+    return pa.table(cols).cast(FORWARDS_SCHEMA)
+
+
+def _svi_table(
+    ch: Any,
+    fw_ok: np.ndarray,
+    F: np.ndarray,
+    sv: Any,
+    params: np.ndarray,
+    n_used: np.ndarray,
+    k_min: np.ndarray,
+    k_max: np.ndarray,
+    n_strikes: np.ndarray,
+    exp_ok: np.ndarray,
+    exp_why: list[str],
+    chosen: np.ndarray,
+    labels: list[str],
+) -> Any:
+    import pyarrow as pa
+
+    from volfast.surface.schemas import SVI_SCHEMA
+
+    ns = len(ch)
+    if sv is None:
+        return SVI_SCHEMA.empty_table()
+    in_surface = np.zeros(ns, dtype=bool)
+    in_surface[chosen] = True
+    reason = []
+    for i in range(ns):
+        r = sv.reason[i]
+        if not fw_ok[i]:
+            r = "no forward" + (f" ({r})" if r else "")
+        reason.append(r)
+    cols = {
+        "slice": np.arange(ns, dtype=np.int16),
+        "underlying": pa.array([str(u) for u in ch.underlying], pa.string()),
+        "expiration": _ts(ch.expiration),
+        "expiry_years": ch.expiry_years,
+        "forward": np.where(fw_ok, F, np.nan),
+        "n_quotes": n_used.astype(np.int32),
+        "n_strikes": n_strikes.astype(np.int32),
+        "k_min": k_min,
+        "k_max": k_max,
+        "a": params[:, 0],
+        "b": params[:, 1],
+        "rho": params[:, 2],
+        "m": params[:, 3],
+        "sigma": params[:, 4],
+        "rmse": sv.rmse,
+        "inside_bid_ask": sv.inside_bid_ask,
+        "min_g": sv.min_g,
+        "butterfly_ok": sv.butterfly_ok,
+        "calendar_ok": sv.calendar_ok,
+        "repair": sv.repair,
+        "status": sv.status.astype(np.uint8),
+        "reason": pa.array(reason, pa.string()),
+        "expiry_valid": exp_ok,
+        "validity_reason": pa.array(exp_why, pa.string()),
+        "in_surface": in_surface,
+    }
+    return pa.table(cols).cast(SVI_SCHEMA)

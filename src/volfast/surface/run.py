@@ -1,0 +1,348 @@
+"""Writing a day's surface to disk and running the surfaces stage over many days (``volfast surfaces``).
+
+Layout under ``OUT`` (one hive-partitioned dataset per table)::
+
+    OUT/quotes/date=YYYY-MM-DD/part-0.parquet     every option: bid/ask/mid vols, statuses, fit vol
+    OUT/forwards/date=YYYY-MM-DD/part-0.parquet   per expiry: forward, discount factor, bounds, status
+    OUT/svi/date=YYYY-MM-DD/part-0.parquet        per expiry: raw SVI, diagnostics, validity checks
+    OUT/grids/date=YYYY-MM-DD/part-0.parquet      valid days only: image, cvae, delta grids (load_dataset)
+    OUT/days/date=YYYY-MM-DD/part-0.parquet       one row: valid, reason, counts, timings
+    OUT/days/date=YYYY-MM-DD/_manifest.json       written last: the day is complete when it exists
+
+Each file is written to a temporary name and renamed into place; the manifest's outputs name the files
+relative to its folder (``../../quotes/...``), so :func:`volfast.io.output.manifest_matches` checks them all
+and a finished day is skipped on the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from volfast.io.output import (
+    MANIFEST_NAME,
+    day_dir,
+    manifest_matches,
+    read_manifest,
+    write_manifest,
+    write_parquet_atomic,
+)
+from volfast.surface.day import SurfaceConfig, SurfaceDay, surface_day
+
+__all__ = [
+    "SurfaceDayReport",
+    "SurfacesError",
+    "read_output",
+    "read_snapshot_day",
+    "surface_snapshot",
+    "surfaces_day",
+    "surfaces_days",
+    "write_surface_day",
+]
+
+PART = "part-0.parquet"
+TABLES = ("quotes", "forwards", "svi", "grids", "days")
+STAGE = "surfaces"
+
+
+class SurfacesError(ValueError):
+    """A day's input cannot be used (names the file and what is wrong)."""
+
+
+def _rel(folder: Path, path: Path) -> str:
+    return os.path.relpath(path, folder)
+
+
+def _days_table(day: SurfaceDay) -> Any:
+    import pyarrow as pa
+
+    from volfast.surface.schemas import DAYS_SCHEMA
+
+    c = day.counts
+    row = {
+        "valid": [day.valid],
+        "reason": [day.reason],
+        "cut": pa.array([day.cut_ns], pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
+        "options": [c.get("options", 0)],
+        "quotes_used": [c.get("quotes_used", 0)],
+        "expiries": [c.get("expiries", 0)],
+        "expiries_with_forward": [c.get("expiries_with_forward", 0)],
+        "expiries_fitted": [c.get("expiries_fitted", 0)],
+        "expiries_valid": [c.get("expiries_valid", 0)],
+        "counts": [json.dumps(c, sort_keys=True)],
+        "timings": [json.dumps({k: round(v, 6) for k, v in day.timings.items()})],
+    }
+    return pa.table(row).cast(DAYS_SCHEMA)
+
+
+def write_surface_day(
+    day: SurfaceDay,
+    out: str | os.PathLike[str],
+    *,
+    inputs: Sequence[Mapping[str, Any]] = (),
+    config: dict[str, Any] | None = None,
+) -> Path:
+    """Write one day's tables and manifest under ``out`` (layout in the module docstring).
+
+    On an invalid day any ``grids`` partition of that date left by an earlier run is removed, so
+    :func:`~volfast.surface.load_dataset` only ever sees valid days. Returns the day's ``days`` folder.
+    """
+    from volfast.io.output import file_record
+    from volfast.surface.dataset import grids_table
+
+    root = Path(out)
+    folder = day_dir(root / "days", day.date)
+    folder.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        (folder / MANIFEST_NAME).unlink()  # the day is incomplete until the new manifest lands
+    written: list[tuple[Path, int]] = []
+    for name, table in (("quotes", day.quotes), ("forwards", day.forwards), ("svi", day.svi)):
+        p = write_parquet_atomic(table, day_dir(root / name, day.date) / PART)
+        written.append((p, table.num_rows))
+    grid_path = day_dir(root / "grids", day.date) / PART
+    if day.grids is not None:
+        gt = grids_table(day.grids, day.config.grids)
+        written.append((write_parquet_atomic(gt, grid_path), gt.num_rows))
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            grid_path.unlink()
+    written.append((write_parquet_atomic(_days_table(day), folder / PART), 1))
+    outputs: list[Mapping[str, Any]] = []
+    for p, rows in written:
+        rec = file_record(p)
+        rec["name"] = _rel(folder, p)
+        rec["rows"] = rows
+        outputs.append(rec)
+    write_manifest(
+        folder,
+        stage=STAGE,
+        config=config if config is not None else _manifest_config(day.config),
+        inputs=list(inputs),
+        outputs=outputs,
+        counts=day.counts,
+        warnings=day.warnings,
+        extra={
+            "date": day.date.isoformat(),
+            "schema": "surfaces/1",
+            "valid": day.valid,
+            "reason": day.reason,
+            "timings_s": {k: round(v, 6) for k, v in day.timings.items()},
+        },
+    )
+    return folder
+
+
+def _manifest_config(cfg: SurfaceConfig) -> dict[str, Any]:
+    return {"surfaces": cfg.to_dict()}
+
+
+def surface_snapshot(
+    result: Any,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    config: SurfaceConfig | None = None,
+    threads: int | None = None,
+) -> SurfaceDay:
+    """The day's surface straight from a :class:`volfast.snapshot.SnapshotResult` (no snapshot on disk);
+    with ``out`` it is also written (the manifest lists the snapshot's DBN inputs)."""
+    if result.date is None:
+        raise ValueError("the snapshot has no date")
+    day = surface_day(result.table, cut_ns=result.cut_ns, date=result.date, config=config, threads=threads)
+    if out is not None:
+        write_surface_day(day, out, inputs=result.inputs)
+    return day
+
+
+def read_snapshot_day(folder: str | os.PathLike[str]) -> tuple[Any, int, _dt.date]:
+    """``(table, cut_ns, date)`` of a ``volfast snapshot`` day folder (``date=.../part-0.parquet`` and its
+    ``_manifest.json``); raises :class:`SurfacesError` naming the file when either is missing or damaged."""
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    part = folder / PART
+    if not part.is_file():
+        raise SurfacesError(f"{part}: missing snapshot partition")
+    m = read_manifest(folder)
+    if m is None:
+        raise SurfacesError(
+            f"{folder / MANIFEST_NAME}: missing or unreadable; the snapshot day is incomplete "
+            "(rerun `volfast snapshot`)"
+        )
+    try:
+        cut = m["cut_ns"] if "cut_ns" in m else m["config"]["cut_utc"]
+        cut_ns = int(cut) if isinstance(cut, int) else _iso_to_ns(str(cut))
+        date = _dt.date.fromisoformat(m.get("date") or folder.name[5:])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise SurfacesError(f"{folder / MANIFEST_NAME}: no usable cut time / date ({exc!r})") from None
+    try:
+        table = pq.read_table(part)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise SurfacesError(f"{part}: unreadable snapshot partition ({exc})") from None
+    for outp in m.get("outputs", []):
+        if outp.get("name") == PART and outp.get("size") not in (None, part.stat().st_size):
+            raise SurfacesError(
+                f"{part}: size {part.stat().st_size} differs from its manifest "
+                f"({outp.get('size')}); the partition was changed after it was written"
+            )
+    from volfast.snapshot.core import SNAPSHOT_SCHEMA
+
+    missing = [f.name for f in SNAPSHOT_SCHEMA if f.name not in table.column_names]
+    if missing:
+        raise SurfacesError(f"{part}: not a snapshot table (lacks {', '.join(missing)})")
+    return table, cut_ns, date
+
+
+def _iso_to_ns(s: str) -> int:
+    """``"2024-01-02T20:48:00.000000Z"`` (UTC, as snapshot manifests write it) -> nanoseconds."""
+    s = s.strip()
+    if s.endswith("Z"):
+        s = s[:-1]
+    elif "+" in s[10:] or "-" in s[10:]:
+        raise ValueError(f"cut {s!r} is not UTC")
+    return int(np.datetime64(s, "ns").astype(np.int64))
+
+
+def read_output(
+    out: str | os.PathLike[str],
+    table: str,
+    *,
+    start: _dt.date | str | None = None,
+    end: _dt.date | str | None = None,
+) -> Any:
+    """One of the ``volfast surfaces`` tables (``quotes``, ``forwards``, ``svi``, ``grids``, ``days``) over
+    all days (or ``start <= date <= end``) as one ``pyarrow.Table``, days in order.
+
+    The date comes from each partition's folder name and is added as the first column (``date32``).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if table not in TABLES:
+        raise ValueError(f"table must be one of {TABLES}, got {table!r}")
+    folder = Path(out) / table
+    lo = _dt.date.fromisoformat(str(start)) if start is not None else None
+    hi = _dt.date.fromisoformat(str(end)) if end is not None else None
+    parts = []
+    for d in _snapshot_days(folder):
+        if (lo is None or d >= lo) and (hi is None or d <= hi):
+            p = day_dir(folder, d) / PART
+            if p.is_file():
+                t = pq.read_table(p)
+                parts.append(t.add_column(0, "date", pa.array([d] * t.num_rows, pa.date32())))
+    if not parts:
+        raise SurfacesError(f"{folder}: no partitions (date=YYYY-MM-DD/{PART}); run `volfast surfaces`")
+    return pa.concat_tables(parts)
+
+
+@dataclass
+class SurfaceDayReport:
+    """What happened to one day of a multi-day run."""
+
+    date: _dt.date
+    status: str  # "ok", "skipped" (manifest matched), "failed"
+    valid: bool | None = None  # None when failed
+    reason: str = ""
+    folder: Path | None = None
+    counts: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def _snapshot_days(snapshots: Path) -> list[_dt.date]:
+    out = []
+    for d in sorted(snapshots.glob("date=*")):
+        try:
+            out.append(_dt.date.fromisoformat(d.name[5:]))
+        except ValueError:
+            continue
+    return out
+
+
+def surfaces_day(
+    snapshots: str | os.PathLike[str],
+    date: _dt.date | str,
+    out: str | os.PathLike[str],
+    *,
+    config: SurfaceConfig | None = None,
+    force: bool = False,
+    threads: int | None = None,
+) -> SurfaceDayReport:
+    """One day of the surfaces stage: read ``SNAPSHOTS/date=.../``, build, write; never raises for a bad day
+    (the report says ``failed`` and why)."""
+    cfg = config or SurfaceConfig()
+    d = date if isinstance(date, _dt.date) else _dt.date.fromisoformat(str(date))
+    rep = SurfaceDayReport(date=d, status="failed")
+    snap = day_dir(snapshots, d)
+    folder = day_dir(Path(out) / "days", d)
+    try:
+        part = snap / PART
+        if not part.is_file():
+            raise SurfacesError(f"{part}: missing snapshot partition")
+        inputs: list[Mapping[str, Any]] = [{"name": _rel(Path(snapshots), part), "size": part.stat().st_size}]
+        mcfg = _manifest_config(cfg)
+        if not force and manifest_matches(folder, config=mcfg, inputs=inputs):
+            m = read_manifest(folder) or {}
+            rep.status, rep.folder = "skipped", folder
+            rep.valid, rep.reason, rep.counts = m.get("valid"), m.get("reason", ""), m.get("counts", {})
+            return rep
+        table, cut_ns, sdate = read_snapshot_day(snap)
+        if sdate != d:
+            raise SurfacesError(f"{snap / MANIFEST_NAME}: says date {sdate}, folder says {d}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            day = surface_day(table, cut_ns=cut_ns, date=d, config=cfg, threads=threads)
+        from volfast.io.output import file_record
+
+        rec = dict(file_record(part), name=inputs[0]["name"])
+        rep.folder = write_surface_day(day, out, inputs=[rec], config=mcfg)
+        rep.status, rep.valid, rep.reason = "ok", day.valid, day.reason
+        rep.counts, rep.timings, rep.warnings = day.counts, day.timings, list(day.warnings)
+    except (SurfacesError, OSError, ValueError) as exc:
+        rep.error = str(exc)
+    return rep
+
+
+def surfaces_days(
+    snapshots: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    dates: Sequence[str | _dt.date] | None = None,
+    config: SurfaceConfig | None = None,
+    force: bool = False,
+    threads: int | None = None,
+    on_day: Callable[[SurfaceDayReport], None] | None = None,
+) -> list[SurfaceDayReport]:
+    """Run :func:`surfaces_day` over every day of a ``volfast snapshot`` output folder (or ``dates``);
+    a failing day is reported and the others go on; days whose manifest matches are skipped.
+
+    Raises :class:`SurfacesError` when ``snapshots`` is not a folder or holds no ``date=`` partitions.
+    """
+    root = Path(snapshots)
+    if not root.is_dir():
+        raise SurfacesError(f"{root}: not a folder of snapshot days")
+    days = (
+        [d if isinstance(d, _dt.date) else _dt.date.fromisoformat(str(d)) for d in dates]
+        if dates
+        else _snapshot_days(root)
+    )
+    if not days:
+        raise SurfacesError(
+            f"{root}: no snapshot days (date=YYYY-MM-DD/part-0.parquet); run `volfast snapshot`"
+        )
+    reports = []
+    for d in days:
+        rep = surfaces_day(root, d, out, config=config, force=force, threads=threads)
+        reports.append(rep)
+        if on_day is not None:
+            on_day(rep)
+    return reports

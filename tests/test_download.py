@@ -1,0 +1,253 @@
+"""volfast download against a fake Databento client with the real client's method names and arguments."""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from volfast.cli import main as cli
+from volfast.download import (
+    DownloadError,
+    DownloadRequest,
+    day_file_name,
+    download,
+    estimate_cost,
+    make_client,
+)
+from volfast.io.dbn import DBNFile, find_day_files, list_dates
+
+KEY = "db-SECRETKEY1234567890"
+REQ = DownloadRequest(
+    dataset="GLBX.MDP3",
+    symbols=("ES.OPT", "ES.FUT"),
+    schemas=("definition", "mbp-1"),
+    start=dt.date(2024, 1, 1),  # a holiday
+    end=dt.date(2024, 1, 3),
+)
+
+
+class FakeClient:
+    """``metadata.get_cost`` and ``timeseries.get_range(..., path=)`` like ``databento.Historical``.
+
+    ``faults[(YYYYMMDD, schema)]`` is a list consumed one per request: ``"error"`` (raise after writing half
+    a file, as a dropped stream does), ``"truncate"`` (return normally with half a file), ``"key"`` (raise an
+    error whose text contains the API key), ``None`` (succeed).
+    """
+
+    def __init__(self, writer, faults=None) -> None:
+        self.writer = writer
+        self.faults = {k: list(v) for k, v in (faults or {}).items()}
+        self.calls: list[dict] = []
+        self.cost_calls: list[dict] = []
+        self.metadata = self
+        self.timeseries = self
+
+    def get_cost(
+        self,
+        dataset,
+        start,
+        end=None,
+        mode=None,
+        symbols=None,
+        schema="trades",
+        stype_in="raw_symbol",
+        limit=None,
+    ) -> float:
+        self.cost_calls.append(
+            dict(dataset=dataset, start=start, end=end, symbols=symbols, schema=schema, stype_in=stype_in)
+        )
+        return {"definition": 1.25, "mbp-1": 40.5}[schema]
+
+    def get_range(
+        self,
+        dataset,
+        start,
+        end=None,
+        symbols=None,
+        schema="trades",
+        stype_in="raw_symbol",
+        stype_out="instrument_id",
+        limit=None,
+        path=None,
+    ):
+        self.calls.append(
+            dict(
+                dataset=dataset,
+                start=start,
+                end=end,
+                symbols=symbols,
+                schema=schema,
+                stype_in=stype_in,
+                path=path,
+            )
+        )
+        p = Path(path)
+        if p.exists():  # databento's validate_file_write_path
+            raise FileExistsError(path)
+        day = start[:10].replace("-", "")
+        fault = (self.faults.get((day, schema)) or [None]).pop(0) if (day, schema) in self.faults else None
+        t0 = int(dt.datetime.fromisoformat(start).timestamp() * 1e9)
+        recs = (
+            self.writer.mbp1_records(t0 + np.arange(5) * 10**9, [7] * 5, [100 * 10**9] * 5, [101 * 10**9] * 5)
+            if schema == "mbp-1"
+            else b""
+        )
+        tmp = self.writer.write(p.name, recs, schema=schema, dataset=dataset, start=t0)
+        assert tmp == p
+        if fault in ("error", "truncate"):
+            p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
+            if fault == "error":
+                raise ConnectionError("connection reset by peer")
+        if fault == "key":
+            raise RuntimeError(f"401 Unauthorized for key {KEY}")
+        return None
+
+
+@pytest.fixture()
+def out(tmp_path: Path) -> Path:
+    d = tmp_path / "dl"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture()
+def fake(out: Path, dbn_writer):
+    """A FakeClient factory writing into ``out`` with conftest's DBN writer."""
+    return lambda out, faults=None: FakeClient(type(dbn_writer)(out), faults)
+
+
+def test_fake_has_the_real_client_signatures() -> None:
+    from databento.historical.api.metadata import MetadataHttpAPI
+    from databento.historical.api.timeseries import TimeseriesHttpAPI
+
+    for real, ours in (
+        (TimeseriesHttpAPI.get_range, FakeClient.get_range),
+        (MetadataHttpAPI.get_cost, FakeClient.get_cost),
+    ):
+        assert list(inspect.signature(real).parameters) == list(inspect.signature(ours).parameters)
+
+
+def test_layout_is_what_build_reads_and_holidays_are_skipped(fake, out: Path) -> None:
+    assert day_file_name("GLBX.MDP3", dt.date(2024, 1, 2), "mbp-1") == "glbx-mdp3-20240102.mbp-1.dbn.zst"
+    assert REQ.days() == [dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
+    c = fake(out)
+    rep = download(c, REQ, out, sleep=lambda s: None)
+    assert [f.status for f in rep.files] == ["downloaded"] * 4
+    assert list_dates(out) == [dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
+    files = find_day_files(out, "2024-01-02")
+    assert files.quotes() == ("mbp-1", [out / "glbx-mdp3-20240102.mbp-1.dbn.zst"])
+    assert files.definitions() == [out / "glbx-mdp3-20240102.definition.dbn.zst"]
+    assert DBNFile(files.quotes()[1][0]).schema == "mbp-1" and rep.files[1].records == 5
+    first = c.calls[0]
+    assert (first["start"], first["end"]) == ("2024-01-02T00:00:00+00:00", "2024-01-03T00:00:00+00:00")
+    assert first["symbols"] == ["ES.OPT", "ES.FUT"] and first["stype_in"] == "parent"
+    assert sorted(p.name for p in out.iterdir()) == sorted(f.path.name for f in rep.files)
+
+
+def test_cost_estimate_is_one_get_cost_per_schema_over_the_range(fake, out: Path) -> None:
+    c = fake(out)
+    assert estimate_cost(c, REQ) == {"definition": 1.25, "mbp-1": 40.5}
+    assert [k["schema"] for k in c.cost_calls] == ["definition", "mbp-1"]
+    assert c.cost_calls[0]["start"] == "2024-01-01T00:00:00+00:00"
+    assert c.cost_calls[0]["end"] == "2024-01-04T00:00:00+00:00"  # exclusive end: the day after --end
+    assert all(k["stype_in"] == "parent" and k["symbols"] == ["ES.OPT", "ES.FUT"] for k in c.cost_calls)
+
+
+def test_failures_are_retried_reported_and_resumed(fake, out: Path) -> None:
+    waits: list[float] = []
+    faults = {
+        ("20240102", "mbp-1"): ["error", None],  # dropped stream, then fine
+        ("20240103", "mbp-1"): ["truncate", "truncate", "truncate"],  # always a truncated file
+        ("20240103", "definition"): ["key"] * 3,
+    }
+    c = fake(out, faults)
+    rep = download(c, REQ, out, attempts=3, backoff_s=0.5, sleep=waits.append, key=KEY)
+    st = {(f.day.isoformat(), f.schema): (f.status, f.attempts) for f in rep.files}
+    assert st == {
+        ("2024-01-02", "definition"): ("downloaded", 1),
+        ("2024-01-02", "mbp-1"): ("downloaded", 2),
+        ("2024-01-03", "definition"): ("failed", 3),
+        ("2024-01-03", "mbp-1"): ("failed", 3),
+    }
+    assert waits == [0.5, 0.5, 1.0, 0.5, 1.0]
+    bad = {f.schema: f.error for f in rep.failed}
+    assert "truncated" in bad["mbp-1"] and "glbx-mdp3-20240103.mbp-1.dbn.zst" in bad["mbp-1"]
+    assert KEY not in bad["definition"] and "<redacted>" in bad["definition"]
+    # No final name holds a partial file and no temporary is left.
+    assert sorted(p.name for p in out.iterdir()) == [
+        "glbx-mdp3-20240102.definition.dbn.zst",
+        "glbx-mdp3-20240102.mbp-1.dbn.zst",
+    ]
+    # A re-run asks only for what is missing.
+    c2 = fake(out)
+    rep = download(c2, REQ, out, sleep=lambda s: None)
+    assert [(f.status) for f in rep.files] == ["present", "present", "downloaded", "downloaded"]
+    assert [k["start"][:10] for k in c2.calls] == ["2024-01-03", "2024-01-03"]
+
+
+def test_interrupted_download_leftovers_are_discarded(fake, out: Path) -> None:
+    (out / ".glbx-mdp3-20240102.mbp-1.dbn.zst.deadbeef0000.part").write_bytes(b"\x28\xb5\x2f\xfd half")
+    # A file under a final name that is not what was asked for (another schema) is fetched again.
+    fake(out).writer.write("glbx-mdp3-20240102.definition.dbn.zst", b"", schema="ohlcv-1m")
+    c = fake(out)
+    rep = download(c, REQ, out, sleep=lambda s: None)
+    assert [f.status for f in rep.files] == ["downloaded"] * 4
+    assert not list(out.glob(".*"))
+    assert DBNFile(out / "glbx-mdp3-20240102.definition.dbn.zst").schema == "definition"
+
+
+def test_key_comes_from_the_environment_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABENTO_API_KEY", raising=False)
+    with pytest.raises(DownloadError, match="set DATABENTO_API_KEY"):
+        make_client()
+    monkeypatch.setenv("DATABENTO_API_KEY", KEY)
+    client = make_client()
+    assert type(client).__name__ == "Historical" and KEY not in repr(client)
+
+
+def test_bad_requests() -> None:
+    with pytest.raises(DownloadError, match="after end"):
+        DownloadRequest("GLBX.MDP3", ("ES.OPT",), ("mbp-1",), dt.date(2024, 2, 1), dt.date(2024, 1, 1))
+    with pytest.raises(DownloadError, match="no symbols"):
+        DownloadRequest("GLBX.MDP3", (), ("mbp-1",), dt.date(2024, 1, 1), dt.date(2024, 1, 1))
+    with pytest.raises(DownloadError, match="dataset must look like"):
+        DownloadRequest("glbx", ("ES.OPT",), ("mbp-1",), dt.date(2024, 1, 1), dt.date(2024, 1, 1))
+
+
+def test_cli_shows_cost_asks_and_downloads(fake, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import volfast.download as dl
+
+    monkeypatch.setenv("DATABENTO_API_KEY", KEY)
+    c = fake(out)
+    monkeypatch.setattr(dl, "make_client", lambda key=None: c)
+    args = [
+        "download",
+        "--dataset",
+        "GLBX.MDP3",
+        "--symbols",
+        "ES.OPT",
+        "ES.FUT",
+        "--schema",
+        "definition",
+        "mbp-1",
+        "--start",
+        "2024-01-02",
+        "--end",
+        "2024-01-03",
+        "--out",
+        str(out),
+    ]
+    r = CliRunner().invoke(cli, args, input="n\n")
+    assert r.exit_code == 1 and "cancelled" in r.output
+    assert "$41.75" in r.output and "$40.50" in r.output and not c.calls and not list(out.iterdir())
+    r = CliRunner().invoke(cli, args, input="y\n")
+    assert r.exit_code == 0, r.output
+    assert len(c.calls) == 4 and c.calls[0]["symbols"] == ["ES.OPT", "ES.FUT"]
+    assert KEY not in r.output
+    r = CliRunner().invoke(cli, [*args, "--yes"])
+    assert r.exit_code == 0 and r.output.count("present") == 4 and len(c.calls) == 4
