@@ -15,7 +15,14 @@ def accuracy_domain(n: int, seed: int) -> dict[str, np.ndarray]:
     K = F * np.exp(z * np.sqrt(T))
     D = np.exp(-rng.uniform(-0.01, 0.08, n) * T)
     is_call = rng.random(n) < 0.5
-    return {"forward": F, "strike": K, "expiry_years": T, "vol": vol, "is_call": is_call, "discount_factor": D}
+    return {
+        "forward": F,
+        "strike": K,
+        "expiry_years": T,
+        "vol": vol,
+        "is_call": is_call,
+        "discount_factor": D,
+    }
 
 
 def floor(vol: np.ndarray, price: np.ndarray, vega: np.ndarray) -> np.ndarray:

@@ -26,8 +26,21 @@ def test_price_accuracy_against_mpmath_in_vol_terms() -> None:
     d = accuracy_domain(1500, seed=11)
     p = volfast.black76_price(**d)
     vega = volfast.black76_vega(**{k: v for k, v in d.items() if k != "is_call"})
-    truth = np.array([float(ref.price_mp(d["forward"][i], d["strike"][i], d["expiry_years"][i], d["vol"][i],
-                                         d["is_call"][i], d["discount_factor"][i])) for i in range(1500)])
+    truth = np.array(
+        [
+            float(
+                ref.price_mp(
+                    d["forward"][i],
+                    d["strike"][i],
+                    d["expiry_years"][i],
+                    d["vol"][i],
+                    d["is_call"][i],
+                    d["discount_factor"][i],
+                )
+            )
+            for i in range(1500)
+        ]
+    )
     ok = (truth > 1e-290) & (vega > 1e-290)
     with np.errstate(all="ignore"):
         rel = np.abs(p[ok] - truth[ok]) / truth[ok]
@@ -63,8 +76,10 @@ def test_greeks_against_mpmath() -> None:
     gamma = volfast.black76_gamma(**kw)
     with mp.workdps(40):
         for i in range(300):
-            F, K, T, v, D = (mp.mpf(float(d[k][i])) for k in ("forward", "strike", "expiry_years", "vol",
-                                                               "discount_factor"))
+            F, K, T, v, D = (
+                mp.mpf(float(d[k][i]))
+                for k in ("forward", "strike", "expiry_years", "vol", "discount_factor")
+            )
             s = v * mp.sqrt(T)
             d1 = mp.log(F / K) / s + s / 2
             theta = 1 if d["is_call"][i] else -1
@@ -85,11 +100,18 @@ def test_broadcasting_and_shapes() -> None:
     expiries = np.array([[0.1], [0.5], [1.0]])
     p = volfast.black76_price(forward=5000.0, strike=strikes, expiry_years=expiries, vol=0.2, is_call=True)
     assert p.shape == (3, 5)
-    flat = volfast.black76_price(forward=5000.0, strike=np.tile(strikes, (3, 1)).ravel(),
-                                 expiry_years=np.repeat(expiries.ravel(), 5), vol=0.2, is_call=True)
+    flat = volfast.black76_price(
+        forward=5000.0,
+        strike=np.tile(strikes, (3, 1)).ravel(),
+        expiry_years=np.repeat(expiries.ravel(), 5),
+        vol=0.2,
+        is_call=True,
+    )
     np.testing.assert_array_equal(p.ravel(), flat)
     with pytest.raises(ValueError, match="broadcast"):
-        volfast.black76_price(forward=[1.0, 2.0], strike=[1.0, 2.0, 3.0], expiry_years=1.0, vol=0.2, is_call=True)
+        volfast.black76_price(
+            forward=[1.0, 2.0], strike=[1.0, 2.0, 3.0], expiry_years=1.0, vol=0.2, is_call=True
+        )
 
 
 def test_invalid_inputs_give_nan_not_errors() -> None:
@@ -105,21 +127,28 @@ def test_bad_dtypes_and_is_call_values() -> None:
         volfast.black76_price(forward=["a"], strike=1.0, expiry_years=1.0, vol=0.2, is_call=True)
     with pytest.raises(ValueError, match="is_call"):
         volfast.black76_price(forward=1.0, strike=1.0, expiry_years=1.0, vol=0.2, is_call="X")
-    a = volfast.black76_price(forward=100.0, strike=[90.0, 110.0], expiry_years=1.0, vol=0.2, is_call=["C", "p"])
+    a = volfast.black76_price(
+        forward=100.0, strike=[90.0, 110.0], expiry_years=1.0, vol=0.2, is_call=["C", "p"]
+    )
     b = volfast.black76_price(forward=100.0, strike=[90.0, 110.0], expiry_years=1.0, vol=0.2, is_call=[1, 0])
     np.testing.assert_array_equal(a, b)
-    i = volfast.black76_price(forward=np.array([100]), strike=np.array([100]), expiry_years=1, vol=0.2, is_call=True)
+    i = volfast.black76_price(
+        forward=np.array([100]), strike=np.array([100]), expiry_years=1, vol=0.2, is_call=True
+    )
     assert i.dtype == np.float64
 
 
 def test_torch_in_torch_out() -> None:
     torch = pytest.importorskip("torch")
-    p = volfast.black76_price(forward=torch.tensor([100.0]), strike=100.0, expiry_years=0.5, vol=0.2, is_call=True)
+    p = volfast.black76_price(
+        forward=torch.tensor([100.0]), strike=100.0, expiry_years=0.5, vol=0.2, is_call=True
+    )
     assert isinstance(p, torch.Tensor)
     assert float(p[0]) == pytest.approx(5.637197779701664, rel=1e-15)
 
 
 def test_zero_vol_limit() -> None:
-    p = volfast.black76_price(forward=100.0, strike=[90.0, 110.0], expiry_years=1.0, vol=0.0, is_call=True,
-                              discount_factor=0.9)
+    p = volfast.black76_price(
+        forward=100.0, strike=[90.0, 110.0], expiry_years=1.0, vol=0.0, is_call=True, discount_factor=0.9
+    )
     np.testing.assert_allclose(p, [9.0, 0.0], rtol=1e-15)

@@ -75,8 +75,12 @@ def test_published_atm_price_and_vol() -> None:
     assert status == 0
     assert abs(vol - 0.2323232320000792) <= 1e-14 * 0.2323232320000792
     iv, st = nb.implied_vol_array(
-        np.array([6.54635543387]), np.array([100.0]), np.array([100.0]), np.array([0.5]),
-        np.array([True]), np.array([1.0]),
+        np.array([6.54635543387]),
+        np.array([100.0]),
+        np.array([100.0]),
+        np.array([0.5]),
+        np.array([True]),
+        np.array([1.0]),
     )
     assert st[0] == 0 and iv[0] == vol
 
@@ -124,9 +128,7 @@ def _round_trip(seed: int, n: int, take: int) -> tuple[Quotes, np.ndarray, np.nd
     idx = np.flatnonzero((p_double > 1e-300) & (p_double - intrinsic > 0.0) & (p_double < upper))[:take]
     price, vega, keep = np.empty(idx.size), np.empty(idx.size), np.zeros(idx.size, dtype=bool)
     for j, i in enumerate(idx):
-        price[j], vega[j] = _mp_price_vega(
-            F[i], K[i], q["expiry_years"][i], q["vol"][i], bool(c[i]), D[i]
-        )
+        price[j], vega[j] = _mp_price_vega(F[i], K[i], q["expiry_years"][i], q["vol"][i], bool(c[i]), D[i])
         # a normal price with a representable time value, clear of the upper bound
         keep[j] = price[j] >= TINY and price[j] - intrinsic[i] > 0.0 and price[j] < upper[i] and vega[j] > 0.0
     sel = idx[keep]
@@ -180,8 +182,11 @@ def test_agrees_with_cpp_backend() -> None:
     # vol. So: nearly all within 2 ulps, and every quote within a few attainable floors of the C++ vol.
     assert np.mean(ulps <= 2) >= 0.98, np.mean(ulps <= 2)
     vega = volfast.black76_vega(
-        forward=quotes["forward"][ok], strike=quotes["strike"][ok], expiry_years=quotes["expiry_years"][ok],
-        vol=iv_c[ok], discount_factor=quotes["discount_factor"][ok],
+        forward=quotes["forward"][ok],
+        strike=quotes["strike"][ok],
+        expiry_years=quotes["expiry_years"][ok],
+        vol=iv_c[ok],
+        discount_factor=quotes["discount_factor"][ok],
     )
     pos = vega > 0.0  # vol 0 (price at intrinsic, or underflowed): compared bit for bit
     np.testing.assert_array_equal(iv_n[ok][~pos], iv_c[ok][~pos])

@@ -80,22 +80,49 @@ def synth(start: str, days: int, out_dir: str, seed: int, scale: str) -> None:
 
 
 @main.command()
-@click.option("--data", "data", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder of batch-style DBN files <dataset>-YYYYMMDD.<schema>.dbn.zst.")
-@click.option("--date", "dates", multiple=True,
-              help="Trading date YYYY-MM-DD (repeatable; default: every date found in --data).")
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of batch-style DBN files <dataset>-YYYYMMDD.<schema>.dbn.zst.",
+)
+@click.option(
+    "--date",
+    "dates",
+    multiple=True,
+    help="Trading date YYYY-MM-DD (repeatable; default: every date found in --data).",
+)
 @click.option("--cut", default="15:48", show_default=True, help="Cut time of day (HH:MM[:SS]) in --tz.")
 @click.option("--tz", default="America/New_York", show_default=True, help="IANA time zone of --cut.")
 @click.option("--lookback", default="10m", show_default=True, help="Look-back window before the cut.")
 @click.option("--stale-after", default="60s", show_default=True, help="Flag quotes older than this as stale.")
-@click.option("--venues", type=click.Choice(["auto", "consolidate", "single"]), default="auto",
-              show_default=True,
-              help="Consolidate per-venue OPRA quotes to best bid/offer (auto: per-venue schemas).")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
-              help="Output root; writes OUT/date=YYYY-MM-DD/part-0.parquet and _manifest.json.")
+@click.option(
+    "--venues",
+    type=click.Choice(["auto", "consolidate", "single"]),
+    default="auto",
+    show_default=True,
+    help="Consolidate per-venue OPRA quotes to best bid/offer (auto: per-venue schemas).",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output root; writes OUT/date=YYYY-MM-DD/part-0.parquet and _manifest.json.",
+)
 @click.option("--force", is_flag=True, help="Redo days whose manifest already matches.")
-def snapshot(data: str, dates: tuple[str, ...], cut: str, tz: str, lookback: str, stale_after: str,
-             venues: str, out: str, force: bool) -> None:
+def snapshot(
+    data: str,
+    dates: tuple[str, ...],
+    cut: str,
+    tz: str,
+    lookback: str,
+    stale_after: str,
+    venues: str,
+    out: str,
+    force: bool,
+) -> None:
     """Last top-of-book quote per instrument as of a cut time, one Parquet partition per day."""
     from volfast.snapshot import snapshot_days
 
@@ -108,8 +135,18 @@ def snapshot(data: str, dates: tuple[str, ...], cut: str, tz: str, lookback: str
             for w in r.warnings:  # type: ignore[attr-defined]
                 click.secho(f"    warning: {w}", fg="yellow", err=True)
 
-    reports = snapshot_days(data, list(dates) or None, out, force=force, on_day=show, cut=cut, tz=tz,
-                            lookback=lookback, stale_after=stale_after, venues=venues)
+    reports = snapshot_days(
+        data,
+        list(dates) or None,
+        out,
+        force=force,
+        on_day=show,
+        cut=cut,
+        tz=tz,
+        lookback=lookback,
+        stale_after=stale_after,
+        venues=venues,
+    )
     failed = [r for r in reports if r.status == "failed"]
     if not reports:
         raise click.ClickException(f"no DBN day files found in {data}")
@@ -118,33 +155,67 @@ def snapshot(data: str, dates: tuple[str, ...], cut: str, tz: str, lookback: str
 
 
 @main.command()
-@click.option("--snapshots", required=True, type=click.Path(exists=True, file_okay=False),
-              help="A `volfast snapshot` output folder (date=YYYY-MM-DD/part-0.parquet + _manifest.json).")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
-              help="Output root: OUT/{quotes,forwards,svi,grids,days}/date=YYYY-MM-DD/part-0.parquet.")
+@click.option(
+    "--snapshots",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A `volfast snapshot` output folder (date=YYYY-MM-DD/part-0.parquet + _manifest.json).",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output root: OUT/{quotes,forwards,svi,grids,days}/date=YYYY-MM-DD/part-0.parquet.",
+)
 @click.option("--date", "dates", multiple=True, help="Date YYYY-MM-DD (repeatable; default: every day).")
-@click.option("--side", type=click.Choice(["otm", "call", "put", "both"]), default="otm", show_default=True,
-              help="Quotes in the smile (otm: puts below the forward, calls above).")
+@click.option(
+    "--side",
+    type=click.Choice(["otm", "call", "put", "both"]),
+    default="otm",
+    show_default=True,
+    help="Quotes in the smile (otm: puts below the forward, calls above).",
+)
 @click.option("--min-expiries", default=3, show_default=True, help="Valid day: expiries passing the checks.")
-@click.option("--k-low", default=-0.5, show_default=True,
-              help="Valid expiry: lowest quoted ln(K/F) at most this.")
-@click.option("--k-high", default=0.15, show_default=True,
-              help="Valid expiry: highest quoted ln(K/F) at least this.")
+@click.option(
+    "--k-low", default=-0.5, show_default=True, help="Valid expiry: lowest quoted ln(K/F) at most this."
+)
+@click.option(
+    "--k-high", default=0.15, show_default=True, help="Valid expiry: highest quoted ln(K/F) at least this."
+)
 @click.option("--min-two-sided", default=6, show_default=True, help="Valid expiry: two-sided strikes.")
-@click.option("--no-arbitrage-repair", is_flag=True,
-              help="Keep the raw SVI fits (no butterfly/calendar repair).")
+@click.option(
+    "--no-arbitrage-repair", is_flag=True, help="Keep the raw SVI fits (no butterfly/calendar repair)."
+)
 @click.option("--force", is_flag=True, help="Redo days whose manifest already matches.")
-def surfaces(snapshots: str, out: str, dates: tuple[str, ...], side: str, min_expiries: int, k_low: float,
-             k_high: float, min_two_sided: int, no_arbitrage_repair: bool, force: bool) -> None:
+def surfaces(
+    snapshots: str,
+    out: str,
+    dates: tuple[str, ...],
+    side: str,
+    min_expiries: int,
+    k_low: float,
+    k_high: float,
+    min_two_sided: int,
+    no_arbitrage_repair: bool,
+    force: bool,
+) -> None:
     """Forwards, implied vols, SVI fits, day validity and rasterised grids, one partition per day."""
     from volfast.surface.day import SurfaceConfig
     from volfast.surface.run import SurfacesError, surfaces_days
     from volfast.surface.validity import ValidityConfig
 
     try:
-        cfg = SurfaceConfig(side=side, arbitrage_free=not no_arbitrage_repair, validity=ValidityConfig(
-            min_expiries=min_expiries, max_min_log_strike=k_low, min_max_log_strike=k_high,
-            min_two_sided=min_two_sided))
+        cfg = SurfaceConfig(
+            side=side,
+            arbitrage_free=not no_arbitrage_repair,
+            validity=ValidityConfig(
+                min_expiries=min_expiries,
+                max_min_log_strike=k_low,
+                min_max_log_strike=k_high,
+                min_two_sided=min_two_sided,
+            ),
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -159,14 +230,17 @@ def surfaces(snapshots: str, out: str, dates: tuple[str, ...], side: str, min_ex
         verdict = "valid" if r.valid else "INVALID"
         ms = sum(r.timings.values()) * 1e3
         n_ok, n_all = c.get("expiries_valid", 0), c.get("expiries", 0)
-        click.echo(f"{r.date}  {r.status:7}  {verdict:7}  {n_ok}/{n_all} "
-                   f"expiries  {c.get('quotes_used', 0)} quotes fitted" + (f"  {ms:.0f} ms" if ms else ""))
+        click.echo(
+            f"{r.date}  {r.status:7}  {verdict:7}  {n_ok}/{n_all} "
+            f"expiries  {c.get('quotes_used', 0)} quotes fitted" + (f"  {ms:.0f} ms" if ms else "")
+        )
         if not r.valid and r.reason:
             click.secho(f"    {r.reason}", fg="yellow", err=True)
 
     try:
-        reports = surfaces_days(snapshots, out, dates=list(dates) or None, config=cfg, force=force,
-                                on_day=show)
+        reports = surfaces_days(
+            snapshots, out, dates=list(dates) or None, config=cfg, force=force, on_day=show
+        )
     except SurfacesError as exc:
         raise click.ClickException(str(exc)) from None
     failed = [r for r in reports if r.status == "failed"]
@@ -175,28 +249,62 @@ def surfaces(snapshots: str, out: str, dates: tuple[str, ...], side: str, min_ex
 
 
 @main.command()
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder of batch-style DBN files <dataset>-YYYYMMDD.<schema>.dbn.zst.")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Output root: OUT/snapshots/date=YYYY-MM-DD/..., then the surfaces tables.")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of batch-style DBN files <dataset>-YYYYMMDD.<schema>.dbn.zst.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output root: OUT/snapshots/date=YYYY-MM-DD/..., then the surfaces tables.",
+)
 @click.option("--from", "start", default=None, help="First date YYYY-MM-DD (default: the first in --data).")
 @click.option("--to", "end", default=None, help="Last date YYYY-MM-DD, inclusive (default: the last).")
 @click.option("--date", "dates", multiple=True, help="Only this day (repeatable): re-runs failed days.")
-@click.option("--executor", type=click.Choice(["local", "dask", "serial"]), default=None,
-              help="local process pool (default), dask.distributed, or serial in this process.")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "dask", "serial"]),
+    default=None,
+    help="local process pool (default), dask.distributed, or serial in this process.",
+)
 @click.option("--scheduler", default=None, help="Dask scheduler address (default: start a LocalCluster).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default: one per core).")
-@click.option("--threads-per-worker", type=int, default=None,
-              help="C++/Numba/BLAS threads per worker (default: cores // workers).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="TOML build config ([snapshot], [surfaces], [executor], seed, stages).")
+@click.option(
+    "--threads-per-worker",
+    type=int,
+    default=None,
+    help="C++/Numba/BLAS threads per worker (default: cores // workers).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML build config ([snapshot], [surfaces], [executor], seed, stages).",
+)
 @click.option("--stages", default=None, help="Comma-separated stages to run (default: snapshot,surfaces).")
 @click.option("--seed", type=int, default=None, help="Master seed (day d gets a seed from (seed, d)).")
 @click.option("--force", is_flag=True, help="Redo days whose manifests already match.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def build(data: str, out: str, start: str | None, end: str | None, dates: tuple[str, ...],
-          executor: str | None, scheduler: str | None, workers: int | None, threads_per_worker: int | None,
-          config_path: str | None, stages: str | None, seed: int | None, force: bool, quiet: bool) -> None:
+def build(
+    data: str,
+    out: str,
+    start: str | None,
+    end: str | None,
+    dates: tuple[str, ...],
+    executor: str | None,
+    scheduler: str | None,
+    workers: int | None,
+    threads_per_worker: int | None,
+    config_path: str | None,
+    stages: str | None,
+    seed: int | None,
+    force: bool,
+    quiet: bool,
+) -> None:
     """Every trading day in --data through snapshot -> surfaces, one pure task per day, resumable."""
     import sys
 
@@ -210,8 +318,12 @@ def build(data: str, out: str, start: str | None, end: str | None, dates: tuple[
             top["stages"] = tuple(s.strip() for s in stages.split(",") if s.strip())
         if seed is not None:
             top["seed"] = seed
-        ex = {"kind": executor, "scheduler": scheduler, "workers": workers,
-              "threads_per_worker": threads_per_worker}
+        ex = {
+            "kind": executor,
+            "scheduler": scheduler,
+            "workers": workers,
+            "threads_per_worker": threads_per_worker,
+        }
         if scheduler and executor is None:
             ex["kind"] = "dask"
         cfg = cfg.replace(executor=ex, **top)
@@ -222,14 +334,30 @@ def build(data: str, out: str, start: str | None, end: str | None, dates: tuple[
         raise click.ClickException(str(exc)) from None
     # The re-run command the summary prints: these same arguments without the dates.
     cmd = ["volfast", "build", "--data", data, "--out", out]
-    for flag, val in (("--config", config_path), ("--stages", ",".join(cfg.stages)),
-                      ("--executor", cfg.executor.kind), ("--scheduler", scheduler), ("--workers", workers),
-                      ("--threads-per-worker", threads_per_worker), ("--seed", seed)):
+    for flag, val in (
+        ("--config", config_path),
+        ("--stages", ",".join(cfg.stages)),
+        ("--executor", cfg.executor.kind),
+        ("--scheduler", scheduler),
+        ("--workers", workers),
+        ("--threads-per-worker", threads_per_worker),
+        ("--seed", seed),
+    ):
         if val is not None:
             cmd += [flag, str(val)]
     try:
-        summary = run_build(data, out, config=cfg, start=first, end=last, dates=days, force=force,
-                            progress=not quiet, command=cmd, config_path=config_path)
+        summary = run_build(
+            data,
+            out,
+            config=cfg,
+            start=first,
+            end=last,
+            dates=days,
+            force=force,
+            progress=not quiet,
+            command=cmd,
+            config_path=config_path,
+        )
     except (BuildError, StageUnavailable, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     summary.render()
@@ -261,17 +389,36 @@ class _ManyValuesCommand(click.Command):
 
 @main.command(cls=_ManyValuesCommand)
 @click.option("--dataset", default="GLBX.MDP3", show_default=True, help="Databento dataset.")
-@click.option("--symbols", multiple=True, default=("ES.OPT", "ES.FUT"), show_default=True,
-              help="Symbols (space- or comma-separated); parent symbols with --stype-in parent.")
-@click.option("--schema", "schemas", multiple=True, default=("definition", "mbp-1", "ohlcv-1m"),
-              show_default=True, help="Schemas (space- or comma-separated).")
+@click.option(
+    "--symbols",
+    multiple=True,
+    default=("ES.OPT", "ES.FUT"),
+    show_default=True,
+    help="Symbols (space- or comma-separated); parent symbols with --stype-in parent.",
+)
+@click.option(
+    "--schema",
+    "schemas",
+    multiple=True,
+    default=("definition", "mbp-1", "ohlcv-1m"),
+    show_default=True,
+    help="Schemas (space- or comma-separated).",
+)
 @click.option("--stype-in", default="parent", show_default=True, help="Input symbology.")
 @click.option("--start", required=True, help="First trading day YYYY-MM-DD.")
 @click.option("--end", required=True, help="Last trading day YYYY-MM-DD (inclusive).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the day files.")
 @click.option("--yes", is_flag=True, help="Do not ask to confirm the cost estimate.")
-def download(dataset: str, symbols: tuple[str, ...], schemas: tuple[str, ...], stype_in: str, start: str,
-             end: str, out: str, yes: bool) -> None:
+def download(
+    dataset: str,
+    symbols: tuple[str, ...],
+    schemas: tuple[str, ...],
+    stype_in: str,
+    start: str,
+    end: str,
+    out: str,
+    yes: bool,
+) -> None:
     """Databento day files in the layout `volfast build` reads (cost shown first; key: DATABENTO_API_KEY)."""
     import sys
 
@@ -280,15 +427,23 @@ def download(dataset: str, symbols: tuple[str, ...], schemas: tuple[str, ...], s
     from volfast.io.dbn import _as_date
 
     try:
-        req = DownloadRequest(dataset=dataset, symbols=parse_list(symbols), schemas=parse_list(schemas),
-                              start=_as_date(start), end=_as_date(end), stype_in=stype_in)
+        req = DownloadRequest(
+            dataset=dataset,
+            symbols=parse_list(symbols),
+            schemas=parse_list(schemas),
+            start=_as_date(start),
+            end=_as_date(end),
+            stype_in=stype_in,
+        )
         client = make_client()
     except (DownloadError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     days = req.days()
     costs = estimate_cost(client, req)
-    click.echo(f"{dataset} {' '.join(req.symbols)} ({stype_in}), {len(days)} trading days "
-               f"{req.start}..{req.end}, {len(days) * len(req.schemas)} files")
+    click.echo(
+        f"{dataset} {' '.join(req.symbols)} ({stype_in}), {len(days)} trading days "
+        f"{req.start}..{req.end}, {len(days) * len(req.schemas)} files"
+    )
     for s, c in costs.items():
         click.echo(f"  {s:<12} ${c:,.2f}")
     click.echo(f"  {'total':<12} ${sum(costs.values()):,.2f}  (Databento metadata.get_cost estimate)")
@@ -305,6 +460,84 @@ def download(dataset: str, symbols: tuple[str, ...], schemas: tuple[str, ...], s
 
     report = run_download(client, req, out, on_file=show)
     if report.failed:
-        click.secho(f"{len(report.failed)} file(s) failed; run the same command again to fetch only those",
-                    fg="red", err=True)
+        click.secho(
+            f"{len(report.failed)} file(s) failed; run the same command again to fetch only those",
+            fg="red",
+            err=True,
+        )
         sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--model",
+    "kind",
+    required=True,
+    type=click.Choice(["pca", "vae", "cvae", "cvae-conv", "lstm"]),
+    help="Model kind; lstm learns the latent dynamics of a trained encoder run.",
+)
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A `volfast surfaces` output folder, or a `volfast synth` folder (its true surfaces).",
+)
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Run folder; writes OUT/<model>/."
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML with [model], [train] and optional [search] tables.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override a config value (repeatable), e.g. --set model.latent=4 --set train.epochs=200.",
+)
+@click.option(
+    "--encoder",
+    type=click.Path(exists=True, file_okay=False),
+    help="lstm only: the trained encoder folder (default: OUT/cvae, OUT/vae, OUT/cvae-conv, OUT/pca).",
+)
+def train(
+    kind: str, data: str, out: str, config_path: str | None, overrides: tuple[str, ...], encoder: str | None
+) -> None:
+    """Train a world model walk-forward (test period held out) and save it with its resolved config."""
+    from volfast.models.train import run_train
+
+    try:
+        run_train(
+            kind, data, out, config_path=config_path, overrides=overrides, encoder=encoder, log=click.echo
+        )
+    except ValueError as exc:  # DatasetError, ModelConfigError: messages name the file / key
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option(
+    "--run",
+    "run_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A `volfast train` run folder (all models in it) or one model folder.",
+)
+@click.option(
+    "--data",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Evaluate on this dataset instead of the one each model was trained on.",
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+def evaluate(run_dir: str, data: str | None, device: str) -> None:
+    """Out-of-sample metrics of every model in a run, side by side: RUN/metrics.json and RUN/metrics.md."""
+    from volfast.models.evaluate import evaluate_run, metrics_markdown
+
+    try:
+        results = evaluate_run(run_dir, data=data, device=device)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(metrics_markdown(results))

@@ -26,7 +26,14 @@ def es_like_chain(n_quotes: int, seed: int = 0) -> dict[str, np.ndarray]:
     vol = np.clip(vol, 0.05, 2.0)
     is_call = K >= F
     D = np.exp(-0.045 * T)
-    return {"forward": F, "strike": K, "expiry_years": T, "vol": vol, "is_call": is_call, "discount_factor": D}
+    return {
+        "forward": F,
+        "strike": K,
+        "expiry_years": T,
+        "vol": vol,
+        "is_call": is_call,
+        "discount_factor": D,
+    }
 
 
 def run_demo(quotes: int = 200_000, seed: int = 0, threads: int | None = None) -> None:
@@ -67,7 +74,10 @@ def run_demo(quotes: int = 200_000, seed: int = 0, threads: int | None = None) -
     console.print(
         f"Quotes rounded to ES ticks: {both.mean():.1%} have both sides invertible; "
         f"median bid/ask width {np.median(width):.3f} vol points; statuses of bids: "
-        + ", ".join(f"{volfast.IVStatus(s).name}={c}" for s, c in zip(*np.unique(vb.status, return_counts=True)))
+        + ", ".join(
+            f"{volfast.IVStatus(s).name}={c}"
+            for s, c in zip(*np.unique(vb.status, return_counts=True), strict=True)
+        )
     )
 
 

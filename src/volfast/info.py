@@ -7,8 +7,20 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-PACKAGES = ("numpy", "numba", "pyarrow", "databento", "databento-dbn", "torch", "triton", "rich", "click",
-            "scipy", "dask", "distributed")
+PACKAGES = (
+    "numpy",
+    "numba",
+    "pyarrow",
+    "databento",
+    "databento-dbn",
+    "torch",
+    "triton",
+    "rich",
+    "click",
+    "scipy",
+    "dask",
+    "distributed",
+)
 
 
 def _version(name: str) -> str | None:
@@ -76,12 +88,19 @@ def collect_info() -> dict[str, Any]:
     if core_available():
         from volfast import _core
 
-        data["core"] = {"available": True, "version": _core.__version__, "simd": _core.SIMD,
-                        "hardware_threads": _core.hardware_threads()}
+        data["core"] = {
+            "available": True,
+            "version": _core.__version__,
+            "simd": _core.SIMD,
+            "hardware_threads": _core.hardware_threads(),
+        }
     else:
         data["core"] = {"available": False, "why": str(_IMPORT_ERROR)}
     env_threads = os.environ.get("VOLFAST_NUM_THREADS")
-    data["threads"] = {"VOLFAST_NUM_THREADS": env_threads, "resolved": resolve_threads(None) or os.cpu_count()}
+    data["threads"] = {
+        "VOLFAST_NUM_THREADS": env_threads,
+        "resolved": resolve_threads(None) or os.cpu_count(),
+    }
     ok, why = _check_numba()
     data["numba"] = {"usable": ok, "detail": why}
     cuda_ok, cuda_why, gpu = _check_cuda()

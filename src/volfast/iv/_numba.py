@@ -250,8 +250,14 @@ def normalised_vega(x: float, s: float) -> float:
 def black_inputs_valid(F: float, K: float, T: float, D: float) -> bool:
     """All finite and strictly positive."""
     return (
-        math.isfinite(F) and math.isfinite(K) and math.isfinite(T) and math.isfinite(D)
-        and F > 0.0 and K > 0.0 and T > 0.0 and D > 0.0
+        math.isfinite(F)
+        and math.isfinite(K)
+        and math.isfinite(T)
+        and math.isfinite(D)
+        and F > 0.0
+        and K > 0.0
+        and T > 0.0
+        and D > 0.0
     )
 
 
@@ -462,8 +468,11 @@ def implied_vol_array(
     """
     n = price.shape[0]
     if (
-        forward.shape[0] != n or strike.shape[0] != n or expiry_years.shape[0] != n
-        or is_call.shape[0] != n or discount_factor.shape[0] != n
+        forward.shape[0] != n
+        or strike.shape[0] != n
+        or expiry_years.shape[0] != n
+        or is_call.shape[0] != n
+        or discount_factor.shape[0] != n
     ):
         raise ValueError("implied_vol_array: all inputs must have the same length")
     iv = np.empty(n, dtype=np.float64)
@@ -489,8 +498,11 @@ def black76_price_array(
     """Black-76 prices of 1-D arrays of equal length (NaN where an input is invalid)."""
     n = forward.shape[0]
     if (
-        strike.shape[0] != n or expiry_years.shape[0] != n or vol.shape[0] != n
-        or is_call.shape[0] != n or discount_factor.shape[0] != n
+        strike.shape[0] != n
+        or expiry_years.shape[0] != n
+        or vol.shape[0] != n
+        or is_call.shape[0] != n
+        or discount_factor.shape[0] != n
     ):
         raise ValueError("black76_price_array: all inputs must have the same length")
     out = np.empty(n, dtype=np.float64)

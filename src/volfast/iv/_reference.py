@@ -15,8 +15,14 @@ def _mp(a: object) -> mp.mpf:
     return a if isinstance(a, mp.mpf) else mp.mpf(float(a))  # type: ignore[arg-type]
 
 
-def price_mp(forward: float, strike: float, expiry_years: float, vol: float, is_call: bool,
-             discount_factor: float = 1.0) -> mp.mpf:
+def price_mp(
+    forward: float,
+    strike: float,
+    expiry_years: float,
+    vol: float,
+    is_call: bool,
+    discount_factor: float = 1.0,
+) -> mp.mpf:
     """Black-76 price at 40 significant digits (inputs taken as exact binary values)."""
     with mp.workdps(max(_DPS, mp.mp.dps)):
         F, K, T, v, D = (_mp(a) for a in (forward, strike, expiry_years, vol, discount_factor))
@@ -31,8 +37,9 @@ def price_mp(forward: float, strike: float, expiry_years: float, vol: float, is_
         return D * (K * mp.ncdf(-d2) - F * mp.ncdf(-d1))
 
 
-def vega_mp(forward: float, strike: float, expiry_years: float, vol: float,
-            discount_factor: float = 1.0) -> mp.mpf:
+def vega_mp(
+    forward: float, strike: float, expiry_years: float, vol: float, discount_factor: float = 1.0
+) -> mp.mpf:
     with mp.workdps(max(_DPS, mp.mp.dps)):
         F, K, T, v, D = (_mp(a) for a in (forward, strike, expiry_years, vol, discount_factor))
         s = v * mp.sqrt(T)
@@ -40,8 +47,14 @@ def vega_mp(forward: float, strike: float, expiry_years: float, vol: float,
         return D * F * mp.npdf(d1) * mp.sqrt(T)
 
 
-def implied_vol_scalar(price: float, forward: float, strike: float, expiry_years: float, is_call: bool,
-                       discount_factor: float = 1.0) -> tuple[float, int]:
+def implied_vol_scalar(
+    price: float,
+    forward: float,
+    strike: float,
+    expiry_years: float,
+    is_call: bool,
+    discount_factor: float = 1.0,
+) -> tuple[float, int]:
     """Vol whose 40-digit Black price equals ``price`` (bisection in ln vol, then rounded to double)."""
     vals = (price, forward, strike, expiry_years, discount_factor)
     if not all(np.isfinite(vals)) or min(forward, strike, expiry_years, discount_factor) <= 0:
@@ -72,12 +85,24 @@ def implied_vol_scalar(price: float, forward: float, strike: float, expiry_years
         return float(mp.sqrt(lo * hi)), OK
 
 
-def implied_vol(price: np.ndarray, forward: np.ndarray, strike: np.ndarray, expiry_years: np.ndarray,
-                is_call: np.ndarray, discount_factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def implied_vol(
+    price: np.ndarray,
+    forward: np.ndarray,
+    strike: np.ndarray,
+    expiry_years: np.ndarray,
+    is_call: np.ndarray,
+    discount_factor: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     n = len(price)
     iv = np.empty(n)
     status = np.empty(n, dtype=np.uint8)
     for i in range(n):
-        iv[i], status[i] = implied_vol_scalar(float(price[i]), float(forward[i]), float(strike[i]),
-                                              float(expiry_years[i]), bool(is_call[i]), float(discount_factor[i]))
+        iv[i], status[i] = implied_vol_scalar(
+            float(price[i]),
+            float(forward[i]),
+            float(strike[i]),
+            float(expiry_years[i]),
+            bool(is_call[i]),
+            float(discount_factor[i]),
+        )
     return iv, status

@@ -36,7 +36,7 @@ class IVResult(NamedTuple):
     status: Any
 
 
-BACKENDS = ("cpp", "numba", "reference")
+BACKENDS = ("cpp", "numba", "reference", "triton")
 
 
 def _as_float(name: str, value: ArrayLike) -> np.ndarray:
@@ -101,7 +101,7 @@ def _elementwise(
         named["is_call"] = _as_is_call(_to_numpy(with_call))
     shape, flat = _prepare(named)
     fn: Callable[..., np.ndarray] = getattr(core().black76, fn_name)
-    out = fn(**dict(zip(named, flat)), threads=resolve_threads(threads)).reshape(shape)
+    out = fn(**dict(zip(named, flat, strict=True)), threads=resolve_threads(threads)).reshape(shape)
     return torch.from_numpy(out) if torch is not None else out
 
 
@@ -136,8 +136,13 @@ def black76_price(
     -------
     ndarray of float64 with the broadcast shape; NaN where an input is invalid.
     """
-    args = {"forward": forward, "strike": strike, "expiry_years": expiry_years, "vol": vol,
-            "discount_factor": discount_factor}
+    args = {
+        "forward": forward,
+        "strike": strike,
+        "expiry_years": expiry_years,
+        "vol": vol,
+        "discount_factor": discount_factor,
+    }
     return _elementwise("price", args, is_call, threads)
 
 
@@ -151,8 +156,13 @@ def black76_vega(
     threads: int | None = None,
 ) -> Any:
     """Vega ``dPrice/dvol`` per unit of vol (divide by 100 for per vol point); same for calls and puts."""
-    args = {"forward": forward, "strike": strike, "expiry_years": expiry_years, "vol": vol,
-            "discount_factor": discount_factor}
+    args = {
+        "forward": forward,
+        "strike": strike,
+        "expiry_years": expiry_years,
+        "vol": vol,
+        "discount_factor": discount_factor,
+    }
     return _elementwise("vega", args, None, threads)
 
 
@@ -167,8 +177,13 @@ def black76_delta(
     threads: int | None = None,
 ) -> Any:
     """Forward delta ``dPrice/dF = D theta Phi(theta d1)`` (futures hedge ratio before the multiplier)."""
-    args = {"forward": forward, "strike": strike, "expiry_years": expiry_years, "vol": vol,
-            "discount_factor": discount_factor}
+    args = {
+        "forward": forward,
+        "strike": strike,
+        "expiry_years": expiry_years,
+        "vol": vol,
+        "discount_factor": discount_factor,
+    }
     return _elementwise("delta", args, is_call, threads)
 
 
@@ -182,13 +197,38 @@ def black76_gamma(
     threads: int | None = None,
 ) -> Any:
     """Forward gamma ``d2Price/dF2 = D phi(d1) / (F vol sqrt(T))``; same for calls and puts."""
-    args = {"forward": forward, "strike": strike, "expiry_years": expiry_years, "vol": vol,
-            "discount_factor": discount_factor}
+    args = {
+        "forward": forward,
+        "strike": strike,
+        "expiry_years": expiry_years,
+        "vol": vol,
+        "discount_factor": discount_factor,
+    }
     return _elementwise("gamma", args, None, threads)
 
 
-def _choose_backend(backend: str | None) -> str:
+def _cuda_device(values: tuple[ArrayLike, ...]) -> Any:
+    """The device of the first CUDA torch tensor among the inputs, else None."""
+    for v in values:
+        if type(v).__module__.startswith("torch") and getattr(v, "is_cuda", False):
+            return v.device
+    return None
+
+
+def _triton_usable() -> bool:
+    """Triton importable and a CUDA GPU with a driver present (not merely ``import triton``)."""
+    try:
+        import torch
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def _choose_backend(backend: str | None, values: tuple[ArrayLike, ...] = ()) -> str:
     if backend is None or backend == "auto":
+        if _cuda_device(values) is not None and _triton_usable():
+            return "triton"
         if core_available():
             return "cpp"
         return "numba"
@@ -196,7 +236,44 @@ def _choose_backend(backend: str | None) -> str:
         raise ValueError(f"backend must be one of {BACKENDS} or None, got {backend!r}")
     if backend == "cpp":
         core()  # explicit request: raise with build instructions if missing
+    if backend == "triton":
+        import os
+
+        interpreting = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+        if _cuda_device(values) is None and not interpreting:
+            raise ValueError(
+                "backend='triton' needs the quotes as CUDA torch tensors (price or another input on a GPU); "
+                "use backend='cpp' for numpy arrays or CPU tensors"
+            )
+        if not interpreting and not _triton_usable():
+            raise RuntimeError(
+                "backend='triton' is unavailable: needs the triton package and a CUDA GPU with a driver"
+            )
     return backend
+
+
+def _implied_vol_triton(price: ArrayLike, named_raw: dict[str, ArrayLike], is_call: ArrayLike) -> IVResult:
+    """Dispatch to the Triton kernel; non-tensor inputs are moved to the device of the tensor ones."""
+    import torch
+
+    from volfast.kernels.implied_vol import implied_vol_triton
+
+    values = (price, *named_raw.values(), is_call)
+    device = _cuda_device(values)
+    if device is None:  # interpreter (tests): the device of any tensor, else the CPU
+        device = next((v.device for v in values if isinstance(v, torch.Tensor)), torch.device("cpu"))
+
+    def as_tensor(v: ArrayLike) -> Any:
+        return v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v), device=device)
+
+    if isinstance(is_call, torch.Tensor):
+        call = is_call
+    else:
+        call = torch.as_tensor(_as_is_call(is_call), device=device)
+    iv, status = implied_vol_triton(
+        as_tensor(price), **{k: as_tensor(v) for k, v in named_raw.items()}, is_call=call
+    )
+    return IVResult(iv, status)
 
 
 def implied_vol(
@@ -224,9 +301,10 @@ def implied_vol(
         True for calls, False for puts (0/1 and 'C'/'P' accepted).
     discount_factor : array_like, default 1.0
         > 0.
-    backend : {None, 'cpp', 'numba', 'reference'}
-        None picks the C++ core, falling back to Numba if the extension is missing. An explicit backend
-        that is unavailable raises.
+    backend : {None, 'cpp', 'numba', 'reference', 'triton'}
+        None picks the Triton kernel when an input is a CUDA tensor and a GPU is usable, else the C++ core,
+        falling back to Numba if the extension is missing. An explicit backend that is unavailable raises;
+        'triton' needs CUDA torch tensors and returns tensors on that device.
     threads : int, optional
         C++ threads; default ``VOLFAST_NUM_THREADS`` or all cores.
 
@@ -239,9 +317,18 @@ def implied_vol(
     Notes
     -----
     Accuracy: within a few times the attainable floor ``2**-52 * (vol + price / vega)`` over vols 1e-3..5,
-    ``|ln(K/F)| <= 5 sqrt(T)``, expiries from an hour to 30 years (see ``cpp/include/volfast/implied_vol.hpp``).
+    ``|ln(K/F)| <= 5 sqrt(T)``, expiries from an hour to 30 years (see
+    ``cpp/include/volfast/implied_vol.hpp``).
     """
-    chosen = _choose_backend(backend)
+    chosen = _choose_backend(backend, (price, forward, strike, expiry_years, is_call, discount_factor))
+    if chosen == "triton":
+        raw = {
+            "forward": forward,
+            "strike": strike,
+            "expiry_years": expiry_years,
+            "discount_factor": discount_factor,
+        }
+        return _implied_vol_triton(price, raw, is_call)
     torch = _torch_in(price, forward, strike, expiry_years, is_call, discount_factor)
     named = {
         "price": _as_float("price", _to_numpy(price)),
@@ -253,7 +340,9 @@ def implied_vol(
     }
     shape, flat = _prepare(named)
     if chosen == "cpp":
-        iv, status = core().black76.implied_vol(**dict(zip(named, flat)), threads=resolve_threads(threads))
+        iv, status = core().black76.implied_vol(
+            **dict(zip(named, flat, strict=True)), threads=resolve_threads(threads)
+        )
     elif chosen == "numba":
         from volfast.iv import _numba
 

@@ -360,7 +360,6 @@ def _quotes_table(
 
     from volfast.surface.schemas import QUOTES_SCHEMA
 
-    n = sid.size
     raw = _col_np(table, "raw_symbol", ch.row, "", object)
     cols = {
         "slice": sid.astype(np.int16),

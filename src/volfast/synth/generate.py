@@ -41,9 +41,10 @@ FUT_TICK = 0.25
 STALE_AFTER_NS = 3600 * NS  # a quote last updated more than an hour before the cut is flagged stale
 CUT_REFRESH_NS = 2 * NS  # live quotes get a maker refresh (re-priced on the futures tick) just before the cut
 
+# the date is not a column: it is the partition folder (truth/date=YYYY-MM-DD)
 TRUTH_SCHEMA = pa.schema(
     [
-        ("kind", pa.string()),  # the date is the partition folder (date=YYYY-MM-DD) only  # 'option' | 'expiry' | 'future' | 'state'
+        ("kind", pa.string()),  # 'option' | 'expiry' | 'future' | 'state'
         ("cut_ts", pa.timestamp("ns", tz="UTC")),
         ("instrument_id", pa.uint32()),  # option / future rows
         ("raw_symbol", pa.string()),  # option / future rows; the series root on expiry rows

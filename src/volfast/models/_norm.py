@@ -1,0 +1,77 @@
+"""Normalisation statistics held as module buffers (so they save and reload with the state dict)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["GridNorm", "inv_softplus"]
+
+
+def inv_softplus(v: torch.Tensor) -> torch.Tensor:
+    """x with softplus(x) = v (v > 0)."""
+    return v + torch.log(-torch.expm1(-v))
+
+
+class GridNorm(nn.Module):
+    """Per-cell centring and scaling of a vol grid, fitted on training data only.
+
+    Encoder inputs are ``(x - mean) / scale`` with a per-cell ``scale`` (floored at a tenth of the median
+    cell std so that near-constant cells do not blow up); the reconstruction loss compares
+    ``(x_hat - x) / loss_scale`` with one scalar ``loss_scale`` (the training vols' overall std), so the loss
+    is an MSE in vol units, rescaled. Vols themselves are never shifted before a softplus: the decoders
+    output the vol directly, positive by construction.
+    """
+
+    mean: torch.Tensor
+    scale: torch.Tensor
+    loss_scale: torch.Tensor
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.full(shape, 0.25))
+        self.register_buffer("scale", torch.full(shape, 0.1))
+        self.register_buffer("loss_scale", torch.tensor(0.1))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> None:
+        """``x``: (N, *shape) training vols, no NaN."""
+        if x.shape[1:] != self.mean.shape:
+            raise ValueError(f"GridNorm.fit: expected (N, {tuple(self.mean.shape)}), got {tuple(x.shape)}")
+        if x.shape[0] < 2 or not torch.isfinite(x).all():
+            raise ValueError("GridNorm.fit: need at least 2 training grids without NaN")
+        x64 = x.to(torch.float64)
+        sd = x64.std(dim=0)
+        floor = 0.1 * float(sd.median()) or 1e-4
+        self.mean.copy_(x64.mean(dim=0).to(self.mean.dtype))
+        self.scale.copy_(sd.clamp_min(max(floor, 1e-6)).to(self.scale.dtype))
+        self.loss_scale.fill_(max(float(x64.std()), 1e-6) if not math.isnan(float(x64.std())) else 0.1)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.scale
+
+    def loss_error(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return (x_hat - x) / self.loss_scale
+
+
+class CondNorm(nn.Module):
+    """Standardisation of a condition vector (the CVAE's expiry year fractions), training statistics."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n))
+        self.register_buffer("std", torch.ones(n))
+
+    @torch.no_grad()
+    def fit(self, y: torch.Tensor) -> None:
+        y64 = y.to(torch.float64)
+        self.mean.copy_(y64.mean(dim=0).to(self.mean.dtype))
+        self.std.copy_(y64.std(dim=0).clamp_min(1e-6).to(self.std.dtype))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return (y - self.mean) / self.std

@@ -1,0 +1,498 @@
+"""Training runners: one model kind on a grid dataset, walk-forward split, early stopping on a validation
+slice of the training period, optional hyperparameter search by expanding-window cross-validation.
+
+A run folder ``OUT/<kind>/`` holds ``model.pt`` + ``model.json`` (:mod:`volfast.models.io`), the resolved
+configuration ``config.json`` (model, train, data, split, counts, timing) and ``history.json`` (per-epoch
+loss terms, logged separately).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from volfast.models.data import Split, open_data, sequence_breaks, split_dates, usable
+from volfast.models.io import (
+    MODEL_KINDS,
+    ModelConfigError,
+    build_model,
+    config_from_dict,
+    load_model,
+    save_model,
+)
+from volfast.models.losses import vae_loss
+from volfast.models.lstm import LSTMConfig, make_windows
+from volfast.models.walkforward import EarlyStopping, select
+from volfast.surface import DatasetError, SurfaceDataset
+
+__all__ = ["TrainConfig", "encode_dataset", "fit_autoencoder", "load_config", "run_train", "train_surface"]
+
+GRID_OF = {"vae": "image", "cvae": "cvae", "cvae-conv": "cvae"}
+
+
+def grid_of(kind: str, mcfg: Any) -> str:
+    """The grid a model kind reads (PCA: its config's ``grid``)."""
+    return str(mcfg.grid) if kind == "pca" else GRID_OF[kind]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 1500  # maximum; early stopping usually ends sooner
+    batch_size: int = 32
+    lr: float = 3e-3  # Adam
+    weight_decay: float = 0.0
+    patience: int = 150  # epochs without validation improvement before stopping (best weights kept)
+    val_fraction: float = 0.15  # last part of the training period: the early-stopping slice
+    test_fraction: float = 0.2  # last part of the data: never seen in training or model choice
+    folds: int = 5  # walk-forward folds for the hyperparameter search (used only with a [search] table)
+    seed: int = 0
+    threads: int = 1  # torch.set_num_threads (0: leave torch's default); tiny models run best on one
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.patience < 1:
+            raise ValueError("TrainConfig: epochs, batch_size, patience >= 1 and lr > 0 needed")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"TrainConfig.device must be auto, cpu or cuda; got {self.device!r}")
+
+
+def _device(tcfg: TrainConfig) -> torch.device:
+    if tcfg.device == "cuda" or (tcfg.device == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------------------------- config
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word: a string
+
+
+def load_config(
+    kind: str, path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
+) -> tuple[Any, TrainConfig, dict[str, list[Any]]]:
+    """Model config, train config and search grid from a TOML file (tables ``[model]``, ``[train]``,
+    ``[search]`` with lists of values keyed ``"model.latent"`` etc.) and ``section.key=value`` overrides."""
+    if kind not in MODEL_KINDS:
+        raise ModelConfigError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ModelConfigError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ModelConfigError(f"{path}: invalid TOML ({exc})") from None
+    unknown = set(raw) - {"model", "train", "search"}
+    if unknown:
+        raise ModelConfigError(f"{path}: unknown tables {sorted(unknown)}; expected model, train, search")
+    sections: dict[str, dict[str, Any]] = {s: dict(raw.get(s, {})) for s in ("model", "train")}
+    for o in overrides:
+        key, sep, val = o.partition("=")
+        sec, dot, name = key.strip().partition(".")
+        if not sep or not dot or sec not in sections:
+            raise ModelConfigError(f"override {o!r}: expected model.KEY=VALUE or train.KEY=VALUE")
+        sections[sec][name] = _parse_value(val.strip())
+    _, cfg_cls = MODEL_KINDS[kind]
+    where = str(path) if path else "config"
+    mcfg = config_from_dict(cfg_cls, sections["model"], where=f"{where} [model]")
+    tcfg = config_from_dict(TrainConfig, sections["train"], where=f"{where} [train]")
+    search = {k: list(v) if isinstance(v, list) else [v] for k, v in raw.get("search", {}).items()}
+    for k in search:
+        sec, _, name = k.partition(".")
+        if sec != "model" or name not in {f.name for f in dataclasses.fields(cfg_cls)}:
+            raise ModelConfigError(f"{where} [search]: {k!r} is not model.<field of {cfg_cls.__name__}>")
+    return mcfg, tcfg, search
+
+
+# ------------------------------------------------------------------------------------------- training
+def _tensor(a: np.ndarray, dev: torch.device) -> torch.Tensor:
+    return torch.as_tensor(a, dtype=torch.float32, device=dev)
+
+
+def fit_autoencoder(
+    model: Any,
+    x_tr: torch.Tensor,
+    y_tr: torch.Tensor | None,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor | None,
+    tcfg: TrainConfig,
+) -> list[dict[str, float]]:
+    """Adam on recon MSE + alpha KL + beta corr (alpha, beta from ``model.config``); early stopping on the
+    validation reconstruction MSE (mu decoded, no sampling); the best epoch's weights are restored.
+    Returns the per-epoch history (train loss terms averaged over batches, and ``val_recon``)."""
+    cfg = model.config
+    gen = torch.Generator(device="cpu").manual_seed(tcfg.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    stop = EarlyStopping(tcfg.patience)
+    history: list[dict[str, float]] = []
+    n = x_tr.shape[0]
+    for _epoch in range(tcfg.epochs):
+        model.train()
+        perm = torch.randperm(n, generator=gen).to(x_tr.device)
+        sums = {"total": 0.0, "recon": 0.0, "kl": 0.0, "corr": 0.0}
+        n_b = 0
+        for s in range(0, n, tcfg.batch_size):
+            b = perm[s : s + tcfg.batch_size]
+            if b.numel() < 2:
+                continue
+            yb = None if y_tr is None else y_tr[b]
+            x_hat, mu, logvar = model(x_tr[b], yb)
+            terms = vae_loss(
+                model.norm.loss_error(x_hat, x_tr[b]), mu, logvar, alpha=cfg.alpha, beta=cfg.beta
+            )
+            opt.zero_grad(set_to_none=True)
+            terms.total.backward()
+            opt.step()
+            for k, v in terms.floats().items():
+                sums[k] += v
+            n_b += 1
+        model.eval()
+        with torch.no_grad():
+            xv, _, _ = model(x_val, y_val, sample=False)
+            val = float(model.norm.loss_error(xv, x_val).square().mean())
+        rec = {k: v / max(n_b, 1) for k, v in sums.items()} | {"val_recon": val}
+        history.append(rec)
+        if stop.step(val, model.state_dict()):
+            break
+    if stop.best_state is not None:
+        model.load_state_dict(stop.best_state)
+    model.eval()
+    return history
+
+
+def train_surface(
+    kind: str, ds: SurfaceDataset, mcfg: Any, tcfg: TrainConfig, train: np.ndarray, val: np.ndarray
+) -> tuple[Any, list[dict[str, float]]]:
+    """Train a reconstruction model on rows ``train`` of ``ds`` (boolean or index arrays of complete days),
+    early-stopping on rows ``val``. PCA is fitted on train and validation rows together (no epochs)."""
+    grid = grid_of(kind, mcfg)
+    dev = _device(tcfg)
+    torch.manual_seed(tcfg.seed)
+    model = build_model(kind, mcfg).to(dev)
+    x_all = ds.grid(grid)
+    y_all = ds.cvae_expiry_years
+    if kind == "pca":
+        rows = np.union1d(np.flatnonzero(_as_mask(train, len(ds))), np.flatnonzero(_as_mask(val, len(ds))))
+        model.fit(_tensor(x_all[rows], dev))
+        return model.eval(), []
+    tr, va = _as_mask(train, len(ds)), _as_mask(val, len(ds))
+    x_tr, x_va = _tensor(x_all[tr], dev), _tensor(x_all[va], dev)
+    cond = kind != "vae"
+    y_tr = _tensor(y_all[tr], dev) if cond else None
+    y_va = _tensor(y_all[va], dev) if cond else None
+    if cond:
+        model.fit_stats(x_tr, y_tr)
+    else:
+        model.fit_stats(x_tr)
+    history = fit_autoencoder(model, x_tr, y_tr, x_va, y_va, tcfg)
+    return model, history
+
+
+def _as_mask(sel: np.ndarray, n: int) -> np.ndarray:
+    sel = np.asarray(sel)
+    if sel.dtype == bool:
+        return sel
+    m = np.zeros(n, dtype=bool)
+    m[sel] = True
+    return m
+
+
+def _with_shape(kind: str, mcfg: Any, ds: SurfaceDataset) -> Any:
+    grid = grid_of(kind, mcfg)
+    shape = tuple(ds.grid(grid).shape[1:])
+    try:
+        return dataclasses.replace(mcfg, shape=shape)
+    except ValueError as exc:
+        raise ModelConfigError(
+            f"{kind}: the data's {grid} grid {shape} does not fit the config: {exc}"
+        ) from None
+
+
+def _cv_score(
+    kind: str,
+    ds: SurfaceDataset,
+    mcfg: Any,
+    tcfg: TrainConfig,
+    rows: np.ndarray,
+    tr: np.ndarray,
+    te: np.ndarray,
+) -> float:
+    """Fold score: out-of-fold reconstruction MSE (vol^2) of a model trained on fold rows ``tr`` (its own
+    early-stopping slice is the last ``val_fraction`` of them)."""
+    n_val = max(1, int(round(tr.size * tcfg.val_fraction)))
+    fit, val = rows[tr[:-n_val]], rows[tr[-n_val:]]
+    model, _ = train_surface(kind, ds, mcfg, tcfg, fit, val)
+    x, y = _grid_xy(kind, mcfg, ds, rows[te], _device(tcfg))
+    with torch.no_grad():
+        x_hat = reconstruct(kind, model, x, y)
+    return float((x_hat - x).square().mean())
+
+
+def _grid_xy(
+    kind: str, mcfg: Any, ds: SurfaceDataset, rows: np.ndarray, dev: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    grid = grid_of(kind, mcfg)
+    x = _tensor(ds.grid(grid)[rows], dev)
+    y = _tensor(ds.cvae_expiry_years[rows], dev) if grid == "cvae" else None
+    return x, y
+
+
+def reconstruct(kind: str, model: Any, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """Decode the latent mean of each grid: (B, H, W) -> (B, H, W) vols."""
+    mu, _ = model.encode(x, y)
+    return model.decode(mu, y)
+
+
+def encode_dataset(
+    kind: str, model: Any, ds: SurfaceDataset, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Latent means (and log-variances, None for PCA) of rows of ``ds``: (M, L)."""
+    dev = next(iter(model.buffers())).device
+    x, y = _grid_xy(kind, model.config, ds, rows, dev)
+    with torch.no_grad():
+        mu, logvar = model.encode(x, y)
+    return mu.cpu().double().numpy(), None if logvar is None else logvar.cpu().double().numpy()
+
+
+# --------------------------------------------------------------------------------------------- runner
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def run_train(
+    kind: str,
+    data: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    config_path: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    encoder: str | os.PathLike[str] | None = None,
+    log: Any = None,
+) -> Path:
+    """Train one model kind and write ``OUT/<kind>/``; returns that folder. ``lstm`` takes its latents from
+    ``encoder`` (a trained run folder; default: the first of OUT/cvae, OUT/vae, OUT/cvae-conv, OUT/pca)."""
+    say = log or (lambda s: None)
+    mcfg, tcfg, search = load_config(kind, config_path, overrides)
+    if tcfg.threads > 0:
+        torch.set_num_threads(tcfg.threads)
+    folder = Path(out) / kind
+    if kind == "lstm":
+        return _run_train_lstm(mcfg, tcfg, data, Path(out), folder, encoder, say)
+    ds = open_data(data)
+    grid = grid_of(kind, mcfg)
+    ok = usable(ds, grid)
+    if ok.sum() < 4:
+        raise DatasetError(f"{data}: {int(ok.sum())} complete {grid} days out of {len(ds)}; need at least 4")
+    split = split_dates(ds.dates, test_fraction=tcfg.test_fraction, val_fraction=tcfg.val_fraction)
+    m_tr, m_va, m_te = split.masks(ds.dates)
+    tr, va = m_tr & ok, m_va & ok
+    if tr.sum() < 2 or va.sum() < 1:
+        raise DatasetError(
+            f"{data}: {int(tr.sum())} complete training / {int(va.sum())} validation days; "
+            "too few (missing or NaN grids are dropped)"
+        )
+    mcfg = _with_shape(kind, mcfg, ds)
+    t0 = time.perf_counter()
+    cv: dict[str, Any] | None = None
+    if search:
+        rows = np.flatnonzero((m_tr | m_va) & ok)
+        keys = list(search)
+        cands = [
+            dataclasses.replace(mcfg, **{k.split(".", 1)[1]: v for k, v in zip(keys, vals, strict=True)})
+            for vals in itertools.product(*(search[k] for k in keys))
+        ]
+        best, results = select(
+            cands,
+            lambda c, a, b: _cv_score(kind, ds, c, tcfg, rows, a, b),
+            rows.size,
+            tcfg.folds,
+            min_block=max(2, *(getattr(c, "latent", 1) + 1 for c in cands)),
+        )
+        cv = {
+            "candidates": [dataclasses.asdict(c) for c in cands],
+            "results": [dataclasses.asdict(r) for r in results],
+            "chosen": dataclasses.asdict(best),
+        }
+        mcfg = best
+        say(f"{kind}: walk-forward search chose {dataclasses.asdict(best)}")
+    model, history = train_surface(kind, ds, mcfg, tcfg, tr, va)
+    seconds = time.perf_counter() - t0
+    save_model(folder, kind, model)
+    resolved = {
+        "kind": kind,
+        "model": dataclasses.asdict(mcfg),
+        "train": dataclasses.asdict(tcfg),
+        "data": str(Path(data).resolve()),
+        "split": split.to_dict(),
+        "counts": {
+            "days": len(ds),
+            "dropped_incomplete": int((~ok).sum()),
+            "train": int(tr.sum()),
+            "val": int(va.sum()),
+            "test": int((m_te & ok).sum()),
+        },
+        "epochs_run": len(history),
+        "train_seconds": seconds,
+        "device": str(_device(tcfg)),
+        "threads": torch.get_num_threads(),
+        "search": cv,
+    }
+    _write_json(folder / "config.json", resolved)
+    _write_json(folder / "history.json", history)
+    say(f"{kind}: trained in {seconds:.1f} s ({len(history)} epochs) -> {folder}")
+    return folder
+
+
+def _find_encoder(out: Path, encoder: str | os.PathLike[str] | None) -> Path:
+    if encoder is not None:
+        return Path(encoder)
+    for k in ("cvae", "vae", "cvae-conv", "pca"):
+        if (out / k / "model.json").is_file():
+            return out / k
+    raise ModelConfigError(
+        f"{out}: no trained encoder run (cvae, vae, cvae-conv or pca) to take latents "
+        "from; train one first or pass --encoder"
+    )
+
+
+def _load_run_config(folder: Path) -> dict[str, Any]:
+    p = folder / "config.json"
+    try:
+        cfg: dict[str, Any] = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ModelConfigError(f"{p}: missing; {folder} is not a `volfast train` run") from None
+    return cfg
+
+
+def latent_sequence(
+    enc_dir: Path, data: str | os.PathLike[str] | SurfaceDataset | None = None, device: str = "cpu"
+) -> dict[str, Any]:
+    """Latent means of every complete day of the encoder run's dataset (or ``data``: a path or a dataset
+    already read), with the encoder's split: what the LSTM trains and is evaluated on."""
+    ecfg = _load_run_config(enc_dir)
+    kind, enc = load_model(enc_dir, map_location=device)
+    ds = data if isinstance(data, SurfaceDataset) else open_data(data or ecfg["data"])
+    grid = grid_of(kind, enc.config)
+    ok = usable(ds, grid)
+    rows = np.flatnonzero(ok)
+    mu, _ = encode_dataset(kind, enc, ds, rows)
+    z = np.full((len(ds), mu.shape[1]), np.nan)
+    z[rows] = mu
+    split = Split(**ecfg["split"])
+    return {"kind": kind, "encoder": enc, "ds": ds, "z": z, "ok": ok, "split": split, "grid": grid}
+
+
+def _run_train_lstm(
+    mcfg: LSTMConfig,
+    tcfg: TrainConfig,
+    data: str | os.PathLike[str],
+    out: Path,
+    folder: Path,
+    encoder: str | os.PathLike[str] | None,
+    say: Any,
+) -> Path:
+    enc_dir = _find_encoder(out, encoder).resolve()
+    seq = latent_sequence(enc_dir, data, device=str(_device(tcfg)))
+    z, ok, ds, split = seq["z"], seq["ok"], seq["ds"], seq["split"]
+    mcfg = dataclasses.replace(mcfg, latent=z.shape[1])
+    seg = sequence_breaks(ds.dates, ok, max_gap_days=mcfg.max_gap_days)
+    zf = np.nan_to_num(z)
+    idx, win = make_windows(zf, seg, mcfg.window)
+    m_tr, m_va, _ = split.masks(ds.dates)
+    tr, va = m_tr[idx], m_va[idx]
+    if tr.sum() < 2 or va.sum() < 1:
+        raise DatasetError(
+            f"lstm: {int(tr.sum())} training / {int(va.sum())} validation windows of "
+            f"{mcfg.window} consecutive complete days; too few (shorten model.window)"
+        )
+    dev = _device(tcfg)
+    torch.manual_seed(tcfg.seed)
+    model = build_model("lstm", mcfg).to(dev)
+    model.fit_stats(_tensor(zf[ok & m_tr], dev))
+    t0 = time.perf_counter()
+    history = fit_lstm(
+        model,
+        _tensor(win[tr], dev),
+        _tensor(zf[idx[tr]], dev),
+        _tensor(win[va], dev),
+        _tensor(zf[idx[va]], dev),
+        tcfg,
+    )
+    seconds = time.perf_counter() - t0
+    save_model(folder, "lstm", model, encoder=str(enc_dir))
+    resolved = {
+        "kind": "lstm",
+        "model": dataclasses.asdict(mcfg),
+        "train": dataclasses.asdict(tcfg),
+        "data": str(Path(data).resolve()),
+        "encoder": str(enc_dir),
+        "split": split.to_dict(),
+        "counts": {"windows_train": int(tr.sum()), "windows_val": int(va.sum())},
+        "epochs_run": len(history),
+        "train_seconds": seconds,
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+    }
+    _write_json(folder / "config.json", resolved)
+    _write_json(folder / "history.json", history)
+    say(f"lstm: trained in {seconds:.1f} s ({len(history)} epochs) on latents of {enc_dir} -> {folder}")
+    return folder
+
+
+def fit_lstm(
+    model: Any,
+    w_tr: torch.Tensor,
+    z_tr: torch.Tensor,
+    w_va: torch.Tensor,
+    z_va: torch.Tensor,
+    tcfg: TrainConfig,
+) -> list[dict[str, float]]:
+    """One-step MSE in standardised latent units; early stopping on the validation windows."""
+    gen = torch.Generator(device="cpu").manual_seed(tcfg.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    stop = EarlyStopping(tcfg.patience)
+    std = model.z_std
+    history: list[dict[str, float]] = []
+    with torch.no_grad():  # epoch -1: the untrained model is persistence (zero head)
+        stop.step(float(((model(w_va) - z_va) / std).square().mean()), model.state_dict())
+    for _ in range(tcfg.epochs):
+        model.train()
+        perm = torch.randperm(w_tr.shape[0], generator=gen).to(w_tr.device)
+        tot, n_b = 0.0, 0
+        for s in range(0, perm.numel(), tcfg.batch_size):
+            b = perm[s : s + tcfg.batch_size]
+            loss = ((model(w_tr[b]) - z_tr[b]) / std).square().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach())
+            n_b += 1
+        model.eval()
+        with torch.no_grad():
+            val = float(((model(w_va) - z_va) / std).square().mean())
+        history.append({"train": tot / max(n_b, 1), "val": val})
+        if stop.step(val, model.state_dict()):
+            break
+    if stop.best_state is not None:
+        model.load_state_dict(stop.best_state)
+    model.eval()
+    return history
