@@ -31,11 +31,18 @@ def info(as_json: bool) -> None:
 @click.option("--quotes", default=200_000, show_default=True, help="Synthetic quotes to price and invert.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", default=None, type=int, help="C++ threads (default: VOLFAST_NUM_THREADS or all).")
-def demo(quotes: int, seed: int, threads: int | None) -> None:
+@click.option(
+    "--out",
+    default="volfast-demo",
+    show_default=True,
+    help="Work folder (synthetic data and outputs; reused).",
+)
+@click.option("--days", default=5, show_default=True, help="Synthetic trading days to build (0: skip).")
+def demo(quotes: int, seed: int, threads: int | None, out: str, days: int) -> None:
     """Run volfast's main job on the built-in synthetic market and print what it measured."""
     from volfast.demo import run_demo
 
-    run_demo(quotes=quotes, seed=seed, threads=threads)
+    run_demo(quotes=quotes, seed=seed, threads=threads, out=out, days=days)
 
 
 @main.command()

@@ -322,9 +322,7 @@ def run_tasks(
     """
     if not tasks:
         return {"kind": executor.kind, "workers": 0, "threads_per_worker": 0}
-    if executor.kind == "serial":
-        if warm is not None:
-            warm()
+    if executor.kind == "serial":  # no warm-up: the first day compiles what it needs, once
         _run_serial(tasks, task_fn, on_result)
         return {"kind": "serial", "workers": 1, "threads_per_worker": executor.resolved_threads(1)}
     if executor.kind == "local":
