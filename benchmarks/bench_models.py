@@ -81,6 +81,10 @@ def test_out_of_sample_table(demo_data: Path, run_dir: Path) -> None:
     # PCA on an SSVI truth is near exact; the nonlinear models must at least be in the same league
     assert res["pca"]["test"]["rmse"] < 0.1
     for k in ("vae", "cvae", "cvae-conv"):
-        assert res[k]["test"]["rmse"] < 3.0 and res[k]["test"]["min_vol_pred"] > 0
+        assert res[k]["test"]["min_vol_pred"] > 0
+    # the issue's bar: out-of-sample RMSE at most 0.5 vol points (the CVAEs measured 0.29 and 0.47 with
+    # seed 0; the VAE 0.49, so it gets a little room for other CPUs' rounding)
+    assert res["cvae"]["test"]["rmse"] <= 0.5 and res["cvae-conv"]["test"]["rmse"] <= 0.5
+    assert res["vae"]["test"]["rmse"] < 0.6
     lstm = res["lstm"]
     assert lstm["latent_mse_persistence"] > 0 and lstm["test_windows"] > 20

@@ -320,3 +320,68 @@ def test_cli_train_and_evaluate(grids40: Path, tmp_path: Path) -> None:
         ],
     )
     assert r.exit_code != 0 and "unknown keys" in r.output
+
+
+# ------------------------------------------------------------------- learned statistics and refit
+@pytest.mark.parametrize("refit", [False, True])
+def test_cvae_statistics_come_from_fitting_days_only(grids40: Path, refit: bool) -> None:
+    """Per-cell mean/std (encoder input, decoder output scale, loss weights) and the condition's
+    standardisation are those of the training days (plus validation days after a refit), never the
+    test days; the decoder starts at that mean surface."""
+    ds = load_dataset(grids40)
+    tr, va = _masks(ds)
+    tc = TrainConfig(epochs=8, patience=8, schedule="cosine", refit=refit)
+    model, hist = train_surface("cvae", ds, CVAEConfig(), tc, tr, va)
+    fit = (tr | va) if refit else tr
+    x, y = ds.cvae[fit], ds.cvae_expiry_years[fit]
+    np.testing.assert_allclose(model.norm.mean.numpy(), x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(model.norm.scale.numpy(), x.std(0, ddof=1), rtol=1e-4)
+    np.testing.assert_allclose(model.cond.mean.numpy(), y.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(model.cond.std.numpy(), y.std(0, ddof=1), rtol=1e-4)
+    everything = ds.cvae[: len(ds)]
+    assert not np.allclose(model.norm.mean.numpy(), everything.mean(0), rtol=1e-4)  # test days differ
+    phase1 = [h for h in hist if "refit" not in h]
+    refits = [h for h in hist if "refit" in h]
+    assert len(phase1) == 8 and all("val_recon" in h for h in phase1)
+    if refit:  # as many epochs as the best validation epoch of the first phase
+        best = 1 + int(np.argmin([h["val_recon"] for h in phase1]))
+        assert len(refits) == best
+    else:
+        assert not refits
+    # a fresh model fitted on these days decodes its bias to the mean surface: softplus(b) * std = mean
+    fresh = CVAE(CVAEConfig())
+    fresh.fit_stats(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32))
+    torch.testing.assert_close(
+        torch.nn.functional.softplus(fresh.decoder[-2].bias).reshape(3, 11) * fresh.norm.scale,
+        fresh.norm.mean,
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_per_cell_loss_and_output_scale() -> None:
+    """The CVAE's loss is the per-cell standardised error and its decoder output is a positive multiple of
+    a softplus (so a vol below the mean minus many stds is still reachable)."""
+    torch.manual_seed(0)
+    m = CVAE(CVAEConfig())
+    x = 0.2 + torch.linspace(0.001, 0.05, 33).reshape(1, 3, 11) * torch.randn(64, 1, 1)
+    y = torch.tensor([[0.03, 0.06, 0.1]]).repeat(64, 1)
+    m.fit_stats(x, y)
+    err = m.norm.loss_error(x[:1] + m.norm.scale, x[:1])
+    torch.testing.assert_close(err, torch.ones_like(err))
+    last = m.decoder[-2]
+    with torch.no_grad():
+        last.bias.fill_(-30.0)  # far below every training vol
+        low = m.decode(torch.zeros(2, 4), y[:2])
+    assert bool((low > 0).all()) and float(low.max()) < 0.01
+
+
+def test_kind_train_defaults_and_overrides() -> None:
+    _, tc, _ = load_config("cvae", None, [])
+    assert tc.schedule == "cosine" and tc.refit and tc.epochs == 600
+    _, tc, _ = load_config("cvae", None, ["train.refit=false", "train.epochs=50"])
+    assert not tc.refit and tc.epochs == 50 and tc.schedule == "cosine"
+    _, tc, _ = load_config("vae", None, [])
+    assert tc == TrainConfig()
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="step")

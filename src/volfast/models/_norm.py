@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["GridNorm", "inv_softplus"]
+__all__ = ["CondNorm", "GridNorm", "inv_softplus"]
 
 
 def inv_softplus(v: torch.Tensor) -> torch.Tensor:
@@ -19,18 +19,21 @@ class GridNorm(nn.Module):
     """Per-cell centring and scaling of a vol grid, fitted on training data only.
 
     Encoder inputs are ``(x - mean) / scale`` with a per-cell ``scale`` (floored at a tenth of the median
-    cell std so that near-constant cells do not blow up); the reconstruction loss compares
-    ``(x_hat - x) / loss_scale`` with one scalar ``loss_scale`` (the training vols' overall std), so the loss
-    is an MSE in vol units, rescaled. Vols themselves are never shifted before a softplus: the decoders
-    output the vol directly, positive by construction.
+    cell std so that near-constant cells do not blow up). The reconstruction loss compares
+    ``(x_hat - x) / loss_scale`` with one scalar ``loss_scale`` (the training vols' overall std: an MSE in
+    vol units, rescaled) or, with ``per_cell_loss``, ``(x_hat - x) / scale`` (every cell weighted by its
+    own training variability, so quiet cells are fitted as carefully as busy ones). Vols themselves are
+    never shifted before a softplus: the decoders output the vol (or a positive multiple of a softplus),
+    positive by construction.
     """
 
     mean: torch.Tensor
     scale: torch.Tensor
     loss_scale: torch.Tensor
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
+    def __init__(self, shape: tuple[int, ...], *, per_cell_loss: bool = False) -> None:
         super().__init__()
+        self.per_cell_loss = per_cell_loss
         self.register_buffer("mean", torch.full(shape, 0.25))
         self.register_buffer("scale", torch.full(shape, 0.1))
         self.register_buffer("loss_scale", torch.tensor(0.1))
@@ -53,7 +56,7 @@ class GridNorm(nn.Module):
         return (x - self.mean) / self.scale
 
     def loss_error(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return (x_hat - x) / self.loss_scale
+        return (x_hat - x) / (self.scale if self.per_cell_loss else self.loss_scale)
 
 
 class CondNorm(nn.Module):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -43,6 +44,14 @@ __all__ = ["TrainConfig", "encode_dataset", "fit_autoencoder", "load_config", "r
 
 GRID_OF = {"vae": "image", "cvae": "cvae", "cvae-conv": "cvae"}
 
+# Per-kind [train] defaults under a config file's table and --set overrides (chosen on the validation slice
+# of the demo year's training period; README "World model"). The CVAEs: a cosine schedule run to its end
+# (best validation epoch kept), then a refit on the whole training period for that many epochs.
+KIND_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cvae": {"schedule": "cosine", "epochs": 600, "patience": 600, "refit": True},
+    "cvae-conv": {"schedule": "cosine", "epochs": 600, "patience": 600, "refit": True},
+}
+
 
 def grid_of(kind: str, mcfg: Any) -> str:
     """The grid a model kind reads (PCA: its config's ``grid``)."""
@@ -53,8 +62,12 @@ def grid_of(kind: str, mcfg: Any) -> str:
 class TrainConfig:
     epochs: int = 1500  # maximum; early stopping usually ends sooner
     batch_size: int = 32
-    lr: float = 3e-3  # Adam
-    weight_decay: float = 0.0
+    lr: float = 3e-3  # peak learning rate (AdamW)
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    schedule: str = "constant"  # learning-rate schedule: constant | cosine (to lr_min over `epochs`)
+    lr_min: float = 3e-5  # cosine schedule's final learning rate
+    refit: bool = False  # after early stopping, retrain from the same seed on train + validation days for
+    #                      the chosen number of epochs (final weights); the test period stays unseen
     patience: int = 150  # epochs without validation improvement before stopping (best weights kept)
     val_fraction: float = 0.15  # last part of the training period: the early-stopping slice
     test_fraction: float = 0.2  # last part of the data: never seen in training or model choice
@@ -66,6 +79,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.patience < 1:
             raise ValueError("TrainConfig: epochs, batch_size, patience >= 1 and lr > 0 needed")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"TrainConfig.schedule must be constant or cosine; got {self.schedule!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"TrainConfig.device must be auto, cpu or cuda; got {self.device!r}")
 
@@ -103,6 +118,7 @@ def load_config(
     if unknown:
         raise ModelConfigError(f"{path}: unknown tables {sorted(unknown)}; expected model, train, search")
     sections: dict[str, dict[str, Any]] = {s: dict(raw.get(s, {})) for s in ("model", "train")}
+    sections["train"] = KIND_TRAIN_DEFAULTS.get(kind, {}) | sections["train"]
     for o in overrides:
         key, sep, val = o.partition("=")
         sec, dot, name = key.strip().partition(".")
@@ -130,20 +146,25 @@ def fit_autoencoder(
     model: Any,
     x_tr: torch.Tensor,
     y_tr: torch.Tensor | None,
-    x_val: torch.Tensor,
+    x_val: torch.Tensor | None,
     y_val: torch.Tensor | None,
     tcfg: TrainConfig,
 ) -> list[dict[str, float]]:
-    """Adam on recon MSE + alpha KL + beta corr (alpha, beta from ``model.config``); early stopping on the
+    """AdamW on recon MSE + alpha KL + beta corr (alpha, beta from ``model.config``); early stopping on the
     validation reconstruction MSE (mu decoded, no sampling); the best epoch's weights are restored.
+    ``x_val=None``: no validation, all ``tcfg.epochs`` run and the final weights are kept (the refit).
     Returns the per-epoch history (train loss terms averaged over batches, and ``val_recon``)."""
     cfg = model.config
     gen = torch.Generator(device="cpu").manual_seed(tcfg.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     stop = EarlyStopping(tcfg.patience)
     history: list[dict[str, float]] = []
     n = x_tr.shape[0]
-    for _epoch in range(tcfg.epochs):
+    for epoch in range(tcfg.epochs):
+        if tcfg.schedule == "cosine":
+            lr = tcfg.lr_min + 0.5 * (tcfg.lr - tcfg.lr_min) * (1 + math.cos(math.pi * epoch / tcfg.epochs))
+            for g in opt.param_groups:
+                g["lr"] = lr
         model.train()
         perm = torch.randperm(n, generator=gen).to(x_tr.device)
         sums = {"total": 0.0, "recon": 0.0, "kl": 0.0, "corr": 0.0}
@@ -163,15 +184,18 @@ def fit_autoencoder(
             for k, v in terms.floats().items():
                 sums[k] += v
             n_b += 1
+        rec = {k: v / max(n_b, 1) for k, v in sums.items()}
+        if x_val is None:
+            history.append(rec)
+            continue
         model.eval()
         with torch.no_grad():
             xv, _, _ = model(x_val, y_val, sample=False)
             val = float(model.norm.loss_error(xv, x_val).square().mean())
-        rec = {k: v / max(n_b, 1) for k, v in sums.items()} | {"val_recon": val}
-        history.append(rec)
+        history.append(rec | {"val_recon": val})
         if stop.step(val, model.state_dict()):
             break
-    if stop.best_state is not None:
+    if x_val is not None and stop.best_state is not None:
         model.load_state_dict(stop.best_state)
     model.eval()
     return history
@@ -181,7 +205,10 @@ def train_surface(
     kind: str, ds: SurfaceDataset, mcfg: Any, tcfg: TrainConfig, train: np.ndarray, val: np.ndarray
 ) -> tuple[Any, list[dict[str, float]]]:
     """Train a reconstruction model on rows ``train`` of ``ds`` (boolean or index arrays of complete days),
-    early-stopping on rows ``val``. PCA is fitted on train and validation rows together (no epochs)."""
+    early-stopping on rows ``val``. PCA is fitted on train and validation rows together (no epochs).
+    With ``tcfg.refit`` the model is then rebuilt from the same seed, its statistics refitted on train and
+    validation rows, and trained on them for the early-stopped number of epochs (the history then has
+    ``"refit": 1.0`` records after the first phase's)."""
     grid = grid_of(kind, mcfg)
     dev = _device(tcfg)
     torch.manual_seed(tcfg.seed)
@@ -202,7 +229,20 @@ def train_surface(
     else:
         model.fit_stats(x_tr)
     history = fit_autoencoder(model, x_tr, y_tr, x_va, y_va, tcfg)
-    return model, history
+    if not tcfg.refit:
+        return model, history
+    best = 1 + min(range(len(history)), key=lambda i: history[i]["val_recon"])
+    torch.manual_seed(tcfg.seed)
+    model = build_model(kind, mcfg).to(dev)
+    both = tr | va
+    x_b = _tensor(x_all[both], dev)
+    y_b = _tensor(y_all[both], dev) if cond else None
+    if cond:
+        model.fit_stats(x_b, y_b)
+    else:
+        model.fit_stats(x_b)
+    refit = fit_autoencoder(model, x_b, y_b, None, None, dataclasses.replace(tcfg, epochs=best))
+    return model, history + [r | {"refit": 1.0} for r in refit]
 
 
 def _as_mask(sel: np.ndarray, n: int) -> np.ndarray:
