@@ -95,7 +95,12 @@ def test_volfast(benchmark: Any, threads: int, arbitrage_free: bool) -> None:
     assert 0.4 < np.median(r.rmse) < 0.8  # the noise is 0.6 vol points
     per_slice = benchmark.stats.stats.min / N_SLICES
     name = f"volfast_{'af' if arbitrage_free else 'ind'}_{threads}t"
-    RESULTS[name] = {"slices_per_s": 1.0 / per_slice, "objective": r.objective[SUB]}  # type: ignore[dict-item]
+    RESULTS[name] = {  # type: ignore[dict-item]
+        "slices_per_s": 1.0 / per_slice,
+        "objective": r.objective[SUB],
+        "all_objective": r.objective,
+        "rmse": r.rmse,
+    }
     _provenance(benchmark)
     benchmark.extra_info.update(
         {
@@ -131,3 +136,15 @@ def test_report() -> None:
         print(f"{name:<22}{res['slices_per_s']:>12.0f}{res['slices_per_s'] / sc:>10.1f}{within:>20.1%}")
     ind = RESULTS["volfast_ind_1t"]
     assert np.mean(ind["objective"] <= 1.01 * best) >= 0.99
+    if "volfast_af_1t" in RESULTS:
+        # the arbitrage-free fits against the unconstrained ones on all slices: the unconstrained objective
+        # is a lower bound on the best arbitrage-free one, so "within 1%" here understates the quality
+        af = RESULTS["volfast_af_1t"]
+        rel = af["all_objective"] / ind["all_objective"]
+        drmse = af["rmse"] - ind["rmse"]
+        print(
+            f"arbitrage-free vs unconstrained: objective within 1% {np.mean(rel <= 1.01):.1%}, within 5% "
+            f"{np.mean(rel <= 1.05):.1%}; RMSE increase (vol points) median {np.median(drmse):.3f}, "
+            f"99% {np.percentile(drmse, 99):.3f}, max {drmse.max():.3f}"
+        )
+        assert drmse.max() < 2.0  # no slice several vol points off (issue 4)

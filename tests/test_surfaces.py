@@ -468,5 +468,11 @@ def test_qqq_chain_forwards_vols_svi(shared_dbn: Path) -> None:
     # 0-3 day equity smiles are not quite raw-SVI shaped: inside bid/ask +-1 vol point near the money
     assert len(near) > 150 and inside.mean() > 0.85
     assert not d.valid and "min ln(K/F)" in d.reason  # 1-3 day expiries do not reach k = -0.5
-    rep = surface_snapshot(snap).svi.to_pandas()
+    rd = surface_snapshot(snap)
+    rep = rd.svi.to_pandas()
     assert rep["status"].isin([0, 1]).all() and rep["butterfly_ok"].all() and rep["calendar_ok"].all()
+    # with the repair on, the fits still go through the quotes (issue 4): 94% on this chain
+    rq = rd.quotes.to_pandas()
+    rn = rq[rq["used"] & (rq["log_moneyness"].abs() <= 0.1)]
+    r_in = (rn["fit_iv"] >= rn["bid_iv"] - tol) & (rn["fit_iv"] <= rn["ask_iv"] + tol)
+    assert len(rn) == len(near) and r_in.mean() > 0.85

@@ -215,24 +215,53 @@ def test_arbitrage_free_removes_violations_of_independent_fits(spx: dict[str, np
     assert af.butterfly_ok.all() and af.calendar_ok.all()
     assert set(np.unique(af.status)) <= {SVIStatus.OK, SVIStatus.REPAIRED}
     assert (af.status == SVIStatus.REPAIRED).sum() >= (~ind.butterfly_ok | ~ind.calendar_ok).sum() // 2
-    # independent check, on grids of my own: each slice's quoted range +- 0.5, and calendar per surface
+    # independent check, on grids of my own: each slice's quoted range plus its margin, min(0.5, 4 sqrt(w))
+    # with w the slice's median quoted total variance (what check_range must report), and calendar per
+    # surface on the union of two slices' ranges
+    cr = np.full((len(T), 2), np.nan)
     for s in range(len(T)):
-        k = spx["k"][off[s] : off[s + 1]]
-        grid = np.linspace(k.min() - 0.5, k.max() + 0.5, 201)
-        assert check_butterfly(af.params[s], grid).min_g[0] >= 0.0
+        k, w = spx["k"][off[s] : off[s + 1]], spx["w"][off[s] : off[s + 1]]
+        margin = min(0.5, 4.0 * np.sqrt(np.median(w)))
+        cr[s] = k.min() - margin, k.max() + margin
+        assert check_butterfly(af.params[s], np.linspace(*cr[s], 201)).min_g[0] >= 0.0
         assert check_butterfly(af.params[s], np.linspace(k.min(), k.max(), 1001)).min_g[0] >= -1e-9
+    np.testing.assert_allclose(af.check_range, cr, rtol=1e-12)
     for s in range(1, len(T)):
         if spx["surface_id"][s] == spx["surface_id"][s - 1]:
-            kk = spx["k"][off[s - 1] : off[s + 1]]
-            ok, gap = check_calendar(
-                af.params[s - 1 : s + 1], np.linspace(kk.min() - 0.5, kk.max() + 0.5, 201)
-            )
+            grid = np.linspace(cr[s - 1 : s + 1, 0].min(), cr[s - 1 : s + 1, 1].max(), 201)
+            ok, gap = check_calendar(af.params[s - 1 : s + 1], grid)
             assert ok[0], (s, gap)
     # the cost of enforcement is small: RMSE to the quotes barely moves
     assert np.median(af.rmse) < np.median(ind.rmse) + 0.05
     repaired = af.status == SVIStatus.REPAIRED
     assert (af.objective[repaired] >= ind.objective[repaired] * (1 - 1e-9)).all()
     assert all(af.reason[s] for s in np.flatnonzero(repaired))
+
+
+def test_arbitrage_free_fits_stay_close_to_the_quotes(spx: dict[str, np.ndarray]) -> None:
+    # issue 4: an earlier slice's extrapolated wing used to block the calendar check and leave slices
+    # several vol points off; with m among the quotes and the constrained refit none is
+    off, T = spx["offsets"], spx["expiry_years"]
+    kw = {"expiry_years": T, "bid_total_variance": spx["bid"], "ask_total_variance": spx["ask"]}
+    ind = fit_svi(spx["k"], spx["w"], off, arbitrage_free=False, **kw)
+    af = fit_svi(spx["k"], spx["w"], off, arbitrage_free=True, **kw)
+    assert af.butterfly_ok.all() and af.calendar_ok.all()
+    assert (af.rmse - ind.rmse).max() < 1.0, np.sort(af.rmse - ind.rmse)[-3:]
+    # the arbitrage-free fits keep m inside the quoted range
+    for s in range(len(T)):
+        k = spx["k"][off[s] : off[s + 1]]
+        assert k.min() - 1e-12 <= af.params[s, 3] <= k.max() + 1e-12
+
+
+def test_check_margin_none_checks_half_a_unit_beyond_the_quotes() -> None:
+    d = spx_like_slices(2, seed=5)
+    off, T = d["offsets"], d["expiry_years"]
+    r = fit_svi(d["k"], d["w"], off, expiry_years=T, check_margin_sd=None)
+    assert r.butterfly_ok.all() and r.calendar_ok.all()
+    for s in range(len(T)):
+        k = d["k"][off[s] : off[s + 1]]
+        np.testing.assert_allclose(r.check_range[s], [k.min() - 0.5, k.max() + 0.5])
+        assert check_butterfly(r.params[s], np.linspace(k.min() - 0.5, k.max() + 0.5, 201)).ok[0]
 
 
 def test_explicit_surface_ids_and_no_expiry() -> None:
@@ -406,6 +435,8 @@ def test_bad_weights_duplicates_and_no_fit() -> None:
         ({"expiry_years": [1.0, 2.0]}, "expiry_years has length 2"),
         ({"bid_total_variance": [0.01] * 5}, "both"),
         ({"max_wing_slope": 0.0}, "max_wing_slope"),
+        ({"check_margin_sd": -1.0}, "check_margin_sd"),
+        ({"check_margin_sd": float("nan")}, "check_margin_sd"),
     ],
 )
 def test_inconsistent_arguments_raise(kwargs: dict, match: str) -> None:

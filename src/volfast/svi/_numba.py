@@ -52,6 +52,8 @@ _N_T_GRID = 17
 # also passes the full-grid checks
 _G_MARGIN = 1e-3
 _CAL_MARGIN = 1e-4
+_N_MU = 7  # penalty stages of the constrained refit (weights x10 apart)
+_N_COARSE = 101  # grid points of the checks while the refit searches
 
 
 # ---- the inner (m, sigma fixed) problem -----------------------------------------------------------------
@@ -258,7 +260,9 @@ def _arb_penalty(p, ctx):
     """Mean shortfall of g below ``_G_MARGIN`` on the butterfly grid plus the mean shortfall of the
     relative calendar gap ``w / w_prev - 1`` below ``_CAL_MARGIN`` on the calendar grid.
 
-    ``ctx`` = (on, klo, khi, npts, has_prev, cklo, ckhi, scale, prev a, b, rho, m, sigma)."""
+    ``ctx`` = (on, klo, khi, npts, has_prev, cklo, ckhi, scale, prev a, b, rho, m, sigma, has_next,
+    next a, b, rho, m, sigma, next cklo, next ckhi): with ``has_next`` the slice must also stay below
+    the next one."""
     a, b, rho, m, sig = p[0], p[1], p[2], p[3], p[4]
     npts = int(ctx[3])
     pen = 0.0
@@ -279,6 +283,17 @@ def _arb_penalty(p, ctx):
             wp = svi_w(kk, ctx[8], ctx[9], ctx[10], ctx[11], ctx[12])
             wp = wp if wp > 1e-12 else 1e-12
             gap = (svi_w(kk, a, b, rho, m, sig) - wp) / wp
+            if gap < _CAL_MARGIN:
+                pen += (_CAL_MARGIN - gap) / npts
+    if ctx[13] > 0.0:
+        # an upper bound: the next slice ``ctx[14:19]`` on [ctx[19], ctx[20]]
+        h = (ctx[20] - ctx[19]) / (npts - 1)
+        for j in range(npts):
+            kk = ctx[19] + j * h
+            wn = svi_w(kk, ctx[14], ctx[15], ctx[16], ctx[17], ctx[18])
+            w0 = svi_w(kk, a, b, rho, m, sig)
+            w0 = w0 if w0 > 1e-12 else 1e-12
+            gap = (wn - w0) / w0
             if gap < _CAL_MARGIN:
                 pen += (_CAL_MARGIN - gap) / npts
     return pen
@@ -390,9 +405,10 @@ def _nelder_mead(k, v, wt, sx0, sx1, h0, h1, lo0, hi0, lo1, hi1, fscale, slope, 
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
-def _search(k, v, wt, slope, rho_max, n_starts, maxit, warm, wm, wls, y, z, out, ctx):
+def _search(k, v, wt, slope, rho_max, n_starts, maxit, warm, wm, wls, y, z, out, ctx, m_out):
     """Global-ish search over (m, log sigma): grid, then Nelder-Mead from the best ``n_starts`` grid points
-    (and from the warm start when ``warm``). Writes (a, b, rho, m, sigma) into ``out``; returns the
+    (and from the warm start when ``warm``); ``m`` stays within the quoted range extended by ``m_out``
+    times its width. Writes (a, b, rho, m, sigma) into ``out``; returns the
     objective."""
     n = k.shape[0]
     kmin = k[0]
@@ -408,8 +424,8 @@ def _search(k, v, wt, slope, rho_max, n_starts, maxit, warm, wm, wls, y, z, out,
     rng = kmax - kmin
     if rng <= 0.0:
         rng = 1e-3
-    lo0 = kmin - 2.0 * rng
-    hi0 = kmax + 2.0 * rng
+    lo0 = kmin - m_out * rng
+    hi0 = kmax + m_out * rng
     lo1 = math.log(1e-3 * rng)
     hi1 = math.log(10.0 * rng)
     res = np.empty(5)
@@ -469,15 +485,15 @@ def svi_w(k, a, b, rho, m, sig):
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
-def fit_slice(k, v, wt0, slope, rho_max, robust, huber_c, n_starts, maxit, out):
+def fit_slice(k, v, wt0, slope, rho_max, robust, huber_c, n_starts, maxit, out, m_out):
     """Fit one slice; ``out`` receives (a, b, rho, m, sigma). Returns the objective: weighted sum of
     squares, or with ``robust`` the Huber loss at the final IRLS scale."""
     n = k.shape[0]
     y = np.empty(n)
     z = np.empty(n)
     wt = wt0.copy()
-    ctx = np.zeros(13)
-    f = _search(k, v, wt, slope, rho_max, n_starts, maxit, False, 0.0, 0.0, y, z, out, ctx)
+    ctx = np.zeros(21)
+    f = _search(k, v, wt, slope, rho_max, n_starts, maxit, False, 0.0, 0.0, y, z, out, ctx, m_out)
     if not robust:
         return f
     u = np.empty(n)
@@ -498,7 +514,7 @@ def fit_slice(k, v, wt0, slope, rho_max, robust, huber_c, n_starts, maxit, out):
             wt[i] = wt0[i] * h
         if changed < 1e-3:
             break
-        f = _search(k, v, wt, slope, rho_max, 1, maxit, True, out[3], math.log(out[4]), y, z, out, ctx)
+        f = _search(k, v, wt, slope, rho_max, 1, maxit, True, out[3], math.log(out[4]), y, z, out, ctx, m_out)
     # Huber loss with the final scale
     loss = 0.0
     for i in range(n):
@@ -512,7 +528,9 @@ def fit_slice(k, v, wt0, slope, rho_max, robust, huber_c, n_starts, maxit, out):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
-def fit_batch(k, v, wt, offsets, todo, slope, rho_max, robust, huber_c, n_starts, maxit, params, objective):
+def fit_batch(
+    k, v, wt, offsets, todo, slope, rho_max, robust, huber_c, n_starts, maxit, params, objective, m_out
+):
     """Fit every slice ``s`` with ``todo[s]`` (prange over slices). ``params`` (n, 5), ``objective`` (n)."""
     ns = offsets.shape[0] - 1
     for s in numba.prange(ns):
@@ -522,7 +540,7 @@ def fit_batch(k, v, wt, offsets, todo, slope, rho_max, robust, huber_c, n_starts
         hi = offsets[s + 1]
         out = np.empty(5)
         objective[s] = fit_slice(
-            k[lo:hi], v[lo:hi], wt[lo:hi], slope, rho_max, robust, huber_c, n_starts, maxit, out
+            k[lo:hi], v[lo:hi], wt[lo:hi], slope, rho_max, robust, huber_c, n_starts, maxit, out, m_out
         )
         for j in range(5):
             params[s, j] = out[j]
@@ -639,7 +657,7 @@ def repair_surfaces(
     npts,
     slope,
     rho_max,
-    maxit,
+    maxev,
     lam,
     how,
 ):
@@ -669,7 +687,11 @@ def repair_surfaces(
                 fit[j, c] = params[order[lo + j], c]
         cand = np.empty(5)
         best = np.empty(5)
-        ctx = np.zeros(13)
+        starts = np.empty((2, 5))
+        candb = np.empty(5)
+        candp = np.empty(5)
+        zero5 = np.zeros(5)
+        ctx = np.zeros(21)
         have_target = False
         j = 0
         while j < nsl:
@@ -678,10 +700,10 @@ def repair_surfaces(
             a1 = offsets[s + 1]
             has_prev = j > 0
             sp = order[lo + j - 1] if has_prev else s
-            klo = kmin[s] - margin
-            khi = kmax[s] + margin
-            cklo = min(kmin[s], kmin[sp]) - margin
-            ckhi = max(kmax[s], kmax[sp]) + margin
+            klo = kmin[s] - margin[s]
+            khi = kmax[s] + margin[s]
+            cklo = min(kmin[s] - margin[s], kmin[sp] - margin[sp])
+            ckhi = max(kmax[s] + margin[s], kmax[sp] + margin[sp])
             pprev = params[sp]
             lam0 = lower[j]
             if lam0 == 0.0 and _feasible(fit[j], has_prev, pprev, klo, khi, cklo, ckhi, npts, 0.0, 0.0):
@@ -691,39 +713,25 @@ def repair_surfaces(
                     params[s, c] = fit[j, c]
                 j += 1
                 continue
+            if not have_target:
+                surface_targets(k, v, wt, offsets, fit, order, lo, hi, target)
+                have_target = True
             if lam0 == 0.0 and not refitted[j]:
                 refitted[j] = True
                 ctx[0] = 1.0
                 ctx[1] = klo
                 ctx[2] = khi
-                ctx[3] = min(npts, 101)  # a coarser grid while searching; the checks use the full one
+                ctx[3] = npts
                 ctx[4] = 1.0 if has_prev else 0.0
                 ctx[5] = cklo
                 ctx[6] = ckhi
-                sv2 = 0.0
-                for i in range(a0, a1):
-                    sv2 += wt[i] * v[i] * v[i]
-                ctx[7] = 100.0 * sv2
                 for c in range(5):
                     ctx[8 + c] = pprev[c]
-                y = np.empty(a1 - a0)
-                z = np.empty(a1 - a0)
+                    starts[0, c] = fit[j, c]
+                    starts[1, c] = target[s, c]
                 out = np.empty(5)
-                _search(
-                    k[a0:a1],
-                    v[a0:a1],
-                    wt[a0:a1],
-                    slope,
-                    rho_max,
-                    2,
-                    maxit,
-                    True,
-                    fit[j, 3],
-                    math.log(fit[j, 4]),
-                    y,
-                    z,
-                    out,
-                    ctx,
+                constrained_refit(
+                    k[a0:a1], v[a0:a1], wt[a0:a1], starts, 2, slope, rho_max, ctx, maxev, npts, out
                 )
                 for c in range(5):
                     refit[j, c] = out[c]
@@ -735,9 +743,6 @@ def repair_surfaces(
                 bh = 1
                 for c in range(5):
                     best[c] = refit[j, c]
-            if not have_target:
-                surface_targets(k, v, wt, offsets, fit, order, lo, hi, target)
-                have_target = True
             ok_target = False
             for src in range(2):
                 start = fit[j] if src == 0 else refit[j]
@@ -752,9 +757,83 @@ def repair_surfaces(
                     bh = 2
                     for c in range(5):
                         best[c] = cand[c]
+            if (
+                has_prev
+                and lam0 == 0.0
+                and lower[j - 1] == 0.0
+                and min_calendar_gap(fit[j], pprev, cklo, ckhi, npts) < 0.0
+            ):
+                # the alternative: fit this slice for butterfly alone and bend its predecessor (in its
+                # unquoted wings, mostly) below it, if that costs the two slices less
+                sp2 = order[lo + j - 2] if j > 1 else -1
+                b0 = offsets[sp]
+                b1 = offsets[sp + 1]
+                ctx[0] = 1.0
+                ctx[1] = klo
+                ctx[2] = khi
+                ctx[3] = npts
+                ctx[4] = 0.0
+                ctx[13] = 0.0
+                for c in range(5):
+                    starts[0, c] = fit[j, c]
+                    starts[1, c] = target[s, c]
+                if min_g_on(fit[j], klo, khi, npts) >= 0.0:
+                    for c in range(5):
+                        candb[c] = fit[j, c]
+                else:
+                    constrained_refit(
+                        k[a0:a1], v[a0:a1], wt[a0:a1], starts, 2, slope, rho_max, ctx, maxev, npts, candb
+                    )
+                if min_g_on(candb, klo, khi, npts) >= 0.0:
+                    ctx[1] = kmin[sp] - margin[sp]
+                    ctx[2] = kmax[sp] + margin[sp]
+                    ctx[4] = 1.0 if sp2 >= 0 else 0.0
+                    if sp2 >= 0:
+                        ctx[5] = min(kmin[sp] - margin[sp], kmin[sp2] - margin[sp2])
+                        ctx[6] = max(kmax[sp] + margin[sp], kmax[sp2] + margin[sp2])
+                        for c in range(5):
+                            ctx[8 + c] = params[sp2, c]
+                    ctx[13] = 1.0
+                    for c in range(5):
+                        ctx[14 + c] = candb[c]
+                        starts[0, c] = params[sp, c]
+                        starts[1, c] = fit[j - 1, c]
+                    ctx[19] = cklo
+                    ctx[20] = ckhi
+                    constrained_refit(
+                        k[b0:b1], v[b0:b1], wt[b0:b1], starts, 2, slope, rho_max, ctx, maxev, npts, candp
+                    )
+                    ctx[13] = 0.0
+                    ok_b = _feasible(candb, True, candp, klo, khi, cklo, ckhi, npts, 0.0, 0.0)
+                    if ok_b and sp2 >= 0:
+                        ok_b = _feasible(
+                            candp, True, params[sp2], ctx[1], ctx[2], ctx[5], ctx[6], npts, 0.0, 0.0
+                        )
+                    elif ok_b:
+                        ok_b = min_g_on(candp, ctx[1], ctx[2], npts) >= 0.0
+                    if ok_b:
+                        # compare increases of the two slices' objectives, each relative to its own scale
+                        sa = _sse(k[a0:a1], v[a0:a1], wt[a0:a1], fit[j])
+                        sb = _sse(k[b0:b1], v[b0:b1], wt[b0:b1], params[sp])
+                        na = _sse(k[a0:a1], v[a0:a1], wt[a0:a1], zero5)
+                        nb_ = _sse(k[b0:b1], v[b0:b1], wt[b0:b1], zero5)
+                        cost_a = (bf - sa) / na if bf < math.inf else math.inf
+                        cost_b = (_sse(k[a0:a1], v[a0:a1], wt[a0:a1], candb) - sa) / na + (
+                            _sse(k[b0:b1], v[b0:b1], wt[b0:b1], candp) - sb
+                        ) / nb_
+                        if cost_b < cost_a:
+                            for c in range(5):
+                                params[sp, c] = candp[c]
+                                best[c] = candb[c]
+                            how[sp] = 1
+                            lam[sp] = 0.0
+                            bf = _sse(k[a0:a1], v[a0:a1], wt[a0:a1], candb)
+                            bl = 0.0
+                            bh = 1 if min_g_on(fit[j], klo, khi, npts) < 0.0 else 3
             if bh == 0 and not ok_target:
                 if has_prev and lower[j - 1] < 1.0:
                     lower[j - 1] = 1.0
+                    refitted[j] = False  # refit against the moved predecessor when we come back
                     j -= 1
                     continue
                 # cannot happen for a consistent target set; keep the target and let the checks report it
@@ -817,12 +896,12 @@ def diagnostics(
                         nin += 1
         rmse[s] = 100.0 * math.sqrt(se / (hi - lo)) if T > 0.0 else math.nan
         inside[s] = nin / nba if nba > 0 else math.nan
-        min_g[s] = min_g_on(p, kmin[s] - margin, kmax[s] + margin, npts)
+        min_g[s] = min_g_on(p, kmin[s] - margin[s], kmax[s] + margin[s], npts)
         if prev[s] >= 0:
             sp = prev[s]
-            cal_gap[s] = min_calendar_gap(
-                p, params[sp], min(kmin[s], kmin[sp]) - margin, max(kmax[s], kmax[sp]) + margin, npts
-            )
+            cklo = min(kmin[s] - margin[s], kmin[sp] - margin[sp])
+            ckhi = max(kmax[s] + margin[s], kmax[sp] + margin[sp])
+            cal_gap[s] = min_calendar_gap(p, params[sp], cklo, ckhi, npts)
         else:
             cal_gap[s] = math.inf
 
@@ -968,3 +1047,202 @@ def surface_targets(k, v, wt, offsets, fit, order, lo, hi, target):
             target[s, 2] = rho
             target[s, 3] = -rho / best_ph[j]
             target[s, 4] = math.sqrt(1.0 - rho * rho) / best_ph[j]
+
+
+# ---- the constrained 5-parameter refit -------------------------------------------------------------------
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def _x_to_p(x, box, slope, rho_max, p):
+    """Unconstrained ``x`` -> raw SVI ``p``; returns the squared excursion of ``x`` outside its box.
+
+    ``x = (a / vscale, log b, atanh(rho / rho_max), m, log sigma)``; ``box`` = (vscale, m_lo, m_hi,
+    ls_lo, ls_hi). ``m`` and ``log sigma`` are clamped to the box and ``b`` to the wing-slope cap."""
+    p[0] = x[0] * box[0]
+    rho = rho_max * math.tanh(x[2])
+    bmax = slope / (1.0 + abs(rho))
+    lb = min(x[1], math.log(bmax))
+    p[1] = math.exp(max(lb, -50.0))
+    p[2] = rho
+    m = min(max(x[3], box[1]), box[2])
+    ls = min(max(x[4], box[3]), box[4])
+    p[3] = m
+    p[4] = math.exp(ls)
+    return (x[1] - lb) ** 2 + ((x[3] - m) / (box[2] - box[1])) ** 2 + (x[4] - ls) ** 2
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def _p_to_x(p, box, rho_max, x):
+    x[0] = p[0] / box[0]
+    x[1] = math.log(max(p[1], 1e-300))
+    r = p[2] / rho_max
+    r = min(max(r, -1.0 + 1e-12), 1.0 - 1e-12)
+    x[2] = math.atanh(r)
+    x[3] = p[3]
+    x[4] = math.log(max(p[4], 1e-300))
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def _pen_f(x, k, v, wt, box, slope, rho_max, ctx, mu, fscale, p):
+    out = _x_to_p(x, box, slope, rho_max, p)
+    return _sse(k, v, wt, p) + mu * _arb_penalty(p, ctx) + fscale * out
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def _nm_n(x0, step, k, v, wt, box, slope, rho_max, ctx, mu, fscale, maxev, xbest):
+    """Nelder-Mead in ``len(x0)`` dimensions on :func:`_pen_f` (adaptive coefficients of Gao and Han).
+    Writes the best point into ``xbest``; returns its value."""
+    nd = x0.shape[0]
+    p = np.empty(5)
+    sx = np.empty((nd + 1, nd))
+    fv = np.empty(nd + 1)
+    for i in range(nd + 1):
+        for j in range(nd):
+            sx[i, j] = x0[j]
+        if i > 0:
+            sx[i, i - 1] += step[i - 1]
+        fv[i] = _pen_f(sx[i], k, v, wt, box, slope, rho_max, ctx, mu, fscale, p)
+    nev = nd + 1
+    alpha = 1.0
+    beta = 1.0 + 2.0 / nd
+    gam = 0.75 - 0.5 / nd
+    dlt = 1.0 - 1.0 / nd
+    cen = np.empty(nd)
+    xr = np.empty(nd)
+    xe = np.empty(nd)
+    xc = np.empty(nd)
+    idx = np.empty(nd + 1, dtype=np.int64)
+    while nev < maxev:
+        idx[:] = np.argsort(fv)
+        ib = idx[0]
+        iw = idx[nd]
+        isw = idx[nd - 1]
+        size = 0.0
+        for i in range(nd + 1):
+            for j in range(nd):
+                size = max(size, abs(sx[i, j] - sx[ib, j]))
+        if size < 1e-8 or (fv[iw] - fv[ib] <= 1e-12 * abs(fv[ib]) + 1e-300 and size < 1e-5):
+            break
+        for j in range(nd):
+            c = 0.0
+            for i in range(nd + 1):
+                if i != iw:
+                    c += sx[i, j]
+            cen[j] = c / nd
+        for j in range(nd):
+            xr[j] = cen[j] + alpha * (cen[j] - sx[iw, j])
+        fr = _pen_f(xr, k, v, wt, box, slope, rho_max, ctx, mu, fscale, p)
+        nev += 1
+        if fr < fv[ib]:
+            for j in range(nd):
+                xe[j] = cen[j] + beta * (xr[j] - cen[j])
+            fe = _pen_f(xe, k, v, wt, box, slope, rho_max, ctx, mu, fscale, p)
+            nev += 1
+            if fe < fr:
+                sx[iw, :] = xe
+                fv[iw] = fe
+            else:
+                sx[iw, :] = xr
+                fv[iw] = fr
+        elif fr < fv[isw]:
+            sx[iw, :] = xr
+            fv[iw] = fr
+        else:
+            if fr < fv[iw]:
+                for j in range(nd):
+                    xc[j] = cen[j] + gam * (xr[j] - cen[j])
+            else:
+                for j in range(nd):
+                    xc[j] = cen[j] - gam * (cen[j] - sx[iw, j])
+            fc = _pen_f(xc, k, v, wt, box, slope, rho_max, ctx, mu, fscale, p)
+            nev += 1
+            if fc < min(fr, fv[iw]):
+                sx[iw, :] = xc
+                fv[iw] = fc
+            else:
+                for i in range(nd + 1):
+                    if i != ib:
+                        for j in range(nd):
+                            sx[i, j] = sx[ib, j] + dlt * (sx[i, j] - sx[ib, j])
+                        fv[i] = _pen_f(sx[i], k, v, wt, box, slope, rho_max, ctx, mu, fscale, p)
+                        nev += 1
+    ib = np.argmin(fv)
+    for j in range(nd):
+        xbest[j] = sx[ib, j]
+    return fv[ib]
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def step_for(x, rng, step):
+    step[0] = 0.1 * max(abs(x[0]), 0.2)
+    step[1] = 0.2
+    step[2] = 0.2
+    step[3] = 0.1 * rng
+    step[4] = 0.2
+    return step
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def constrained_refit(k, v, wt, starts, nstart, slope, rho_max, ctx, maxev, npts, out):
+    """Best fit near the quotes subject to the arbitrage checks in ``ctx`` (see :func:`_arb_penalty`):
+    5-parameter Nelder-Mead on the least squares plus an exact (L1) penalty, from each row of
+    ``starts[:nstart]`` (raw SVI), with the penalty weight raised in stages and restarts from the best
+    point. ``m`` stays within the quoted range, ``sigma`` within
+    [1e-3, 4] times that width. Writes raw SVI into ``out``; returns the penalised objective."""
+    n = k.shape[0]
+    kmin = k[0]
+    kmax = k[0]
+    sv2 = 0.0
+    sw = 0.0
+    vs = 0.0
+    for i in range(n):
+        kmin = min(kmin, k[i])
+        kmax = max(kmax, k[i])
+        sv2 += wt[i] * v[i] * v[i]
+        sw += wt[i]
+        vs += wt[i] * v[i]
+    rng = max(kmax - kmin, 1e-3)
+    box = np.empty(5)
+    box[0] = max(vs / sw, 1e-12)
+    box[1] = kmin
+    box[2] = kmax
+    box[3] = math.log(1e-3 * rng)
+    box[4] = math.log(4.0 * rng)
+    fscale = sv2 / sw + 1e-300
+    x = np.empty(5)
+    xb = np.empty(5)
+    xbest = np.empty(5)
+    step = np.empty(5)
+    p = np.empty(5)
+    best = math.inf
+    pw = np.empty(5)
+    for st in range(nstart):
+        for c in range(5):
+            p[c] = starts[st, c]
+        p[3] = min(max(p[3], box[1]), box[2])
+        p[4] = min(max(p[4], math.exp(box[3])), math.exp(box[4]))
+        _p_to_x(p, box, rho_max, x)
+        # penalty weights from the start's own least squares up to well past any multiplier, searched on
+        # a coarse grid, then polished on the full one where that still finds a violation
+        f0 = max(_sse(k, v, wt, p), 1e-8 * sv2)
+        ctx[3] = min(npts, _N_COARSE)
+        mu = f0
+        for mu_i in range(_N_MU):
+            mu = f0 * (10.0 ** (1 + mu_i))
+            _nm_n(x, step_for(x, rng, step), k, v, wt, box, slope, rho_max, ctx, mu, fscale, maxev, xb)
+            for c in range(5):
+                x[c] = xb[c]
+        ctx[3] = npts
+        _x_to_p(x, box, slope, rho_max, pw)
+        pen = _arb_penalty(pw, ctx)
+        if pen > 0.0:
+            _nm_n(x, step_for(x, rng, step), k, v, wt, box, slope, rho_max, ctx, mu, fscale, maxev, xb)
+            for c in range(5):
+                x[c] = xb[c]
+            _x_to_p(x, box, slope, rho_max, pw)
+            pen = _arb_penalty(pw, ctx)
+        f = _sse(k, v, wt, pw) + mu * pen
+        if f < best:
+            best = f
+            for c in range(5):
+                xbest[c] = x[c]
+    _x_to_p(xbest, box, slope, rho_max, out)
+    return best

@@ -20,6 +20,11 @@ PARAM_NAMES = ("a", "b", "rho", "m", "sigma")
 MIN_POINTS = 5
 RHO_MAX = 1.0 - 1e-6  # |rho| < 1 strictly
 HUBER_C = 1.345
+# how far beyond the quoted log-moneyness range (in units of its width) the SVI minimum m may lie:
+# independent fits search widely; arbitrage-free fits keep m among the quotes, since a minimum beyond the
+# last strike with a wing at the slope cap fits the quotes but extrapolates into the next slice
+M_OUT_FREE = 2.0
+M_OUT_ARBITRAGE_FREE = 0.0
 
 
 class SVIStatus(enum.IntEnum):
@@ -71,6 +76,7 @@ class SVIFit:
     calendar_ok: NDArray[np.bool_]
     objective: NDArray[np.float64]
     repair: NDArray[np.float64]
+    check_range: NDArray[np.float64] = dataclasses.field(default_factory=lambda: np.empty((0, 2)))
 
     @property
     def n_slices(self) -> int:
@@ -299,6 +305,7 @@ def fit_svi(
     n_threads: int | None = None,
     surface_id: ArrayLike | None = None,
     check_margin: float = 0.5,
+    check_margin_sd: float | None = 4.0,
     check_points: int = 201,
     max_rmse: float | None = None,
     n_starts: int = 1,
@@ -324,7 +331,10 @@ def fit_svi(
     arbitrage_free : bool
         Remove butterfly arbitrage (g >= 0 on the check grid) and calendar arbitrage (each slice at or
         above the previous one of its surface on the union grid) by moving violating slices towards an
-        arbitrage-free SSVI target; such slices get status REPAIRED.
+        arbitrage-free SSVI target; such slices get status REPAIRED. Each slice is fitted with its SVI
+        minimum ``m`` inside its quoted range; a violating slice is refitted under the constraints
+        (5-parameter exact-penalty search), or its predecessor is bent below it where that costs the
+        two slices less, and only as a last resort moved towards the SSVI target.
     robust : bool
         Huber IRLS (c = 1.345 on the MAD scale) against stray quotes.
     max_wing_slope : float
@@ -338,7 +348,13 @@ def fit_svi(
         Explicit surface membership; consecutive slices with the same id form a surface (expiries must
         increase within it).
     check_margin : float
-        The arbitrage check grid spans the quoted log-moneyness range extended by this much on each side.
+        The arbitrage check grid spans the quoted log-moneyness range extended on each side by this much
+        at most (log-moneyness units).
+    check_margin_sd : float or None
+        ... and by at most this many "standard deviations" ``sqrt(w)`` of the slice (``w`` its median
+        quoted total variance): extrapolating a 1-day smile 0.5 beyond its last strike is meaningless, and
+        arbitrage there should not bend the fit to the quotes. None: ``check_margin`` alone. The grid
+        used for each slice is returned in :attr:`SVIFit.check_range`.
     check_points : int
         Points of the check grid per slice (and per pair of slices for the calendar check).
     max_rmse : float, optional
@@ -371,6 +387,8 @@ def fit_svi(
         raise ValueError(f"max_wing_slope must be positive and finite, got {max_wing_slope}")
     if check_points < 2 or not (check_margin >= 0.0):
         raise ValueError("check_points must be >= 2 and check_margin >= 0")
+    if check_margin_sd is not None and not (check_margin_sd >= 0.0 and math.isfinite(check_margin_sd)):
+        raise ValueError(f"check_margin_sd must be None or finite and >= 0, got {check_margin_sd}")
     T = _as1d("expiry_years", expiry_years, ns) if expiry_years is not None else np.full(ns, np.nan)
     has_ba = bid_total_variance is not None or ask_total_variance is not None
     if has_ba and (bid_total_variance is None or ask_total_variance is None):
@@ -453,6 +471,7 @@ def fit_svi(
             int(max_iter),
             params,
             obj,
+            M_OUT_ARBITRAGE_FREE if arbitrage_free else M_OUT_FREE,
         )
         bad = todo & ~(np.isfinite(params).all(axis=1) & np.isfinite(obj))
         for s in np.flatnonzero(bad):
@@ -466,6 +485,11 @@ def fit_svi(
         if n:
             kmin[nz] = np.minimum.reduceat(k, off[:-1][nz]) if nz.any() else kmin[nz]
             kmax[nz] = np.maximum.reduceat(k, off[:-1][nz]) if nz.any() else kmax[nz]
+        margin = np.full(ns, float(check_margin))
+        if check_margin_sd is not None:
+            for s in np.flatnonzero(todo):
+                med = float(np.median(v[off[s] : off[s + 1]]))
+                margin[s] = min(margin[s], float(check_margin_sd) * math.sqrt(max(med, 0.0)))
         # surfaces: runs of fitted slices in increasing expiry
         prev = np.full(ns, -1, np.int64)
         order = np.flatnonzero(todo).astype(np.int64)
@@ -491,7 +515,7 @@ def fit_svi(
                 order,
                 kmin,
                 kmax,
-                float(check_margin),
+                margin,
                 int(check_points),
                 float(max_wing_slope),
                 RHO_MAX,
@@ -506,7 +530,10 @@ def fit_svi(
                 obj[s] = float(np.sum(wt[lo:hi] * r * r)) if not robust else _huber(r, wt[lo:hi])
                 status[s] = SVIStatus.REPAIRED
                 if how[s] == 1:
-                    reason[s] = f"slice {s}: refitted with an arbitrage penalty (its own fit had arbitrage)"
+                    reason[s] = (
+                        f"slice {s}: refitted under the butterfly and calendar constraints (its own fit "
+                        "violated them or blocked the next slice)"
+                    )
                 else:
                     reason[s] = (
                         f"slice {s}: moved {lam[s]:.4g} of the way from its fit towards the "
@@ -530,7 +557,7 @@ def fit_svi(
             prev,
             kmin,
             kmax,
-            float(check_margin),
+            margin,
             int(check_points),
             rmse,
             inside,
@@ -557,6 +584,7 @@ def fit_svi(
         calendar_ok=usable & (gap >= 0.0),
         objective=np.where(usable, obj, np.nan),
         repair=np.where(usable, lam, np.nan),
+        check_range=np.where(usable[:, None], np.stack([kmin - margin, kmax + margin], axis=1), np.nan),
     )
 
 
