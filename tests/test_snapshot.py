@@ -530,3 +530,16 @@ def test_full_scale_day_equals_reference_and_truth(tmp_path: Path) -> None:
 
     whole = volfast.snapshot(data=tmp_path, date=day, lookback="24h", stale_after="1h")
     _assert_matches_truth(whole, tmp_path, day)
+
+
+def test_resolve_cut_rejects_what_is_not_a_time() -> None:
+    import datetime as _dt
+
+    from volfast.snapshot.core import resolve_cut
+
+    with pytest.raises(TypeError, match="cut: expected HH:MM"):
+        resolve_cut(True, date=_dt.date(2024, 3, 4), tz="America/New_York")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cannot parse"):
+        resolve_cut("15:48:00:00:00", date=_dt.date(2024, 3, 4), tz="America/New_York")
+    with pytest.raises(ValueError, match="cannot parse"):
+        resolve_cut("25:00", date=_dt.date(2024, 3, 4), tz="America/New_York")

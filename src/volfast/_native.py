@@ -6,11 +6,12 @@ import os
 from types import ModuleType
 
 try:  # pragma: no cover - exercised implicitly by every test
-    from volfast import _core as _core_module
+    # The pybind11 extension ships no type stubs: mypy sees it as a missing module (``Any``).
+    import volfast._core as _core_module
 
     _IMPORT_ERROR: BaseException | None = None
 except ImportError as exc:  # pragma: no cover - only on broken installs
-    _core_module = None  # type: ignore[assignment]
+    _core_module = None
     _IMPORT_ERROR = exc
 
 BUILD_HINT = (

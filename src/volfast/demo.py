@@ -13,7 +13,8 @@ The demo grows with the project; each stage joins it as it lands. Today:
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -42,6 +43,27 @@ def es_like_chain(n_quotes: int, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
+class _BlackInputs(TypedDict):
+    """The Black-76 keyword arguments of a chain, one array each."""
+
+    forward: np.ndarray
+    strike: np.ndarray
+    expiry_years: np.ndarray
+    is_call: np.ndarray
+    discount_factor: np.ndarray
+
+
+def _black_inputs(chain: Mapping[str, np.ndarray], rows: slice = slice(None)) -> _BlackInputs:
+    """``forward, strike, expiry_years, is_call, discount_factor`` of ``chain[rows]`` (views, no copies)."""
+    return _BlackInputs(
+        forward=chain["forward"][rows],
+        strike=chain["strike"][rows],
+        expiry_years=chain["expiry_years"][rows],
+        is_call=chain["is_call"][rows],
+        discount_factor=chain["discount_factor"][rows],
+    )
+
+
 def run_demo(
     quotes: int = 200_000,
     seed: int = 0,
@@ -58,7 +80,7 @@ def run_demo(
 
     console = Console()
     chain = es_like_chain(quotes, seed)
-    kw = {k: chain[k] for k in ("forward", "strike", "expiry_years", "is_call", "discount_factor")}
+    kw = _black_inputs(chain)
     price = volfast.black76_price(vol=chain["vol"], **kw)
     console.print(f"[bold]volfast demo[/bold]: {quotes:,} ES-like quotes on {cpu_model()}")
 
@@ -67,7 +89,7 @@ def run_demo(
         table.add_column(col, justify="right")
     backends = ["cpp", "numba"] if _numba_available() else ["cpp"]
     for backend in backends:
-        volfast.implied_vol(price[:1000], **{k: v[:1000] for k, v in kw.items()}, backend=backend)  # warm-up
+        volfast.implied_vol(price[:1000], **_black_inputs(chain, slice(1000)), backend=backend)  # warm-up
         t0 = time.perf_counter()
         res = volfast.implied_vol(price, **kw, backend=backend, threads=threads)
         dt = time.perf_counter() - t0

@@ -50,7 +50,8 @@ def _check_numba() -> tuple[bool, str]:
             return a + b
 
         _add(1, 2)
-        return True, f"numba {numba.__version__}, threading layer {numba.config.THREADING_LAYER}"
+        layer = numba.config.THREADING_LAYER  # type: ignore[attr-defined]  # numba sets its config globals at import
+        return True, f"numba {numba.__version__}, threading layer {layer}"
     except Exception as exc:  # report, never fail
         return False, f"{type(exc).__name__}: {exc}"
 
@@ -86,7 +87,7 @@ def collect_info() -> dict[str, Any]:
         "packages": {p: _version(p) for p in PACKAGES},
     }
     if core_available():
-        from volfast import _core
+        import volfast._core as _core  # no type stubs: Any to mypy
 
         data["core"] = {
             "available": True,

@@ -451,7 +451,8 @@ class DBNFile:
             warnings.simplefilter("ignore")
             dtype = self.store.to_ndarray(schema=schema).dtype
         rtype = _rtype_of_schema(schema)
-        dec = dd.DBNDecoder(upgrade_policy=dd.VersionUpgradePolicy.UPGRADE_TO_V3)
+        # UPGRADE_TO_V3, via the typed ``from_int``: the stubs declare the members as ``int`` attributes.
+        dec = dd.DBNDecoder(upgrade_policy=dd.VersionUpgradePolicy.from_int(3))
         pending: list[bytes] = []
         done = 0
         for block in self._decompressed_blocks():
@@ -460,9 +461,10 @@ class DBNFile:
                 recs = dec.decode()
             except Exception as exc:
                 raise DBNReadError(self.path, f"cannot decode records ({exc})", done) from exc
-            pending.extend(
-                bytes(r) for r in recs if getattr(r, "rtype", None) is not None and int(r.rtype) in rtype
-            )
+            for r in recs:
+                rt = getattr(r, "rtype", None)  # the decoder may also hand back the Metadata, which has none
+                if rt is not None and int(rt) in rtype:
+                    pending.append(bytes(r))
             while len(pending) >= count:
                 yield np.frombuffer(b"".join(pending[:count]), dtype=dtype, count=count)
                 del pending[:count]

@@ -353,14 +353,14 @@ def definitions_from_symbology(metadata: Any, *, date: _dt.date | None = None) -
             assets.append(cme.root)
     if not rows:
         return Definitions.empty()
-    ids, raws, cls, strike, exp, und, mult = zip(*rows, strict=True)
+    ids, raws, cls, strike, expirations, und, mult = zip(*rows, strict=True)
     n = len(rows)
     d = Definitions(
         instrument_id=np.array(ids, np.uint32),
         raw_symbol=np.array(raws, object),
         instrument_class=np.array(cls, "<U1"),
         strike=np.array(strike, np.float64),
-        expiration=np.array(exp, "datetime64[ns]"),
+        expiration=np.array(expirations, "datetime64[ns]"),
         underlying=np.array(und, object),
         asset=np.array(assets, object),
         tick=np.full(n, np.nan),

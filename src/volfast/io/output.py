@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -108,8 +108,8 @@ def write_manifest(
     *,
     stage: str,
     config: Mapping[str, Any],
-    inputs: list[Mapping[str, Any]],
-    outputs: list[Mapping[str, Any]],
+    inputs: Sequence[Mapping[str, Any]],
+    outputs: Sequence[Mapping[str, Any]],
     counts: Mapping[str, Any],
     warnings: list[str],
     extra: Mapping[str, Any] | None = None,
@@ -122,7 +122,7 @@ def write_manifest(
         Which stage wrote the day (``"snapshot"``...).
     config : mapping
         The resolved configuration; its hash is stored as ``config_hash``.
-    inputs, outputs : list of mappings
+    inputs, outputs : sequence of mappings
         Files with at least ``name``, ``size`` and ``sha256``.
     counts : mapping
         Row and record counts.
@@ -159,7 +159,7 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def manifest_matches(
-    folder: str | os.PathLike[str], *, config: Mapping[str, Any], inputs: list[Mapping[str, Any]]
+    folder: str | os.PathLike[str], *, config: Mapping[str, Any], inputs: Sequence[Mapping[str, Any]]
 ) -> bool:
     """True when the day's manifest has the same config hash and the same inputs (name and size) and every
     output it lists exists with its recorded size: the day can be skipped."""

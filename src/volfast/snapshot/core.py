@@ -182,11 +182,18 @@ def resolve_cut(
         if isinstance(cut, str):
             try:
                 parts = [int(x) for x in cut.strip().split(":")]
-                t = _dt.time(*parts)
+                if len(parts) > 4:
+                    raise ValueError(cut)
+                hour, minute, second, micro = [*parts, 0, 0, 0][:4]
+                t = _dt.time(hour, minute, second, micro)
             except (TypeError, ValueError):
                 raise ValueError(f"cut: cannot parse {cut!r}; use HH:MM[:SS] or an ISO datetime") from None
-        else:
+        elif isinstance(cut, _dt.time):
             t = cut
+        else:  # a bool (an int subclass, refused as nanoseconds above) or another type
+            raise TypeError(
+                f"cut: expected HH:MM[:SS], a datetime.time, a datetime or int UTC ns, got {cut!r}"
+            )
         if date is None:
             raise ValueError("cut is a time of day: give the date too")
         dt = _dt.datetime.combine(date, t, tzinfo=zone)

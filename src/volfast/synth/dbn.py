@@ -24,6 +24,16 @@ PUBLISHER_GLBX = 1  # GLBX.MDP3.GLBX
 UNDEF_PRICE = int(dbn.UNDEF_PRICE)  # i64 max: an empty side / no price
 PRICE_SCALE = 1_000_000_000  # fixed-point 1e-9
 
+# databento_dbn's stubs declare enum members as ``PARENT: str``, which type checkers read as plain ``str``
+# attributes rather than members; ``from_str`` is typed and returns the very same member objects.
+STYPE_PARENT = dbn.SType.from_str("parent")
+STYPE_INSTRUMENT_ID = dbn.SType.from_str("instrument_id")
+CLASS_FUTURE = dbn.InstrumentClass.from_str("F")
+CLASS_CALL = dbn.InstrumentClass.from_str("C")
+CLASS_PUT = dbn.InstrumentClass.from_str("P")
+UPDATE_ADD = dbn.SecurityUpdateAction.from_str("A")
+USER_DEFINED_NO = dbn.UserDefinedInstrument.from_str("N")
+
 RTYPE_MBP1 = 1
 RTYPE_OHLCV_1M = 33
 RTYPE_BBO_1M = 196
@@ -138,8 +148,8 @@ def metadata(
         dataset=DATASET,
         start=int(start_ns),
         end=int(end_ns),
-        stype_in=dbn.SType.PARENT,
-        stype_out=dbn.SType.INSTRUMENT_ID,
+        stype_in=STYPE_PARENT,
+        stype_out=STYPE_INSTRUMENT_ID,
         schema=schema,
         symbols=list(parents),
         mappings=mappings,

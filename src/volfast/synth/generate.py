@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import math
 import os
@@ -277,35 +278,34 @@ def generate_day(
         zip(chain.opt_symbol.tolist(), chain.opt_id.tolist(), strict=True)
     )
     parents = ["ES.FUT", "ES.OPT"]
-    md = dict(start_ns=start_ns, end_ns=end_ns, day=day)
+    metadata = functools.partial(w.metadata, start_ns=start_ns, end_ns=end_ns, day=day)
     defs = _definitions(chain, fut_cut, start_ns)
     w.write_dbn_zst(
         paths["definition"],
-        w.metadata(schema=dbn.Schema.DEFINITION, parents=parents, symbols_to_ids=sym_ids, **md),
+        metadata(schema=dbn.Schema.DEFINITION, parents=parents, symbols_to_ids=sym_ids),
         defs,
         config.zstd_level,
     )
     w.write_dbn_zst(
         paths["mbp-1"],
-        w.metadata(schema=dbn.Schema.MBP_1, parents=parents, symbols_to_ids=sym_ids, **md),
+        metadata(schema=dbn.Schema.MBP_1, parents=parents, symbols_to_ids=sym_ids),
         mbp.tobytes(),
         config.zstd_level,
     )
     bbo = _bbo_1m(mbp, start_ns)
     w.write_dbn_zst(
         paths["bbo-1m"],
-        w.metadata(schema=dbn.Schema.BBO_1M, parents=parents, symbols_to_ids=sym_ids, **md),
+        metadata(schema=dbn.Schema.BBO_1M, parents=parents, symbols_to_ids=sym_ids),
         bbo.tobytes(),
         config.zstd_level,
     )
     ohlcv = _ohlcv_1m(rng_q, chain, front_symbol, log_s, lam, carry, cut_ns, start_ns, n_sec)
     w.write_dbn_zst(
         paths["ohlcv-1m"],
-        w.metadata(
+        metadata(
             schema=dbn.Schema.OHLCV_1M,
             parents=["ES.FUT"],
             symbols_to_ids=[(f.raw_symbol, f.instrument_id) for f in chain.futures],
-            **md,
         ),
         ohlcv.tobytes(),
         config.zstd_level,
@@ -664,8 +664,8 @@ def _definitions(chain: Chain, fut_cut: np.ndarray, start_ns: int) -> list[bytes
             raw_symbol=f.raw_symbol,
             asset="ES",
             security_type="FUT",
-            instrument_class=dbn.InstrumentClass.FUTURE,
-            security_update_action=dbn.SecurityUpdateAction.ADD,
+            instrument_class=w.CLASS_FUTURE,
+            security_update_action=w.UPDATE_ADD,
             expiration=f.expiration_ns,
             activation=f.expiration_ns - 640 * 86_400 * NS,
             high_limit_price=int(round((round(price / FUT_TICK) * FUT_TICK + band) * P)),
@@ -688,7 +688,7 @@ def _definitions(chain: Chain, fut_cut: np.ndarray, start_ns: int) -> list[bytes
             exchange="XCME",
             cfi="FFIXSX",
             unit_of_measure="IPNT",
-            user_defined_instrument=dbn.UserDefinedInstrument.NO,
+            user_defined_instrument=w.USER_DEFINED_NO,
             underlying_product=5,
         )
         recs.append(bytes(rec))
@@ -706,8 +706,8 @@ def _definitions(chain: Chain, fut_cut: np.ndarray, start_ns: int) -> list[bytes
             raw_symbol=str(chain.opt_symbol[i]),
             asset="ES",
             security_type="OOF",
-            instrument_class=dbn.InstrumentClass.CALL if is_call else dbn.InstrumentClass.PUT,
-            security_update_action=dbn.SecurityUpdateAction.ADD,
+            instrument_class=w.CLASS_CALL if is_call else w.CLASS_PUT,
+            security_update_action=w.UPDATE_ADD,
             expiration=e.expiration_ns,
             activation=e.expiration_ns - 400 * 86_400 * NS,
             low_limit_price=P // 20,
@@ -733,7 +733,7 @@ def _definitions(chain: Chain, fut_cut: np.ndarray, start_ns: int) -> list[bytes
             unit_of_measure="IPNT",
             underlying=fut.raw_symbol,
             strike_price_currency="USD",
-            user_defined_instrument=dbn.UserDefinedInstrument.NO,
+            user_defined_instrument=w.USER_DEFINED_NO,
             underlying_product=5,
             tick_rule=17,
         )
