@@ -548,3 +548,156 @@ def evaluate(run_dir: str, data: str | None, device: str) -> None:
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(metrics_markdown(results))
+
+
+@main.command()
+@click.option(
+    "--run",
+    "run_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="`volfast train` run folder with an encoder (cvae) and lstm.",
+)
+@click.option(
+    "--data",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Grid dataset (default: the encoder's).",
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML with a [stress] table.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a [stress] value, e.g. --set steps=50.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+def stress(
+    run_dir: str, data: str | None, out: str, config_path: str | None, overrides: tuple[str, ...], device: str
+) -> None:
+    """Latent shock + LSTM rollout (path, half-life) and Monte Carlo scenarios; Parquet, PNG frames, GIF."""
+    from volfast.agent.stress import run_stress
+
+    try:
+        run_stress(
+            run_dir,
+            out,
+            data=data,
+            config_path=config_path,
+            overrides=overrides,
+            device=device,
+            log=click.echo,
+        )
+    except ValueError as exc:  # AgentError, ModelConfigError, DatasetError name what is missing
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option(
+    "--run",
+    "run_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="`volfast train` run folder with an encoder (cvae) and lstm.",
+)
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="`volfast build` output (quotes, forwards, grids).",
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML with [hedge] and [energy] tables.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a [hedge] value, e.g. --set otm=0.05.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+def hedge(
+    run_dir: str, data: str, out: str, config_path: str | None, overrides: tuple[str, ...], device: str
+) -> None:
+    """Latent-energy put hedger on the test period: hedged vs unhedged PnL, Sharpe, drawdown, costs."""
+    from volfast.agent.hedge import run_hedge
+
+    try:
+        run_hedge(
+            run_dir, data, out, config_path=config_path, overrides=overrides, device=device, log=click.echo
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="`volfast build` output (snapshots, quotes, grids).",
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Results folder.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML with [backtest], [model] and [train] tables.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value (repeatable), e.g. --set backtest.threshold=2.5 --set train.epochs=200.",
+)
+@click.option(
+    "--model",
+    "model_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="A trained `volfast train` CVAE folder used for every day (default: walk-forward retraining).",
+)
+@click.option("--from", "start", default=None, help="First date YYYY-MM-DD.")
+@click.option("--to", "end", default=None, help="Last date YYYY-MM-DD, inclusive.")
+def backtest(
+    data: str,
+    out: str,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    model_dir: str | None,
+    start: str | None,
+    end: str | None,
+) -> None:
+    """CVAE rich/cheap signal in listed options, delta-hedged with the front future; IS/OOS metrics."""
+    from volfast.backtest import backtest as run_backtest
+    from volfast.backtest import load_backtest_config, metrics_table
+
+    try:
+        bcfg, mcfg, tcfg = load_backtest_config(config_path, overrides)
+        res = run_backtest(
+            data,
+            config=bcfg,
+            model_config=mcfg,
+            train_config=tcfg,
+            model=model_dir,
+            start=start,
+            end=end,
+            out=out,
+            log=click.echo,
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(metrics_table(res.metrics))

@@ -1,0 +1,74 @@
+"""TOML + ``--set`` overrides into the agent's frozen dataclass configs (the same rules as
+:func:`volfast.models.train.load_config`: unknown keys and wrong types are errors naming the file/key)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from volfast.models.io import ModelConfigError, config_from_dict
+
+__all__ = ["AgentError", "load_section", "write_json"]
+
+T = TypeVar("T")
+
+
+class AgentError(ValueError):
+    """A stress or hedge input that cannot be used as asked (names what is missing and how to make it)."""
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word: a string
+
+
+def load_section(
+    cls: type[T], section: str, path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
+) -> T:
+    """``cls`` from table ``[section]`` of a TOML file, then ``KEY=VALUE`` or ``section.KEY=VALUE``
+    overrides (values parsed as TOML, bare words as strings)."""
+    raw: dict[str, Any] = {}
+    where = str(path) if path else "config"
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ModelConfigError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ModelConfigError(f"{path}: invalid TOML ({exc})") from None
+    d = dict(raw.get(section, {}))
+    for o in overrides:
+        key, sep, val = o.partition("=")
+        key = key.strip()
+        if key.startswith(section + "."):
+            key = key[len(section) + 1 :]
+        if not sep or not key or "." in key:
+            raise ModelConfigError(f"override {o!r}: expected {section}.KEY=VALUE or KEY=VALUE")
+        d[key] = _parse_value(val.strip())
+    # TOML reads a bare 2024-01-02 as a date: the configs keep dates as ISO strings
+    d = {k: v.isoformat() if isinstance(v, (_dt.date, _dt.datetime)) else v for k, v in d.items()}
+    cfg: T = config_from_dict(cls, d, where=f"{where} [{section}]")
+    return cfg
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic JSON write (temporary name, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def asdict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
