@@ -273,7 +273,12 @@ def test_public_implied_vol_triton_backend(monkeypatch: pytest.MonkeyPatch) -> N
     rt = volfast.implied_vol(_t(price), **{k: _t(v) for k, v in kw.items()}, backend="triton")
     assert isinstance(rt.iv, torch.Tensor) and rt.iv.device.type == DEVICE
     assert rt.status.cpu().numpy().tolist() == r.status.tolist()
-    np.testing.assert_allclose(rt.iv.cpu().numpy(), r.iv, rtol=1e-12)
+    # same algorithm, not the same rounding (C++ batched SIMD stage vs the kernel's scalar port): compare in
+    # floors, as test_implied_vol_matches_cpp does
+    ok = (r.status == 0) & (price > 1e-290)  # the floor needs a full-precision price (see above)
+    vega = volfast.black76_vega(**{k: v for k, v in d.items() if k != "is_call"})
+    gap = np.abs(rt.iv.cpu().numpy()[ok] - r.iv[ok]) / floor(r.iv, price, vega)[ok]
+    assert np.all(gap <= 8.0), f"worst {gap.max():.2f} floors"
     # scalars and 'C'/'P' strings mix with tensors
     rs = volfast.implied_vol(_t(price[:3]), forward=d["forward"][:3], strike=d["strike"][:3],
                              expiry_years=d["expiry_years"][:3], is_call=np.where(d["is_call"][:3], "C", "P"),
