@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -23,3 +24,54 @@ def test_surfaces_demo_against_truth_and_reuse(tmp_path: Path) -> None:
     console2 = Console(file=io.StringIO(), width=120)
     assert surfaces_demo(console2, str(tmp_path), days=2, seed=3) == fig
     assert "0 built, 2 reused" in console2.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_reduced_demo_runs_every_stage_then_reuses_them(tmp_path: Path) -> None:
+    import json
+    import re
+
+    from volfast.demo import DemoConfig, run_pipeline
+    from volfast.report import RunLayout
+
+    cfg = DemoConfig(days=40, seed=1, epochs=6, executor="serial", stress_steps=6, mc_scenarios=100)
+    con = Console(file=io.StringIO(), width=160)
+    report = run_pipeline(tmp_path, cfg, console=con)
+    lay = RunLayout.of(tmp_path)
+    assert report == lay.report / "report.html"
+    assert lay.missing() == []  # every stage's output is there
+    text = con.file.getvalue()  # type: ignore[attr-defined]
+    assert ": reused" not in text and f"Report: {report.resolve()}" in text.replace("\n", "")
+    html = report.read_text()
+    assert len(re.findall(r'src="data:image/png;base64,', html)) >= 8 and "data:image/gif;base64," in html
+    assert (lay.data / "truth").is_dir() and (lay.models / "metrics.json").is_file()
+    state = json.loads((tmp_path / "demo-state.json").read_text())
+    files = (report, lay.model("cvae") / "model.pt", lay.hedge / "hedge.json")
+    stamp = {p: p.stat().st_mtime_ns for p in files}
+    # a second run reuses every stage: nothing is rewritten
+    con2 = Console(file=io.StringIO(), width=160)
+    assert run_pipeline(tmp_path, cfg, console=con2) == report
+    text2 = con2.file.getvalue()  # type: ignore[attr-defined]
+    for name in ("data", "build", "train cvae", "train lstm", "stress", "hedge", "backtest", "report"):
+        assert f"{name}: reused" in text2
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
+    assert json.loads((tmp_path / "demo-state.json").read_text()) == state
+    # a changed setting redoes the stages that depend on it, and only those
+    con3 = Console(file=io.StringIO(), width=160)
+    run_pipeline(tmp_path, dataclasses.replace(cfg, stress_steps=4), console=con3)
+    text3 = con3.file.getvalue()  # type: ignore[attr-defined]
+    assert "train cvae: reused" in text3 and "hedge: reused" in text3
+    assert "stress: reused" not in text3 and "report: reused" not in text3
+    assert json.loads((lay.stress / "stress.json").read_text())["config"]["steps"] == 4
+
+
+def test_demo_data_folder_without_dbn_files_is_a_clear_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from volfast.cli import main
+
+    empty = tmp_path / "dbn"
+    empty.mkdir()
+    args = ["demo", "--quotes", "2000", "--data", str(empty), "--out", str(tmp_path / "o")]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code != 0
+    assert str(empty) in r.output

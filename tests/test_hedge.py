@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,19 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+import volfast
 from tests._agent_world import agent_world
 from volfast.agent import AgentError, EnergyConfig, HedgeConfig, latent_energy, load_world
-from volfast.agent.hedge import Market, metrics, simulate
+from volfast.agent.hedge import Market, metrics, read_market, simulate
+from volfast.agent.scenarios import (
+    SpreadTable,
+    Universe,
+    fit_futures_relation,
+    fit_spread_table,
+    run_scenarios,
+    scenario_prices,
+    simulate_batch,
+)
 from volfast.cli import main
 
 D = np.array(["2024-03-01", "2024-03-04", "2024-03-05", "2024-03-06", "2024-03-07"], dtype="datetime64[D]")
@@ -137,3 +148,177 @@ def test_bad_inputs(world_dirs: tuple[Path, Path], tmp_path: Path) -> None:
         main, ["hedge", "--run", str(tmp_path / "run2"), "--data", str(build), "--out", str(tmp_path / "h")]
     )
     assert r.exit_code != 0 and "volfast train --model lstm" in r.output
+
+
+# --- the hedger on hallucinated scenarios: the scenario market rule and the batched simulator ---------
+
+
+def _universe(strikes: list[float], exp_days: list[str], iv: float = 0.2) -> Universe:
+    n = len(strikes)
+    exp = np.array(exp_days, dtype="datetime64[D]")
+    return Universe(
+        symbols=np.array([f"P{k:.0f}" for k in strikes]),
+        strike=np.array(strikes),
+        exp_day=exp,
+        years=(exp - D[0]).astype(np.float64) / 365.0,
+        basis=np.ones(n),
+        discount=np.full(n, 0.99),
+        iv0=np.full(n, iv),
+    )
+
+
+FLAT_SPREAD = SpreadTable(median=np.full((5, 5), 0.04), overall=0.04, n=100)
+
+
+def test_scenario_market_unchanged_surface_costs_only_the_spread_or_the_black76_decay() -> None:
+    uni = _universe([4750.0, 4800.0], ["2024-04-05", "2024-04-05"])
+    k_grid, y_grid = np.linspace(-0.5, 0.15, 11), np.array([0.02, 0.04, 0.06])
+    vols = np.broadcast_to(0.15 + 0.3 * k_grid**2, (1, 5, 3, 11)).copy()  # the same surface every step
+    fut = np.full((1, 5), 5000.0)
+    cfg = HedgeConfig(futures=10.0, hold_days=2, budget=0.01, otm=0.05)
+    sig = np.array([[True, False, False, False, False]])
+    strike, exp_id = uni.strike, np.zeros(2, np.int64)
+    # no ageing: every put keeps its start price, the round trip loses exactly its spread
+    bid, ask = scenario_prices(uni, fut, vols, k_grid, y_grid, np.zeros(5), FLAT_SPREAD)
+    mid0 = volfast.black76_price(
+        forward=5000.0, strike=strike, expiry_years=uni.years, vol=0.2, is_call=False, discount_factor=0.99
+    )
+    np.testing.assert_allclose(0.5 * (bid + ask), np.broadcast_to(mid0, (1, 5, 2)), rtol=1e-12)
+    dte = np.broadcast_to((uni.exp_day - D[0]).astype(np.int64), (5, 2))
+    sim = simulate_batch(fut, bid, ask, sig, dte, strike, exp_id, cfg)
+    assert sim["trades"][0] == 1 and np.all(sim["unhedged"] == 0.0)
+    n_c = np.floor(0.01 * 10 * 5000.0 / ask[0, 0, 0])  # the 4750 put: strike nearest 5000 x 0.95
+    assert sim["hedged"].sum() == pytest.approx(-n_c * 50.0 * 0.04 * mid0[0])
+    assert sim["round_trip"][0] == pytest.approx(sim["hedged"].sum())
+    # with ageing (ACT/365): the put is worth Black-76 at its start vol and shorter expiry
+    elapsed = (D - D[0]).astype(np.float64) / 365.0
+    bid, ask = scenario_prices(uni, fut, vols, k_grid, y_grid, elapsed, FLAT_SPREAD)
+    mid = volfast.black76_price(
+        forward=5000.0,
+        strike=4750.0,
+        expiry_years=uni.years[0] - elapsed,
+        vol=0.2,
+        is_call=False,
+        discount_factor=0.99,
+    )
+    np.testing.assert_allclose(0.5 * (bid + ask)[0, :, 0], mid, rtol=1e-12)
+    sim = simulate_batch(fut, bid, ask, sig, dte - (D - D[0]).astype(np.int64)[:, None], strike, exp_id, cfg)
+    assert sim["put_pnl"].sum() == pytest.approx(n_c * 50.0 * (mid[2] - mid[0]))
+    assert mid[2] < mid[0]
+
+
+def test_scenario_market_follows_the_decoded_vol_change() -> None:
+    uni = _universe([4750.0], ["2024-04-05"])
+    k_grid, y_grid = np.linspace(-0.5, 0.15, 11), np.array([0.02, 0.04, 0.06])
+    vols = np.full((1, 3, 3, 11), 0.15)
+    vols[0, 1:] += 0.05  # the whole surface up 5 vol points from step 1
+    fut = np.array([[5000.0, 4900.0, 4900.0]])
+    bid, ask = scenario_prices(uni, fut, vols, k_grid, y_grid, np.zeros(3), FLAT_SPREAD)
+    want = volfast.black76_price(
+        forward=4900.0,
+        strike=4750.0,
+        expiry_years=uni.years[0],
+        vol=0.25,
+        is_call=False,
+        discount_factor=0.99,
+    )
+    assert 0.5 * (bid + ask)[0, 1, 0] == pytest.approx(want, rel=1e-12)
+    assert (ask - bid)[0, 1, 0] == pytest.approx(0.04 * want, rel=1e-12)
+
+
+def _scenario_market(fut: np.ndarray, bid: np.ndarray, ask: np.ndarray, uni: Universe) -> Market:
+    rows = []
+    for t, d in enumerate(D):
+        for p in range(uni.strike.size):
+            rows.append(
+                {
+                    "date": d,
+                    "raw_symbol": uni.symbols[p],
+                    "underlying": "ESM4",
+                    "exp_day": uni.exp_day[p],
+                    "strike": uni.strike[p],
+                    "bid": bid[t, p],
+                    "ask": ask[t, p],
+                    "mid": 0.5 * (bid[t, p] + ask[t, p]),
+                    "forward": fut[t],
+                }
+            )
+    return Market(
+        dates=D,
+        futures={"ESM4": {d: float(f) for d, f in zip(D, fut, strict=True)}},
+        last_expiry={"ESM4": np.datetime64("2024-06-21", "D")},
+        puts=pd.DataFrame(rows),
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_batched_scenarios_reproduce_the_historical_simulator(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    uni = _universe(
+        [4600.0, 4700.0, 4750.0, 4800.0, 4700.0, 4750.0, 4800.0],
+        ["2024-03-15"] + ["2024-04-05"] * 3 + ["2024-04-19"] * 3,
+    )
+    n = 8
+    fut = 5000.0 * np.exp(np.cumsum(rng.normal(0, 0.02, (n, 5)), axis=1))
+    k_grid, y_grid = np.linspace(-0.5, 0.15, 11), np.array([0.02, 0.04, 0.06])
+    vols = 0.15 + 0.05 * rng.random((n, 5, 3, 11))
+    elapsed = (D - D[0]).astype(np.float64) / 365.0
+    bid, ask = scenario_prices(uni, fut, vols, k_grid, y_grid, elapsed, FLAT_SPREAD)
+    bid[rng.random(bid.shape) < 0.1] = 0.0  # some one-sided quotes: stale marks, skipped exits
+    sig = rng.random((n, 5)) < 0.5
+    cfg = HedgeConfig(futures=10.0, hold_days=2, budget=0.02, target_days=30, min_days=14, exit_days=3)
+    dte = (uni.exp_day[None, :] - D[:, None]).astype(np.int64)
+    _, exp_id = np.unique(uni.exp_day, return_inverse=True)
+    sim = simulate_batch(fut, bid, ask, sig, dte, uni.strike, exp_id, cfg)
+    np.testing.assert_allclose(sim["hedged"], sim["unhedged"] + sim["put_pnl"] - sim["costs"])
+    assert sim["trades"].sum() >= 2 and (sim["costs"] > 0).any()
+    for i in range(n):
+        ref = simulate(
+            _scenario_market(fut[i], bid[i], ask[i], uni), dict(zip(D, sig[i], strict=True)), D, cfg
+        )
+        for k in ("unhedged", "hedged", "put_pnl", "costs", "premium", "contracts"):
+            np.testing.assert_allclose(sim[k][i], ref[k], rtol=1e-12, atol=1e-9, err_msg=f"{k} scenario {i}")
+        assert sim["trades"][i] == len(ref["trades"])
+        closed = sum(t["pnl"] for t in ref["trades"] if "pnl" in t)
+        assert sim["round_trip"][i] == pytest.approx(closed)
+
+
+def test_spread_table_uses_training_quotes_only() -> None:
+    mkt = _market([5000.0] * 5, [20.0] * 5, [21.0] * 5)
+    before = D[3]
+    tab = fit_spread_table(Market(mkt.dates, mkt.futures, mkt.last_expiry, pd.concat([mkt.puts] * 4)), before)
+    assert tab.overall == pytest.approx(1.0 / 20.5)
+    wild = mkt.puts.copy()
+    wild.loc[wild["date"] >= before, "ask"] = 100.0  # test-period quotes cannot move it
+    assert fit_spread_table(
+        Market(mkt.dates, mkt.futures, mkt.last_expiry, pd.concat([wild] * 4)), before
+    ).overall == pytest.approx(tab.overall)
+    with pytest.raises(AgentError, match="need at least 10"):
+        fit_spread_table(mkt, before)
+
+
+def test_cli_hedge_scenarios_out_of_sample(world_dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    build, run = world_dirs
+    out = tmp_path / "hs"
+    args = ["hedge", "--run", str(run), "--data", str(build), "--out", str(out), "--device", "cpu"]
+    r = CliRunner().invoke(main, [*args, "--scenarios", "40", "--set", "scenarios.horizon=8"])
+    assert r.exit_code == 0, r.output
+    df = pd.read_parquet(out / "scenarios.parquet")
+    assert sorted(df["set"].unique()) == ["lstm", "shocked"] and (df["set"] == "lstm").sum() == 40
+    np.testing.assert_allclose(df["hedged"], df["unhedged"] + df["put_pnl"] - df["costs"])
+    w = load_world(run, data=build, device="cpu")
+    test_start = np.datetime64(w.split.test_start, "D")
+    assert (df["start"].to_numpy().astype("datetime64[D]") >= test_start).all()
+    summary = json.loads((out / "scenarios.json").read_text())
+    assert summary["calibration"]["before"] == str(test_start)
+    assert all(np.datetime64(d) < test_start for d in summary["calibration"]["crash_days"])
+    # the futures relation is fitted on training days: test-period futures cannot move it
+    mkt = read_market(build)
+    rel = fit_futures_relation(w, mkt, 5.0)
+    for px in mkt.futures.values():
+        for d in px:
+            if d >= test_start:
+                px[d] *= 1.5
+    assert fit_futures_relation(w, mkt, 5.0) == rel
+    with pytest.raises(AgentError, match="out of sample"):
+        run_scenarios(run, build, tmp_path / "x", overrides=["scenarios.date=2024-01-03"], device="cpu")

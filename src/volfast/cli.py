@@ -35,14 +35,69 @@ def info(as_json: bool) -> None:
     "--out",
     default="volfast-demo",
     show_default=True,
-    help="Work folder (synthetic data and outputs; reused).",
+    help="Work folder (data, build, models, stress, hedge, backtest, report; finished stages are reused).",
 )
-@click.option("--days", default=5, show_default=True, help="Synthetic trading days to build (0: skip).")
-def demo(quotes: int, seed: int, threads: int | None, out: str, days: int) -> None:
-    """Run volfast's main job on the built-in synthetic market and print what it measured."""
+@click.option("--days", default=252, show_default=True, help="Synthetic trading days (0: implied vol only).")
+@click.option(
+    "--data",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Real DBN day files (`volfast download` layout) instead of the synthetic market.",
+)
+@click.option("--epochs", default=None, type=int, help="Cap every model's training epochs (default: theirs).")
+@click.option("--quick", is_flag=True, help="60 days, 60 epochs, a short stress: a run of a minute or two.")
+@click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    type=click.Choice(["local", "serial"]),
+    help="volfast build executor.",
+)
+def demo(
+    quotes: int,
+    seed: int,
+    threads: int | None,
+    out: str,
+    days: int,
+    data: str | None,
+    epochs: int | None,
+    quick: bool,
+    executor: str,
+) -> None:
+    """Run volfast's main job (synth -> build -> train -> stress -> hedge -> backtest -> report)."""
     from volfast.demo import run_demo
 
-    run_demo(quotes=quotes, seed=seed, threads=threads, out=out, days=days)
+    try:
+        run_demo(
+            quotes=quotes,
+            seed=seed,
+            threads=threads,
+            out=out,
+            days=days,
+            data=data,
+            epochs=epochs,
+            quick=quick,
+            executor=executor,
+        )
+    except ValueError as exc:  # stage errors name the file / stage and what to run
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--out", default=None, type=click.Path(file_okay=False), help="Folder (default RUN_DIR/report)."
+)
+def report(run_dir: str, out: str | None) -> None:
+    """report.html (images embedded) and PNGs from a run folder: surfaces, smiles, latents, errors,
+    forecasts, stress animation, hedge PnL, backtest equity and the metrics tables."""
+    from volfast.report import build_report
+
+    try:
+        res = build_report(run_dir, out=out, log=click.echo)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Report: {res.html.resolve()}")
 
 
 @main.command()
@@ -625,19 +680,43 @@ def stress(
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a [hedge] value, e.g. --set otm=0.05.",
+    help="Override a [hedge] value, e.g. --set otm=0.05, or a [scenarios] one: --set scenarios.horizon=20.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option(
+    "--scenarios",
+    "n_scenarios",
+    default=0,
+    type=click.IntRange(min=0),
+    help="Also run the hedger on N LSTM stress scenarios per set (noise, shocked) from the test days.",
+)
 def hedge(
-    run_dir: str, data: str, out: str, config_path: str | None, overrides: tuple[str, ...], device: str
+    run_dir: str,
+    data: str,
+    out: str,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    device: str,
+    n_scenarios: int,
 ) -> None:
     """Latent-energy put hedger on the test period: hedged vs unhedged PnL, Sharpe, drawdown, costs."""
     from volfast.agent.hedge import run_hedge
+    from volfast.agent.scenarios import run_scenarios
 
     try:
-        run_hedge(
-            run_dir, data, out, config_path=config_path, overrides=overrides, device=device, log=click.echo
-        )
+        hist = [o for o in overrides if not o.strip().startswith("scenarios.")]
+        run_hedge(run_dir, data, out, config_path=config_path, overrides=hist, device=device, log=click.echo)
+        if n_scenarios > 0:
+            run_scenarios(
+                run_dir,
+                data,
+                out,
+                scenarios=n_scenarios,
+                config_path=config_path,
+                overrides=overrides,
+                device=device,
+                log=click.echo,
+            )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -1,19 +1,27 @@
-"""``volfast demo``: volfast's main job, run for real on a built-in synthetic market.
-
-The demo grows with the project; each stage joins it as it lands. Today:
+"""``volfast demo``: volfast's main job, run for real on a built-in synthetic market (or real DBN files).
 
 1. implied vol: an ES-like option chain is priced from a known volatility surface, its prices are rounded to
    the exchange tick, and the implied vols are recovered, with the accuracy against the known truth and the
    throughput of each backend;
-2. surfaces: a few days of the synthetic ES market are written as DBN files (``volfast synth``), built into
-   snapshots, forwards, vols, SVI fits and grids (``volfast build``), and the results are checked against the
-   generator's truth (forward error, fitted vol error, share of fits inside bid/ask).
+2. the pipeline (:func:`run_pipeline`), into one work folder laid out as :class:`volfast.report.RunLayout`:
+   about a year of the synthetic ES market as DBN files (``volfast synth``, or ``--data DBN_DIR``) ->
+   snapshots, forwards, vols, SVI fits and grids (``volfast build``; on synthetic data checked against the
+   generator's truth) -> PCA, VAE, CVAE and LSTM (``volfast train`` + ``evaluate``) -> stress test -> hedging
+   agent -> backtest -> ``report/report.html``. A finished stage whose settings and inputs are unchanged is
+   reused (``OUT/demo-state.json`` records each stage's fingerprint).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import json
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypedDict
 
 import numpy as np
@@ -70,8 +78,14 @@ def run_demo(
     threads: int | None = None,
     *,
     out: str | None = "volfast-demo",
-    days: int = 5,
-) -> None:
+    days: int = 252,
+    data: str | None = None,
+    epochs: int | None = None,
+    executor: str = "local",
+    quick: bool = False,
+) -> Path | None:
+    """The implied-vol demo, then (with ``out``) the whole pipeline into ``out`` (:func:`run_pipeline`);
+    returns the report's path (None without ``out``)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -114,28 +128,29 @@ def run_demo(
             for s, c in zip(*np.unique(vb.status, return_counts=True), strict=True)
         )
     )
-    if out is not None and days > 0:
-        surfaces_demo(console, out, days=days, seed=seed)
+    if out is None or (days <= 0 and data is None):
+        return None
+    cfg = DemoConfig(days=days, seed=seed, data=data, epochs=epochs, executor=executor)
+    if quick:
+        cfg = dataclasses.replace(
+            cfg, days=min(days, 60), epochs=epochs or 60, stress_steps=20, mc_scenarios=1000
+        )
+    return run_pipeline(out, cfg, console=console)
 
 
-def surfaces_demo(console: Any, out: str, *, days: int, seed: int) -> dict[str, float]:
+def surfaces_demo(
+    console: Any, out: str, *, days: int, seed: int, start: dt.date = dt.date(2024, 3, 4)
+) -> dict[str, float]:
     """Synthesise ``days`` trading days into ``out/data``, build them into ``out/build`` and print how the
     forwards and the fitted surfaces compare with the generator's truth. Reuses finished days."""
-    import datetime as dt
-    from pathlib import Path
-
-    import pyarrow.parquet as pq
-    from rich.table import Table
-
     from volfast.pipeline import BuildConfig, run_build
     from volfast.pipeline.config import ExecutorConfig
-    from volfast.surface import read_output
     from volfast.synth import generate_days
     from volfast.synth.calendar import trading_days
 
     root = Path(out)
     data, build = root / "data", root / "build"
-    wanted = trading_days(dt.date(2024, 3, 4), days)
+    wanted = trading_days(start, days)
     have = {p.name[5:] for p in (data / "truth").glob("date=*")} if (data / "truth").is_dir() else set()
     t0 = time.perf_counter()
     if any(d.isoformat() not in have for d in wanted):
@@ -152,6 +167,17 @@ def surfaces_demo(console: Any, out: str, *, days: int, seed: int) -> dict[str, 
         f"{len(summary.ok)} built, {len(summary.skipped)} reused, {len(summary.invalid)} invalid, "
         f"{len(summary.failed)} failed"
     )
+    return truth_figures(console, data, build)
+
+
+def truth_figures(console: Any, data: Path, build: Path) -> dict[str, float]:
+    """Forward and fitted-vol errors of a ``volfast build`` of synthetic days against the generator's truth
+    (``data/truth``), printed as a table and returned."""
+    import pyarrow.parquet as pq
+    from rich.table import Table
+
+    from volfast.surface import read_output
+
     fwd = read_output(build, "forwards").to_pandas()
     quotes = read_output(build, "quotes").to_pandas()
     f_err, v_err = [], []
@@ -187,6 +213,257 @@ def surfaces_demo(console: Any, out: str, *, days: int, seed: int) -> dict[str, 
     table.add_row("quotes used in fits", f"{len(used):,}")
     console.print(table)
     return figures
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """What the demo pipeline runs. Defaults: one synthetic year at ``--scale small`` and every stage's own
+    defaults (README); ``epochs`` and the smaller settings chosen for short runs make a quick demo."""
+
+    days: int = 252  # synthetic trading days (ignored with ``data``)
+    start: str = "2024-01-02"  # first synthetic day
+    seed: int = 0  # synth, build, training and the agent's Monte Carlo
+    data: str | None = None  # a folder of real DBN day files (``volfast download`` layout) instead of synth
+    epochs: int | None = None  # cap on every model's training epochs (None: the models' own defaults)
+    executor: str = "local"  # volfast build executor: local (process pool) | serial
+    lstm_window: int = 0  # LSTM window; 0: 20 days, or 5 when fewer than 120 days are built
+    stress_steps: int = 50
+    mc_scenarios: int = 10000
+
+    def fingerprint(self, stage: str, upstream: str = "", *fields: str) -> str:
+        """What a stage's outputs depend on, hashed: its inputs' fingerprint ``upstream`` and the settings
+        ``fields`` it reads (the seed always)."""
+        d = {f: getattr(self, f) for f in ("seed", *fields)}
+        blob = json.dumps([stage, upstream, d], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class _State:
+    """``OUT/demo-state.json``: each finished stage's fingerprint; a stage is reused when its fingerprint
+    matches and its output marker exists."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / "demo-state.json"
+        try:
+            self.done: dict[str, str] = json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            self.done = {}
+
+    def fresh(self, stage: str, key: str, marker: Path) -> bool:
+        return self.done.get(stage) == key and marker.exists()
+
+    def mark(self, stage: str, key: str) -> None:
+        self.done[stage] = key
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.done, indent=2))
+        os.replace(tmp, self.path)
+
+
+def run_pipeline(
+    out: str | os.PathLike[str], config: DemoConfig | None = None, *, console: Any = None
+) -> Path:
+    """Every stage of volfast into the work folder ``out`` (layout :class:`volfast.report.RunLayout`):
+    synth (or ``config.data``) -> build -> train PCA, VAE, CVAE, LSTM + evaluate -> stress -> hedge ->
+    backtest -> report. Finished stages with unchanged settings and inputs are reused. Prints each stage's
+    time and returns the path of ``report.html``.
+
+    Raises ``ValueError`` subclasses naming the stage's problem (a DBN folder without day files, too few
+    valid days for a model, ...)."""
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from volfast.report import RunLayout, build_report
+
+    console = console or Console()
+    cfg = config or DemoConfig()
+    lay = RunLayout.of(out)
+    lay.root.mkdir(parents=True, exist_ok=True)
+    state = _State(lay.root)
+    times: dict[str, float] = {}
+    reused: list[str] = []
+    names = ["data", "build", "train pca", "train vae", "train cvae", "train lstm", "evaluate", "stress"]
+    names += ["hedge", "backtest", "report"]
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} stages"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    task = progress.add_task("volfast demo", total=len(names))
+    say: Callable[[str], Any] = progress.console.print
+    t_all = time.perf_counter()
+    torch.set_num_threads(1)  # the models are tiny: one thread is fastest and leaves a core to the rest
+
+    def stage(name: str, key: str, marker: Path, fn: Callable[[], Any], *, live: bool = True) -> bool:
+        """Run ``fn`` unless the stage is fresh; returns whether it ran."""
+        progress.update(task, description=name)
+        if state.fresh(name, key, marker):
+            reused.append(name)
+            say(f"[dim]{name}: reused ({marker})[/dim]")
+            progress.advance(task)
+            return False
+        t0 = time.perf_counter()
+        if not live:
+            progress.stop()  # the stage draws its own progress bar
+        try:
+            fn()
+        finally:
+            if not live:
+                progress.start()
+        times[name] = time.perf_counter() - t0
+        state.mark(name, key)
+        say(f"{name}: {times[name]:.1f} s")
+        progress.advance(task)
+        return True
+
+    progress.start()
+    try:
+        # data: synthetic days (or the user's DBN folder, read in place)
+        if cfg.data is None:
+            data = lay.data
+            k_data = cfg.fingerprint("data", "", "days", "start")
+
+            def synth() -> None:
+                from volfast.synth import generate_days
+
+                generate_days(dt.date.fromisoformat(cfg.start), cfg.days, data, seed=cfg.seed, scale="small")
+
+            stage("data", k_data, data / "synth-config.json", synth)
+        else:
+            data = Path(cfg.data)
+            if not data.is_dir():
+                raise FileNotFoundError(f"--data {data}: not a folder of DBN day files")
+            files = sorted(p.name for p in data.iterdir())
+            k_data = cfg.fingerprint("data", json.dumps(files), "data")
+            progress.advance(task)
+
+        # build: run_build itself skips days whose manifests match
+        from volfast.pipeline import BuildConfig, run_build
+        from volfast.pipeline.config import ExecutorConfig
+
+        k_build = cfg.fingerprint("build", k_data)
+        bcfg = BuildConfig(seed=cfg.seed, executor=ExecutorConfig(kind=cfg.executor))
+
+        def build() -> None:
+            s = run_build(data, lay.build, config=bcfg, console=console)
+            say(
+                f"build: {len(s.ok)} built, {len(s.skipped)} reused, {len(s.invalid)} invalid, "
+                f"{len(s.failed)} failed"
+            )
+            if s.failed:
+                raise RuntimeError(
+                    f"build: {len(s.failed)} day(s) failed; see {lay.build / 'build-summary.json'}"
+                )
+
+        stage("build", k_build, lay.build / "build-summary.json", build, live=False)
+        if cfg.data is None and "build" not in reused:
+            truth_figures(progress.console, data, lay.build)
+        n_valid = len(list((lay.build / "grids").glob("date=*")))
+        if n_valid < 10:
+            raise ValueError(
+                f"{lay.build}: {n_valid} valid days; the world model needs at least 10 (use more --days, or "
+                f"see {lay.build / 'days'} for each day's reason)"
+            )
+
+        # world model
+        from volfast.models.evaluate import evaluate_run
+        from volfast.models.train import run_train
+
+        ep: list[str] = (
+            [] if cfg.epochs is None else [f"train.epochs={cfg.epochs}", f"train.patience={cfg.epochs}"]
+        )
+        window = cfg.lstm_window or (20 if n_valid >= 120 else 5)
+        k_models = k_build
+        for kind in ("pca", "vae", "cvae"):
+            key = cfg.fingerprint(f"train {kind}", k_build, "epochs")
+            stage(
+                f"train {kind}",
+                key,
+                lay.model(kind) / "model.json",
+                functools.partial(run_train, kind, lay.build, lay.models, overrides=ep, log=say),
+            )
+            k_models = cfg.fingerprint("models", k_models + key)
+        k_cvae = state.done.get("train cvae", "")
+        k_lstm = cfg.fingerprint("train lstm", k_cvae, "epochs", "lstm_window")
+        stage(
+            "train lstm",
+            k_lstm,
+            lay.model("lstm") / "model.json",
+            lambda: run_train(
+                "lstm", lay.build, lay.models, overrides=[*ep, f"model.window={window}"],
+                encoder=lay.model("cvae"), log=say,
+            ),
+        )  # fmt: skip
+        k_models = cfg.fingerprint("models", k_models + k_lstm)
+
+        def evaluate() -> None:
+            from volfast.models.evaluate import metrics_markdown
+
+            say(metrics_markdown(evaluate_run(lay.models)))
+
+        stage("evaluate", k_models, lay.models / "metrics.json", evaluate)
+
+        # agent and backtest
+        from volfast.agent.hedge import run_hedge
+        from volfast.agent.stress import run_stress
+
+        k_world = cfg.fingerprint("world", k_cvae + k_lstm)
+        stress_set = [f"steps={cfg.stress_steps}", f"mc_scenarios={cfg.mc_scenarios}", f"seed={cfg.seed}"]
+        stage(
+            "stress",
+            cfg.fingerprint("stress", k_world, "stress_steps", "mc_scenarios"),
+            lay.stress / "stress.json",
+            lambda: run_stress(
+                lay.models, lay.stress, data=lay.build, overrides=stress_set, device="cpu", log=say
+            ),
+        )
+        stage(
+            "hedge",
+            cfg.fingerprint("hedge", k_world),
+            lay.hedge / "hedge.json",
+            lambda: run_hedge(lay.models, lay.build, lay.hedge, device="cpu", log=say),
+        )
+
+        def backtest() -> None:
+            from volfast.backtest import BacktestConfig, metrics_table
+            from volfast.backtest import backtest as run_backtest
+            from volfast.models.cvae import CVAEConfig
+            from volfast.models.train import KIND_TRAIN_DEFAULTS, TrainConfig
+
+            # the default (100) on a year; about three fits on a short run
+            every = 100 if n_valid >= 200 else max(10, n_valid // 3)
+            bcfg = BacktestConfig(retrain_every=every, min_history=min(20, max(5, n_valid // 5)))
+            tkw = dict(KIND_TRAIN_DEFAULTS["cvae"]) | {"seed": cfg.seed}
+            if cfg.epochs is not None:
+                tkw |= {"epochs": cfg.epochs, "patience": cfg.epochs}
+            res = run_backtest(
+                lay.build, config=bcfg, model_config=CVAEConfig(), train_config=TrainConfig(**tkw),
+                out=lay.backtest, log=say,
+            )  # fmt: skip
+            say(metrics_table(res.metrics))
+
+        k_bt = cfg.fingerprint("backtest", k_build, "epochs")
+        stage("backtest", k_bt, lay.backtest / "metrics.json", backtest)
+
+        upstream = {k: v for k, v in state.done.items() if k != "report"}
+        k_report = cfg.fingerprint("report", json.dumps(upstream, sort_keys=True))
+        stage("report", k_report, lay.report / "report.html", lambda: build_report(lay.root, log=say))
+    finally:
+        progress.stop()
+    total = time.perf_counter() - t_all
+    ran = ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) or "nothing to do"
+    console.print(
+        f"\n[bold]volfast demo[/bold] pipeline in {total:.1f} s ({ran}"
+        + (f"; reused: {', '.join(reused)}" if reused else "")
+        + ")"
+    )
+    report = lay.report / "report.html"
+    console.print(f"[bold green]Report:[/bold green] {report.resolve()}")
+    return report
 
 
 def _numba_available() -> bool:

@@ -48,9 +48,8 @@ def mahalanobis(z: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
     return np.asarray(np.sqrt(np.maximum((d * sol).sum(axis=1), 0.0)))
 
 
-def latent_energy(world: World, cfg: EnergyConfig = EnergyConfig()) -> EnergySeries:
-    """Energy of every complete day; the reference distribution (mean, covariance) and the threshold use
-    only complete days before the encoder's test period."""
+def energy_reference(world: World, cfg: EnergyConfig = EnergyConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (L,) and ridged covariance (L, L) of the complete days before the test period."""
     tr = world.train_mask()
     if tr.sum() < 3:
         raise AgentError(f"{int(tr.sum())} complete training days; need at least 3 to calibrate the energy")
@@ -58,6 +57,21 @@ def latent_energy(world: World, cfg: EnergyConfig = EnergyConfig()) -> EnergySer
     mean = ztr.mean(axis=0)
     cov = np.atleast_2d(np.cov(ztr, rowvar=False))
     cov = cov + np.eye(cov.shape[0]) * cfg.ridge * max(float(np.trace(cov)) / cov.shape[0], 1e-12)
+    return mean, cov
+
+
+def energy_of(z: np.ndarray, mean: np.ndarray, cov: np.ndarray, mode: str) -> np.ndarray:
+    """Energy of latents ``z`` (N, L) (for ``mahalanobis-pred``: the LSTM's predicted next latents)."""
+    if mode == "norm":
+        return np.asarray(np.linalg.norm((z - mean) / np.sqrt(np.diag(cov)), axis=1))
+    return mahalanobis(z, mean, cov)
+
+
+def latent_energy(world: World, cfg: EnergyConfig = EnergyConfig()) -> EnergySeries:
+    """Energy of every complete day; the reference distribution (mean, covariance) and the threshold use
+    only complete days before the encoder's test period."""
+    tr = world.train_mask()
+    mean, cov = energy_reference(world, cfg)
     n = len(world.ds)
     z = world.z.copy()
     if cfg.mode == "mahalanobis-pred":
@@ -78,10 +92,6 @@ def latent_energy(world: World, cfg: EnergyConfig = EnergyConfig()) -> EnergySer
         z = pred
     energy = np.full(n, np.nan)
     ok = world.ok
-    if cfg.mode == "norm":
-        sd = np.sqrt(np.diag(cov))
-        energy[ok] = np.linalg.norm((z[ok] - mean) / sd, axis=1)
-    else:
-        energy[ok] = mahalanobis(z[ok], mean, cov)
+    energy[ok] = energy_of(z[ok], mean, cov, cfg.mode)
     thr = float(np.quantile(energy[tr], cfg.quantile))
     return EnergySeries(dates=world.ds.dates, energy=energy, threshold=thr, train=tr)
