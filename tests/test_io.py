@@ -135,6 +135,40 @@ def test_block_boundaries_straddles_and_background_reader(dbn_writer, monkeypatc
     assert threading.active_count() == before
 
 
+@pytest.mark.parametrize("one_thread", [False, True])
+def test_reader_threads_follow_the_thread_budget(dbn_writer, monkeypatch, one_thread: bool) -> None:
+    """With VOLFAST_NUM_THREADS=1 (a pool worker with one core) the reader starts no helper thread; without
+    it a big file is decompressed by one. The records are the same either way."""
+    import threading
+
+    import volfast.io.dbn as dbn
+
+    monkeypatch.setattr(dbn, "_BACKGROUND_MIN_BYTES", 0)
+    if one_thread:
+        monkeypatch.setenv("VOLFAST_NUM_THREADS", "1")
+    else:
+        monkeypatch.delenv("VOLFAST_NUM_THREADS", raising=False)
+    rng = np.random.default_rng(4)
+    n = 5_000
+    recs = dbn_writer.mbp1_records(
+        np.sort(DAY + rng.integers(0, 10**12, n)).astype(np.uint64),
+        rng.integers(1, 50, n),
+        rng.integers(1, 10**6, n) * 10**6,
+        rng.integers(1, 10**6, n) * 10**6,
+        rng.integers(1, 100, n),
+    )
+    p = dbn_writer.write("t.dbn.zst", recs, mappings={f"ESH4 C{5000 + i}": i for i in range(1, 50)})
+    helpers = []
+    chunks = []
+    for c in DBNFile(p).iter_chunks(1000):
+        helpers.append(any(t.name.startswith("volfast-dbn-read") for t in threading.enumerate()))
+        chunks.append(c)
+    assert any(helpers) is not one_thread
+    import databento as db
+
+    assert np.concatenate(chunks).tobytes() == db.DBNStore.from_bytes(p.read_bytes()).to_ndarray().tobytes()
+
+
 @pytest.mark.parametrize("background", [False, True])
 def test_background_reader_errors_name_file_and_offset(dbn_writer, monkeypatch, background: bool) -> None:
     import volfast.io.dbn as dbn

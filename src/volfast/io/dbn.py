@@ -222,7 +222,9 @@ class DBNFile:
         two blocks is copied into a one-record chunk of its own unless the next block is small. Files of at
         least 2 MiB are decompressed by a background thread (zstd and sha256 release the GIL), at most
         ``_QUEUE_BLOCKS`` blocks ahead of the consumer, so decompression overlaps with whatever the caller
-        does with each chunk.
+        does with each chunk; with ``VOLFAST_NUM_THREADS=1`` (as ``volfast build`` sets in each worker of a
+        pool that has one core per worker) everything runs in the calling thread, so workers never
+        oversubscribe the cores.
 
         Parameters
         ----------
@@ -251,7 +253,7 @@ class DBNFile:
         head = bytearray()  # the first bytes of the stream, until the metadata length is known
         skip: int | None = None  # metadata bytes still to skip (None: not known yet)
         carry = b""  # the start of a record cut by the end of the previous block
-        background = self.compressed and self.size_bytes >= _BACKGROUND_MIN_BYTES
+        background = self.compressed and self.size_bytes >= _BACKGROUND_MIN_BYTES and not _one_thread()
         blocks = self._background_blocks() if background else self._decompressed_blocks()
         try:
             while True:
@@ -394,7 +396,7 @@ class DBNFile:
             _NoHash()
             if not hash_bytes
             else _ThreadedHash()
-            if self.size_bytes >= _BACKGROUND_MIN_BYTES
+            if self.size_bytes >= _BACKGROUND_MIN_BYTES and not _one_thread()
             else hashlib.sha256()
         )
         try:
@@ -525,6 +527,13 @@ def _rtype_of_schema(schema: str) -> set[int]:
 
     rt = dd.RType.from_schema(dd.Schema(schema))
     return {int(rt)}
+
+
+def _one_thread() -> bool:
+    """True when volfast is limited to one thread (``VOLFAST_NUM_THREADS=1``): no helper threads."""
+    from volfast._native import resolve_threads
+
+    return resolve_threads(None) == 1
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
