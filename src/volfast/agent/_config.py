@@ -11,11 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
+from volfast._toml import apply_overrides, read_tables
 from volfast.models.io import ModelConfigError, config_from_dict
 
 __all__ = ["AgentError", "load_section", "write_json"]
@@ -27,36 +23,14 @@ class AgentError(ValueError):
     """A stress or hedge input that cannot be used as asked (names what is missing and how to make it)."""
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text  # a bare word: a string
-
-
 def load_section(
     cls: type[T], section: str, path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
 ) -> T:
     """``cls`` from table ``[section]`` of a TOML file, then ``KEY=VALUE`` or ``section.KEY=VALUE``
     overrides (values parsed as TOML, bare words as strings)."""
-    raw: dict[str, Any] = {}
     where = str(path) if path else "config"
-    if path is not None:
-        try:
-            raw = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ModelConfigError(f"{path}: config file not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ModelConfigError(f"{path}: invalid TOML ({exc})") from None
-    d = dict(raw.get(section, {}))
-    for o in overrides:
-        key, sep, val = o.partition("=")
-        key = key.strip()
-        if key.startswith(section + "."):
-            key = key[len(section) + 1 :]
-        if not sep or not key or "." in key:
-            raise ModelConfigError(f"override {o!r}: expected {section}.KEY=VALUE or KEY=VALUE")
-        d[key] = _parse_value(val.strip())
+    d = dict(read_tables(path, error=ModelConfigError).get(section, {}))
+    apply_overrides({section: d}, overrides, default_section=section, error=ModelConfigError)
     # TOML reads a bare 2024-01-02 as a date: the configs keep dates as ISO strings
     d = {k: v.isoformat() if isinstance(v, (_dt.date, _dt.datetime)) else v for k, v in d.items()}
     cfg: T = config_from_dict(cls, d, where=f"{where} [{section}]")

@@ -7,13 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = ["BacktestConfig", "BacktestError", "load_backtest_config"]
 
@@ -61,43 +55,20 @@ class BacktestConfig:
         return self.initial_train or self.retrain_every
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
 def load_backtest_config(
     path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
 ) -> tuple[BacktestConfig, Any, Any]:
     """``(BacktestConfig, CVAEConfig, TrainConfig)`` from a TOML file (tables ``[backtest]``, ``[model]``,
     ``[train]``) and ``section.key=value`` overrides; the CVAE's [train] defaults are ``volfast train``'s."""
+    from volfast._toml import apply_overrides, read_tables
     from volfast.models.cvae import CVAEConfig
     from volfast.models.io import ModelConfigError, config_from_dict
     from volfast.models.train import KIND_TRAIN_DEFAULTS, TrainConfig
 
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise BacktestError(f"{path}: config file not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise BacktestError(f"{path}: invalid TOML ({exc})") from None
-    unknown = set(raw) - {"backtest", "model", "train"}
-    if unknown:
-        raise BacktestError(f"{path}: unknown tables {sorted(unknown)}; expected backtest, model, train")
+    raw = read_tables(path, ("backtest", "model", "train"), error=BacktestError)
     sections = {s: dict(raw.get(s, {})) for s in ("backtest", "model", "train")}
     sections["train"] = KIND_TRAIN_DEFAULTS["cvae"] | sections["train"]
-    for o in overrides:
-        key, sep, val = o.partition("=")
-        sec, dot, name = key.strip().partition(".")
-        if not sep or not dot or sec not in sections:
-            raise BacktestError(
-                f"override {o!r}: expected backtest.KEY=VALUE, model.KEY=VALUE or train.KEY=VALUE"
-            )
-        sections[sec][name] = _parse_value(val.strip())
+    apply_overrides(sections, overrides, error=BacktestError)
     where = str(path) if path else "config"
     try:
         bcfg = config_from_dict(BacktestConfig, sections["backtest"], where=f"{where} [backtest]")

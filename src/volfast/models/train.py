@@ -21,11 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
+from volfast._toml import apply_overrides, read_tables
 from volfast.models.data import Split, open_data, sequence_breaks, split_dates, usable
 from volfast.models.io import (
     MODEL_KINDS,
@@ -92,13 +88,6 @@ def _device(tcfg: TrainConfig) -> torch.device:
 
 
 # --------------------------------------------------------------------------------------------- config
-def _parse_value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text  # a bare word: a string
-
-
 def load_config(
     kind: str, path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()
 ) -> tuple[Any, TrainConfig, dict[str, list[Any]]]:
@@ -106,25 +95,10 @@ def load_config(
     ``[search]`` with lists of values keyed ``"model.latent"`` etc.) and ``section.key=value`` overrides."""
     if kind not in MODEL_KINDS:
         raise ModelConfigError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ModelConfigError(f"{path}: config file not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ModelConfigError(f"{path}: invalid TOML ({exc})") from None
-    unknown = set(raw) - {"model", "train", "search"}
-    if unknown:
-        raise ModelConfigError(f"{path}: unknown tables {sorted(unknown)}; expected model, train, search")
+    raw = read_tables(path, ("model", "train", "search"), error=ModelConfigError)
     sections: dict[str, dict[str, Any]] = {s: dict(raw.get(s, {})) for s in ("model", "train")}
     sections["train"] = KIND_TRAIN_DEFAULTS.get(kind, {}) | sections["train"]
-    for o in overrides:
-        key, sep, val = o.partition("=")
-        sec, dot, name = key.strip().partition(".")
-        if not sep or not dot or sec not in sections:
-            raise ModelConfigError(f"override {o!r}: expected model.KEY=VALUE or train.KEY=VALUE")
-        sections[sec][name] = _parse_value(val.strip())
+    apply_overrides(sections, overrides, error=ModelConfigError)
     _, cfg_cls = MODEL_KINDS[kind]
     where = str(path) if path else "config"
     mcfg = config_from_dict(cfg_cls, sections["model"], where=f"{where} [model]")
