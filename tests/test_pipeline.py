@@ -99,14 +99,14 @@ def test_config_from_toml_and_its_errors(tmp_path: Path) -> None:
         'stages = ["surfaces", "snapshot"]\n': r"pipeline order",
         'stages = ["grids"]\n': r"unknown stage\(s\) 'grids'",
         '[executor]\nkind = "mpi"\n': r"executor.kind must be one of",
-        "[snapshot\n": r"not valid TOML",
+        "[snapshot\n": r"invalid TOML",
         '[executor]\nscheduler = "tcp://x:1"\n': r"scheduler is set",
     }
     for text, pattern in bad.items():
         p.write_text(text)
         with pytest.raises(ConfigError, match=pattern):
             load_config(p)
-    with pytest.raises(ConfigError, match="no such config file"):
+    with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.toml")
 
 
@@ -322,7 +322,7 @@ def test_cli_build_summary_exit_code_and_rerun_command(data: Path, tmp_path: Pat
     r = CliRunner().invoke(
         cli, ["build", "--data", str(data), "--out", str(out), "--config", str(tmp_path / "x")]
     )
-    assert r.exit_code == 1 and "no such config file" in r.output
+    assert r.exit_code == 1 and "config file not found" in r.output
 
 
 # -- executors -----------------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -252,16 +251,7 @@ def load_config(path: str | os.PathLike[str] | None) -> BuildConfig:
     """
     if path is None:
         return BuildConfig()
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    from volfast._toml import read_tables
 
-    p = Path(path)
-    try:
-        doc = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
-    return config_from_mapping(doc, source=str(p))
+    # unknown tables are named by config_from_mapping, with the key that is wrong
+    return config_from_mapping(read_tables(path, error=ConfigError), source=str(path))
