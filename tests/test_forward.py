@@ -373,23 +373,3 @@ def test_qqq_real_chain_forwards(shared_dbn: Path) -> None:
             s["strike"], s["is_call"], s["bid"], s["ask"], discount_factor=fit.discount_factor[i]
         )
         assert ref is not None and fit.forward[i] == pytest.approx(ref["forward"], rel=1e-9)
-
-
-def test_date_only_expirations_move_to_the_new_york_close() -> None:
-    from volfast.forward.core import date_only_expiry_close
-
-    ns = np.array(
-        [
-            np.datetime64("2025-01-17T00:00", "ns"),  # OPRA date-only, winter: 21:00 UTC
-            np.datetime64("2025-07-18T00:00", "ns"),  # summer: 20:00 UTC
-            np.datetime64("2021-03-19T13:30", "ns"),  # CME quarterly with its real time: unchanged
-        ]
-    ).astype(np.int64)
-    ns = np.append(ns, 0)  # missing stays missing
-    out = date_only_expiry_close(ns).astype("datetime64[ns]")
-    assert list(out[:3]) == [
-        np.datetime64("2025-01-17T21:00", "ns"),
-        np.datetime64("2025-07-18T20:00", "ns"),
-        np.datetime64("2021-03-19T13:30", "ns"),
-    ]
-    assert out.astype(np.int64)[3] == 0

@@ -248,7 +248,8 @@ def test_option_definitions_values(shared_dbn: Path) -> None:
     aapl = rows["AAPL  250221C00250000"]
     assert (d.instrument_class[aapl], d.strike[aapl], d.underlying[aapl]) == ("C", 250.0, "AAPL")
     assert d.multiplier[aapl] == 100.0  # OPRA leaves it undefined: standard equity option contract
-    assert d.expiration[aapl] == np.datetime64("2025-02-21", "ns")
+    # OPRA definitions carry a date only: the expiry counts to the 16:00 New York close (21:00 UTC in winter)
+    assert d.expiration[aapl] == np.datetime64("2025-02-21T21:00", "ns")
     assert d.instrument_id[aapl] == 16783963
     assert d.strike[rows["ESU6 C9600"]] == 9600.0 and d.instrument_class[rows["ESU6 P6575"]] == "P"
     idx, found = d.lookup(np.array([16783963, 1, 4163986], np.uint32))
@@ -429,3 +430,24 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
     assert not manifest_matches(tmp_path, config={"a": 2, "b": 1}, inputs=[dict(inputs[0], size=11)])
     (tmp_path / "part-0.parquet").unlink()
     assert not manifest_matches(tmp_path, config={"a": 2, "b": 1}, inputs=inputs)
+
+
+def test_equity_option_close_moves_date_only_expirations() -> None:
+    from volfast.io.definitions import equity_option_close
+
+    exp = np.array(
+        [
+            "2025-01-17T00:00",  # date only, winter: 21:00 UTC
+            "2025-07-18T00:00",  # summer: 20:00 UTC
+            "2021-03-19T13:30",  # CME quarterly with its real time: unchanged
+            "NaT",  # missing stays missing
+        ],
+        "datetime64[ns]",
+    )
+    out = equity_option_close(exp)
+    assert list(out[:3]) == [
+        np.datetime64("2025-01-17T21:00", "ns"),
+        np.datetime64("2025-07-18T20:00", "ns"),
+        np.datetime64("2021-03-19T13:30", "ns"),
+    ]
+    assert np.isnat(out[3])

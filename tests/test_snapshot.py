@@ -414,7 +414,10 @@ def test_qqq_chain_snapshot(shared_dbn: Path) -> None:
         dt.date(2025, 4, 30): 399,
         dt.date(2025, 5, 1): 298,
     }
-    atm = t[(t.strike == 472.0) & (t.expiration == pd.Timestamp("2025-04-28", tz="UTC"))].set_index("is_call")
+    # OCC symbols carry dates only: the expiry is the 16:00 New York close (20:00 UTC in April)
+    atm = t[(t.strike == 472.0) & (t.expiration == pd.Timestamp("2025-04-28 20:00", tz="UTC"))].set_index(
+        "is_call"
+    )
     c, pu = atm.loc[True], atm.loc[False]
     fwd = 472.0 + (c.bid + c.ask) / 2 - (pu.bid + pu.ask) / 2  # put-call parity, D ~ 1 at 0 DTE
     assert 471.4 < fwd < 472.2

@@ -129,34 +129,6 @@ def _col(table: Any, name: str) -> Any:
     return table.column(name)
 
 
-_NS_PER_DAY = 86_400 * 10**9
-
-
-def date_only_expiry_close(
-    expiration_ns: np.ndarray, *, close: str = "16:00", tz: str = "America/New_York"
-) -> np.ndarray:
-    """Date-only expirations (exactly midnight UTC, as OPRA definitions and OCC symbols give them) moved
-    to that date's close in ``tz`` (US equity and ETF options stop trading at 16:00 New York).
-
-    Other timestamps (CME definitions carry the real expiry time, e.g. 13:30 UTC for ES quarterlies) are
-    returned unchanged; 0 (missing) stays 0.
-    """
-    import datetime as _dt
-    from zoneinfo import ZoneInfo
-
-    out = np.array(expiration_ns, dtype=np.int64, copy=True)
-    date_only = (out != 0) & (out % _NS_PER_DAY == 0)
-    if not date_only.any():
-        return out
-    hh, mm = (int(x) for x in close.split(":"))
-    zone = ZoneInfo(tz)
-    for day in np.unique(out[date_only] // _NS_PER_DAY):
-        d = _dt.date(1970, 1, 1) + _dt.timedelta(days=int(day))
-        moment = _dt.datetime(d.year, d.month, d.day, hh, mm, tzinfo=zone)
-        out[date_only & (out // _NS_PER_DAY == day)] = int(moment.timestamp()) * 10**9
-    return out
-
-
 def option_chains(table: Any, *, cut_ns: int) -> OptionChains:
     """Group a snapshot table's options into per-expiry slices.
 
@@ -171,8 +143,8 @@ def option_chains(table: Any, *, cut_ns: int) -> OptionChains:
     -------
     OptionChains
         Rows with ``is_call`` not null, a finite positive strike and an expiration after the cut, grouped by
-        (underlying, expiration). Date-only expirations (midnight UTC: OPRA) count from that date's 16:00
-        New York close (:func:`date_only_expiry_close`).
+        (underlying, expiration). OPRA expirations are already the 16:00 New York close (see
+        :func:`volfast.io.definitions.equity_option_close`).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -188,9 +160,7 @@ def option_chains(table: Any, *, cut_ns: int) -> OptionChains:
     strike = np.asarray(pc.fill_null(_col(table, "strike"), math.nan).to_numpy(zero_copy_only=False), float)
     exp_col = _col(table, "expiration").cast(pa.int64())
     exp_valid = np.asarray(pc.is_valid(exp_col).to_numpy(zero_copy_only=False), dtype=bool)
-    exp_ns = date_only_expiry_close(
-        np.asarray(pc.fill_null(exp_col, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
-    )
+    exp_ns = np.asarray(pc.fill_null(exp_col, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
     und = np.asarray(pc.fill_null(_col(table, "underlying"), "").to_numpy(zero_copy_only=False), dtype=object)
     with np.errstate(invalid="ignore"):
         keep = valid_side & np.isfinite(strike) & (strike > 0) & exp_valid & (exp_ns > int(cut_ns))

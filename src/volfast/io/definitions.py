@@ -154,6 +154,33 @@ def _fixed(a: np.ndarray) -> np.ndarray:
     return out
 
 
+_NS_PER_DAY = 86_400 * 10**9
+
+
+def equity_option_close(
+    expiration: np.ndarray, *, close: str = "16:00", tz: str = "America/New_York"
+) -> np.ndarray:
+    """Date-only expirations (exactly midnight UTC, as OPRA definitions and OCC symbols give them) moved to
+    that date's close in ``tz``: US equity and ETF options stop trading at 16:00 New York, and year
+    fractions count to then. Other times and NaT are returned unchanged.
+    """
+    from zoneinfo import ZoneInfo
+
+    exp = np.asarray(expiration, dtype="datetime64[ns]")
+    ns = exp.astype(np.int64)
+    date_only = ~np.isnat(exp) & (ns % _NS_PER_DAY == 0)
+    if not date_only.any():
+        return exp
+    out = ns.copy()
+    hh, mm = (int(x) for x in close.split(":"))
+    zone = ZoneInfo(tz)
+    for day in np.unique(ns[date_only] // _NS_PER_DAY):
+        d = _dt.date(1970, 1, 1) + _dt.timedelta(days=int(day))
+        moment = _dt.datetime(d.year, d.month, d.day, hh, mm, tzinfo=zone)
+        out[date_only & (ns // _NS_PER_DAY == day)] = int(moment.timestamp()) * 10**9
+    return out.astype("datetime64[ns]")
+
+
 def _from_records(arrs: list[np.ndarray], dataset: str) -> Definitions:
     if not arrs:
         return Definitions.empty()
@@ -184,6 +211,7 @@ def _from_records(arrs: list[np.ndarray], dataset: str) -> Definitions:
         multiplier = np.where(
             np.isnan(multiplier) & np.isin(cls, ["C", "P"]), OPRA_DEFAULT_MULTIPLIER, multiplier
         )
+        expiration = equity_option_close(expiration)
     n = last.size
     return Definitions(
         instrument_id=ids[last],
@@ -329,7 +357,7 @@ def definitions_from_symbology(metadata: Any, *, date: _dt.date | None = None) -
     for raw, iid in _mapped_ids(metadata, date):
         occ = parse_occ_symbol(raw)
         if occ is not None:
-            exp = np.datetime64(occ.expiry.isoformat(), "ns")
+            exp = equity_option_close(np.array([occ.expiry.isoformat()], "datetime64[ns]"))[0]
             rows.append(
                 (iid, raw, "C" if occ.is_call else "P", occ.strike, exp, occ.root, OPRA_DEFAULT_MULTIPLIER)
             )
