@@ -17,6 +17,7 @@ The dense decoder is exactly ``nn.Sequential(Linear, SiLU, Linear, SiLU, Linear,
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import os
 
@@ -59,7 +60,9 @@ def triton_decoder_available() -> bool:
     return torch.cuda.is_available()
 
 
-class _CVAEBase(nn.Module):
+class _CVAEBase(nn.Module, abc.ABC):
+    """What the dense and conv CVAEs share: normalisation, the linear encoder path, forward()."""
+
     config: CVAEConfig
     skip_mu: nn.Linear | None
     to_mu: nn.Linear
@@ -94,11 +97,13 @@ class _CVAEBase(nn.Module):
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
         return self.decode(z, y), mu, logvar
 
+    @abc.abstractmethod
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """x (B, 3, 11) vols, y (B, 3) year fractions -> mu, logvar (B, L)."""
 
+    @abc.abstractmethod
     def decode(self, z: torch.Tensor, y: torch.Tensor, backend: str | None = None) -> torch.Tensor:
-        raise NotImplementedError
+        """z (B, L), y (B, 3) -> vols (B, 3, 11)."""
 
 
 class CVAE(_CVAEBase):

@@ -164,7 +164,7 @@ def _manifest_if_current(
 
 
 def _clean_temporaries(folder: Path) -> None:
-    """Remove ``.name.XXXX.tmp`` files a killed worker left (never a file under a final name)."""
+    """Remove the ``.<name>.<random>.tmp`` files a killed worker left (never a file under a final name)."""
     if folder.is_dir():
         for p in folder.glob(".*.tmp"):
             try:
