@@ -263,10 +263,9 @@ def box_bounds(pk, psb, psa, lft, r):
 
 
 @numba.njit(cache=True, nogil=True)
-def _fit_one(
-    strike, is_call, bid, ask, lo, hi, d_fix, method, window, min_pairs, c, max_iter, tol, out, counters
-):
-    """One slice; ``out`` = (F, D, F_lo, F_hi, D_lo, D_hi, n_pairs, rmse, se_D, status)."""
+def _slice_pairs(strike, is_call, bid, ask, lo, hi, min_pairs, out, counters):
+    """Reset a slice's ``out`` (NaN, no pairs) and build its put-call pairs; with fewer than ``min_pairs``
+    the status is TOO_FEW and the count returned is 0 (nothing to fit)."""
     m = hi - lo
     pk = np.empty(m)
     py = np.empty(m)
@@ -279,6 +278,17 @@ def _fit_one(
     out[6] = 0.0
     if n < min_pairs or n == 0:
         out[9] = ST_TOO_FEW
+        n = 0
+    return n, pk, py, psb, psa, pst
+
+
+@numba.njit(cache=True, nogil=True)
+def _fit_one(
+    strike, is_call, bid, ask, lo, hi, d_fix, method, window, min_pairs, c, max_iter, tol, out, counters
+):
+    """One slice; ``out`` = (F, D, F_lo, F_hi, D_lo, D_hi, n_pairs, rmse, se_D, status)."""
+    n, pk, py, psb, psa, pst = _slice_pairs(strike, is_call, bid, ask, lo, hi, min_pairs, out, counters)
+    if n == 0:
         return
     d0 = d_fix if d_fix == d_fix else 1.0
     lft, r, f0 = select_window(pk, py, pst, n, d0, window, min_pairs)
@@ -299,7 +309,7 @@ def _fit_one(
         counters[C_ITER] = 0
     else:
         # spread floor: half the smallest positive synthetic spread (locked quotes would get infinite weight)
-        pw = np.empty(m)
+        pw = np.empty(pk.size)
         wmin = math.inf
         for i in range(lft, r + 1):
             w = psa[i] - psb[i]
@@ -422,20 +432,10 @@ def _gibbs_one(
     Gibbs: lam | rest (Gamma), (alpha, D) | rest (bivariate normal), tau^2 | rest (inverse gamma).
     ``out`` = (F median, D median, F q_lo, F q_hi, D q_lo, D q_hi, n_pairs, rmse, D posterior sd, status).
     """
-    m = hi - lo
-    pk = np.empty(m)
-    py = np.empty(m)
-    psb = np.empty(m)
-    psa = np.empty(m)
-    pst = np.empty(m)
-    for q in range(10):
-        out[q] = _NAN
-    n = build_pairs(strike, is_call, bid, ask, lo, hi, counters, pk, py, psb, psa, pst)
-    out[6] = 0.0
-    free = not (d_prior_sd == 0.0)
-    if n < min_pairs or n == 0:
-        out[9] = ST_TOO_FEW
+    n, pk, py, psb, psa, pst = _slice_pairs(strike, is_call, bid, ask, lo, hi, min_pairs, out, counters)
+    if n == 0:
         return
+    free = not (d_prior_sd == 0.0)
     d0 = d_prior_mean if d_prior_mean == d_prior_mean else 1.0
     lft, r, kc = select_window(pk, py, pst, n, d0, window, min_pairs)
     npair = r - lft + 1
