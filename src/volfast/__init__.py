@@ -9,9 +9,10 @@ The fast primitives live at the top level::
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from volfast.forward import ForwardFit, ForwardStatus, implied_forward
 from volfast.iv import (
     IVResult,
     IVStatus,
@@ -22,7 +23,30 @@ from volfast.iv import (
     implied_vol,
 )
 from volfast.snapshot import snapshot as snapshot
-from volfast.svi import SVIFit, SVIStatus, fit_svi, svi_g
+
+if TYPE_CHECKING:
+    from volfast.forward import ForwardFit, ForwardStatus, implied_forward
+    from volfast.svi import SVIFit, SVIStatus, fit_svi, svi_g
+
+# The Numba-backed primitives load on first use: `import volfast` (and every CLI command) need not import
+# Numba and its compiled-kernel caches (~0.2 s) to price an option or read a file.
+_LAZY = {
+    "ForwardFit": "volfast.forward",
+    "ForwardStatus": "volfast.forward",
+    "implied_forward": "volfast.forward",
+    "SVIFit": "volfast.svi",
+    "SVIStatus": "volfast.svi",
+    "fit_svi": "volfast.svi",
+    "svi_g": "volfast.svi",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'volfast' has no attribute {name!r}")
 
 try:
     __version__ = version("volfast")
