@@ -146,6 +146,84 @@ def test_inner_solve_min_variance_face() -> None:
     assert f <= f_ref * (1 + 1e-5) + 1e-15
 
 
+# ---- the calendar-exact inner solve ---------------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(4))
+def test_qp3_solves_small_convex_qps(seed: int) -> None:
+    # random strictly convex QPs in R^3 with up to 40 constraints, a third with parallel / repeated rows:
+    # the KKT conditions hold at the answer, and "inconsistent" agrees with an LP feasibility check
+    from scipy.optimize import linprog
+
+    rng = np.random.default_rng(seed)
+    n_inf = n_ok = 0
+    for trial in range(150):
+        A = rng.normal(size=(8, 3))
+        G = A.T @ A + 10 ** rng.uniform(-3, 0) * np.eye(3)
+        g = rng.normal(size=3)
+        nc = int(rng.integers(1, 40))
+        C = rng.normal(size=(nc, 3))
+        cb = rng.normal(size=nc) - rng.uniform(0, 3)
+        if trial % 3 == 0:
+            h = nc // 2
+            C[h:] = C[: nc - h] * rng.uniform(0.5, 2.0)
+            cb[h:] = cb[: nc - h] * rng.uniform(0.5, 2.0)
+        x = np.empty(3)
+        ok = nb.qp3(G, g, C, cb, nc, x)
+        lp = linprog(np.zeros(3), A_ub=-C, b_ub=-cb, bounds=[(None, None)] * 3, method="highs")
+        assert ok == (lp.status == 0), trial
+        if ok:
+            viol, res = ref.qp3_kkt_violation(G, g, C, cb, x)
+            assert viol < 1e-9 * (1 + np.abs(x).sum()) and res < 1e-8 * (1 + np.linalg.norm(g)), trial
+            n_ok += 1
+        else:
+            n_inf += 1
+    assert n_ok > 30 and n_inf > 10  # both branches exercised
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_inner_solve_cal_matches_slsqp(seed: int) -> None:
+    # a slice whose fit crosses below the previous (SSVI-true) slice: the exact calendar-bounded solve
+    # against SLSQP with the same bounds, and the bounds hold on the check points
+    d = spx_like_slices(1, seed=seed)
+    rng = np.random.default_rng(seed)
+    lo, hi = d["offsets"][2], d["offsets"][3]
+    k, v = d["k"][lo:hi], d["w"][lo:hi]
+    wt = np.ones(k.size)
+    prev = np.array(ssvi_to_raw(theta=0.9 * np.median(v), phi=1.2, rho=-0.2)).ravel()
+    nxt = np.array(ssvi_to_raw(theta=2.0 * np.max(v), phi=0.3, rho=-0.5)).ravel()
+    y, z = np.empty(k.size), np.empty(k.size)
+    rng_k = k.max() - k.min()
+    npts = 41
+    kg = np.linspace(k.min() - 0.1, k.max() + 0.1, npts)
+    n_bound = 0
+    for trial in range(6):
+        m = rng.uniform(k.min(), k.max())
+        sig = rng_k * np.exp(rng.uniform(np.log(0.05), np.log(1.0)))
+        ctx = np.zeros(21)
+        ctx[3], ctx[4], ctx[5], ctx[6] = npts, 1.0, kg[0], kg[-1]
+        ctx[8:13] = prev
+        with_upper = trial % 2 == 1
+        if with_upper:
+            ctx[13], ctx[19], ctx[20] = 1.0, kg[0], kg[-1]
+            ctx[14:19] = nxt
+        f, a, b, rho = nb.inner_solve_cal(k, v, wt, m, sig, 4.0, ref.RHO_MAX, y, z, ctx)
+        lower = (kg, total_variance(kg, prev)[0])
+        upper = (kg, total_variance(kg, nxt)[0]) if with_upper else None
+        f_ref, _ = ref.inner_solve_slsqp(k, v, wt, m, sig, lower=lower, upper=upper)
+        if f == np.inf:  # bounds inconsistent for this (m, sigma): SLSQP must not find a point either
+            assert f_ref == np.inf
+            continue
+        p = np.array([a, b, rho, m, sig])
+        assert ref.feasible(p, 4.0, tol=1e-9)
+        w = total_variance(kg, p)[0]
+        assert (w >= lower[1]).all()
+        if upper is not None:
+            assert (w <= upper[1]).all()
+        assert ref.objective(p, k, v, wt) == pytest.approx(f, rel=1e-9, abs=1e-18)
+        assert f <= f_ref * (1 + 1e-6) + 1e-16
+        n_bound += not np.isclose(f, nb.inner_solve(k, v, wt, m, sig, 4.0, ref.RHO_MAX, y, z)[0], rtol=1e-9)
+    assert n_bound >= 2  # the bounds did bind
+
+
 # ---- fits of synthetic truth ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def spx() -> dict[str, np.ndarray]:

@@ -25,9 +25,12 @@ best objective found by scipy ``least_squares`` from several starts on >= 99% of
 
 Butterfly arbitrage: Gatheral-Jacquier ``g(k) = (1 - k w'/(2w))^2 - w'^2/4 (1/w + 1/4) + w''/2 >= 0``.
 Calendar arbitrage: ``w(k, t2) >= w(k, t1)`` for ``t2 > t1``. Both are checked on a grid that extends
-``margin`` beyond the quoted log-moneyness range. The repair moves each slice along the straight line in
-raw parameters towards an arbitrage-free SSVI target (see :func:`surface_targets`) just far enough to pass
-every check (bisection on the line position).
+``margin`` beyond the quoted log-moneyness range. For fixed ``(m, sigma)`` the calendar check at the grid
+points is linear in ``(a, d, c)``, so a slice that only fails it is refitted exactly: the same outer
+search with a 3-variable QP inside (:func:`inner_solve_cal`, Goldfarb-Idnani :func:`qp3`). Butterfly
+violations get a penalised 5-parameter refit; the last resort moves a slice along the straight line in
+raw parameters towards an arbitrage-free SSVI target (see :func:`surface_targets`) just far enough to
+pass every check (bisection on the line position).
 """
 
 from __future__ import annotations
@@ -234,6 +237,236 @@ def _min_variance_face(mom, sig, slope, rho_max):
     return f, -q, b, rho
 
 
+# ---- the inner problem under exact calendar bounds -------------------------------------------------------
+_CAL_EPS = 1e-9  # relative slack of the exact calendar bounds over the check (rounding of raw <-> (a, d, c))
+_QP_MAXIT = 60
+_CAL_MAXIT = 200  # Nelder-Mead iterations per start of the calendar-exact refit
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def _solve_small(A, b, q, x):
+    """Solve the ``q`` x ``q`` system ``A x = b`` (q <= 3) by Gaussian elimination with partial pivoting;
+    False when singular. ``A`` and ``b`` are overwritten."""
+    for c in range(q):
+        piv = c
+        for r in range(c + 1, q):
+            if abs(A[r, c]) > abs(A[piv, c]):
+                piv = r
+        if not abs(A[piv, c]) > 0.0:
+            return False
+        if piv != c:
+            for j in range(q):
+                A[c, j], A[piv, j] = A[piv, j], A[c, j]
+            b[c], b[piv] = b[piv], b[c]
+        for r in range(c + 1, q):
+            f = A[r, c] / A[c, c]
+            for j in range(c, q):
+                A[r, j] -= f * A[c, j]
+            b[r] -= f * b[c]
+    for c in range(q - 1, -1, -1):
+        t = b[c]
+        for j in range(c + 1, q):
+            t -= A[c, j] * x[j]
+        x[c] = t / A[c, c]
+    return True
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def qp3(G, g, C, cb, nc, x):
+    """``min 1/2 x'Gx + g'x`` over ``x`` in R^3 subject to ``C[i] . x >= cb[i]`` for ``i < nc``, ``G``
+    symmetric positive definite: the dual active-set method of Goldfarb and Idnani (1983). Starts at the
+    unconstrained minimum and adds the most violated constraint (by distance) until none is violated,
+    dropping constraints whose multiplier would turn negative. Writes ``x``; False when the constraints
+    are inconsistent (or the iteration cap is hit)."""
+    Gi = np.empty((3, 3))
+    xc = np.empty(3)
+    for col in range(3):
+        e = np.zeros(3)
+        e[col] = 1.0
+        if not _solve_small(G.copy(), e, 3, xc):
+            return False
+        for r in range(3):
+            Gi[r, col] = xc[r]
+    for r in range(3):
+        x[r] = -(Gi[r, 0] * g[0] + Gi[r, 1] * g[1] + Gi[r, 2] * g[2])
+    act = np.empty(3, np.int64)
+    u = np.zeros(4)
+    up = np.zeros(4)
+    q = 0
+    wv = np.empty(3)
+    zv = np.empty(3)
+    GN = np.empty((3, 3))
+    M = np.empty((3, 3))
+    h = np.empty(3)
+    r_ = np.empty(3)
+    nrm = np.empty(nc)
+    for i in range(nc):
+        nrm[i] = math.sqrt(C[i, 0] * C[i, 0] + C[i, 1] * C[i, 1] + C[i, 2] * C[i, 2])
+    for _ in range(_QP_MAXIT):
+        xs = abs(x[0]) + abs(x[1]) + abs(x[2])
+        p = -1
+        worst = 0.0
+        for i in range(nc):
+            s = C[i, 0] * x[0] + C[i, 1] * x[1] + C[i, 2] * x[2] - cb[i]
+            if s < -1e-13 * (abs(cb[i]) + nrm[i] * xs) and s / nrm[i] < worst:
+                isact = False
+                for j in range(q):
+                    if act[j] == i:
+                        isact = True
+                if not isact:
+                    worst = s / nrm[i]
+                    p = i
+        if p < 0:
+            return True
+        for j in range(q):
+            up[j] = u[j]
+        up[q] = 0.0
+        added = False
+        for _inner in range(_QP_MAXIT):
+            # w = G^-1 n+, r = (N' G^-1 N)^-1 N' w, z = w - G^-1 N r
+            for a_ in range(3):
+                wv[a_] = Gi[a_, 0] * C[p, 0] + Gi[a_, 1] * C[p, 1] + Gi[a_, 2] * C[p, 2]
+            for j in range(q):
+                ia = act[j]
+                for a_ in range(3):
+                    GN[a_, j] = Gi[a_, 0] * C[ia, 0] + Gi[a_, 1] * C[ia, 1] + Gi[a_, 2] * C[ia, 2]
+            for j in range(q):
+                ia = act[j]
+                h[j] = C[ia, 0] * wv[0] + C[ia, 1] * wv[1] + C[ia, 2] * wv[2]
+                for l_ in range(q):
+                    M[j, l_] = C[ia, 0] * GN[0, l_] + C[ia, 1] * GN[1, l_] + C[ia, 2] * GN[2, l_]
+            if q > 0 and not _solve_small(M, h, q, r_):
+                return False
+            for a_ in range(3):
+                t = wv[a_]
+                for j in range(q):
+                    t -= GN[a_, j] * r_[j]
+                zv[a_] = t
+            t1 = math.inf
+            kk = -1
+            for j in range(q):
+                if r_[j] > 0.0:
+                    ratio = up[j] / r_[j]
+                    if ratio < t1:
+                        t1 = ratio
+                        kk = j
+            zn = zv[0] * C[p, 0] + zv[1] * C[p, 1] + zv[2] * C[p, 2]
+            wn = wv[0] * C[p, 0] + wv[1] * C[p, 1] + wv[2] * C[p, 2]
+            sp = C[p, 0] * x[0] + C[p, 1] * x[1] + C[p, 2] * x[2] - cb[p]
+            # with 3 active constraints z is 0 up to rounding: only a partial (dual) step is possible
+            t2 = -sp / zn if q < 3 and zn > 1e-12 * wn else math.inf
+            t = min(t1, t2)
+            if t == math.inf:
+                return False
+            for j in range(q):
+                up[j] -= t * r_[j]
+            up[q] += t
+            if t2 < math.inf:
+                for a_ in range(3):
+                    x[a_] += t * zv[a_]
+            if t2 <= t1:
+                act[q] = p
+                for j in range(q + 1):
+                    u[j] = up[j]
+                q += 1
+                added = True
+                break
+            # drop the blocking constraint kk (its multiplier reached zero) and take the step again
+            for j in range(kk, q):
+                act[j] = act[j + 1] if j + 1 < q else act[j]
+                up[j] = up[j + 1]
+            q -= 1
+        if not added:
+            return False
+    return False
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def inner_solve_cal(k, v, wt, m, sig, slope, rho_max, y, z, ctx):
+    """:func:`inner_solve` with the calendar checks as exact linear constraints: for fixed ``(m, sigma)``,
+    ``w(k_j) = a + d y_j + c z_j`` is linear in ``(a, d, c)``, so "at or above the previous slice at the
+    check points" (``ctx[4] > 0``: ``ctx[3]`` points on ``[ctx[5], ctx[6]]``, previous slice
+    ``ctx[8:13]``) and "at or below the next slice" (``ctx[13] > 0``: points on ``[ctx[19], ctx[20]]``,
+    next slice ``ctx[14:19]``) join the wing-slope and ``|rho|`` bounds in a 3-variable convex QP
+    (:func:`qp3`). Returns ``(objective, a, b, rho)``; objective inf where the bounds are inconsistent
+    for this ``(m, sigma)`` or the solution has negative minimum total variance."""
+    n = k.shape[0]
+    npts = int(ctx[3])
+    nlo = npts if ctx[4] > 0.0 else 0
+    nhi = npts if ctx[13] > 0.0 else 0
+    nc = 4 + nlo + nhi
+    C = np.empty((nc, 3))
+    cb = np.empty(nc)
+    # |d| <= rho_max c and c + |d| <= slope sigma
+    C[0, 0], C[0, 1], C[0, 2], cb[0] = 0.0, -1.0, rho_max, 0.0
+    C[1, 0], C[1, 1], C[1, 2], cb[1] = 0.0, 1.0, rho_max, 0.0
+    C[2, 0], C[2, 1], C[2, 2], cb[2] = 0.0, -1.0, -1.0, -slope * sig
+    C[3, 0], C[3, 1], C[3, 2], cb[3] = 0.0, 1.0, -1.0, -slope * sig
+    r = 4
+    if nlo:
+        hh = (ctx[6] - ctx[5]) / (npts - 1)
+        for j in range(npts):
+            kk = ctx[5] + j * hh
+            wp = svi_w(kk, ctx[8], ctx[9], ctx[10], ctx[11], ctx[12])
+            yj = (kk - m) / sig
+            C[r, 0], C[r, 1], C[r, 2] = 1.0, yj, math.sqrt(yj * yj + 1.0)
+            cb[r] = wp + _CAL_EPS * abs(wp) + 1e-300
+            r += 1
+    if nhi:
+        hh = (ctx[20] - ctx[19]) / (npts - 1)
+        for j in range(npts):
+            kk = ctx[19] + j * hh
+            wn = svi_w(kk, ctx[14], ctx[15], ctx[16], ctx[17], ctx[18])
+            yj = (kk - m) / sig
+            C[r, 0], C[r, 1], C[r, 2] = -1.0, -yj, -math.sqrt(yj * yj + 1.0)
+            cb[r] = -(wn - _CAL_EPS * abs(wn))
+            r += 1
+    sw = 0.0
+    sy = 0.0
+    sz = 0.0
+    syy = 0.0
+    syz = 0.0
+    szz = 0.0
+    sv = 0.0
+    syv = 0.0
+    szv = 0.0
+    for i in range(n):
+        yi = (k[i] - m) / sig
+        zi = math.sqrt(yi * yi + 1.0)
+        y[i] = yi
+        z[i] = zi
+        w = wt[i]
+        sw += w
+        sy += w * yi
+        sz += w * zi
+        syy += w * yi * yi
+        syz += w * yi * zi
+        szz += w * zi * zi
+        sv += w * v[i]
+        syv += w * yi * v[i]
+        szv += w * zi * v[i]
+    G = np.empty((3, 3))
+    G[0, 0], G[0, 1], G[0, 2] = sw / sw, sy / sw, sz / sw
+    G[1, 0], G[1, 1], G[1, 2] = sy / sw, syy / sw, syz / sw
+    G[2, 0], G[2, 1], G[2, 2] = sz / sw, syz / sw, szz / sw
+    g = np.empty(3)
+    g[0], g[1], g[2] = -sv / sw, -syv / sw, -szv / sw
+    x = np.empty(3)
+    if not qp3(G, g, C, cb, nc, x):
+        return math.inf, 0.0, 0.0, 0.0
+    a, d, c = x[0], x[1], x[2]
+    disc = c * c - d * d
+    if a + math.sqrt(disc if disc > 0.0 else 0.0) < 0.0:
+        return math.inf, 0.0, 0.0, 0.0
+    f = 0.0
+    for i in range(n):
+        e = a + d * y[i] + c * z[i] - v[i]
+        f += wt[i] * e * e
+    b = c / sig
+    rho = d / c if c > 0.0 else 0.0
+    return f, a, b, rho
+
+
 # ---- the outer (m, log sigma) search --------------------------------------------------------------------
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
 def _outer(k, v, wt, x0, x1, lo0, hi0, lo1, hi1, fscale, slope, rho_max, y, z, res, ctx):
@@ -243,14 +476,17 @@ def _outer(k, v, wt, x0, x1, lo0, hi0, lo1, hi1, fscale, slope, rho_max, y, z, r
     m = min(max(x0, lo0), hi0)
     ls = min(max(x1, lo1), hi1)
     sig = math.exp(ls)
-    f, a, b, rho = inner_solve(k, v, wt, m, sig, slope, rho_max, y, z)
+    if ctx[0] > 1.5:
+        f, a, b, rho = inner_solve_cal(k, v, wt, m, sig, slope, rho_max, y, z, ctx)
+    else:
+        f, a, b, rho = inner_solve(k, v, wt, m, sig, slope, rho_max, y, z)
     res[0] = a
     res[1] = b
     res[2] = rho
     res[3] = m
     res[4] = sig
     pen = (x0 - m) ** 2 + (x1 - ls) ** 2
-    if ctx[0] > 0.0:
+    if 0.0 < ctx[0] < 1.5:
         f += ctx[7] * _arb_penalty(res, ctx)
     return f + fscale * pen
 
@@ -641,6 +877,23 @@ def _bisect(start, tgt, lam_lo, has_prev, pprev, klo, khi, cklo, ckhi, npts, out
     return b_
 
 
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def calendar_refit(k, v, wt, warm, slope, rho_max, ctx, out):
+    """Best raw SVI under exact calendar bounds (``ctx`` as in :func:`inner_solve_cal`, ``ctx[0] = 2``):
+    the quasi-explicit search over ``(m, log sigma)`` (grid, Nelder-Mead from the best grid point and
+    from the warm start ``warm``), each point solved exactly by :func:`inner_solve_cal`; ``m`` stays in
+    the quoted range. Writes ``out``; returns the objective (inf when no point satisfies the bounds)."""
+    n = k.shape[0]
+    y = np.empty(n)
+    z = np.empty(n)
+    ctx[0] = 2.0
+    f = _search(
+        k, v, wt, slope, rho_max, 1, _CAL_MAXIT, True, warm[3], math.log(warm[4]), y, z, out, ctx, 0.0
+    )
+    ctx[0] = 0.0
+    return f
+
+
 @numba.njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
 def repair_surfaces(
     k,
@@ -665,13 +918,18 @@ def repair_surfaces(
     ``surf_offsets``), in increasing expiry; ``params`` is updated in place.
 
     Each slice in turn, given its final predecessor, passes when g >= 0 on its extended grid and
-    w >= w_prev on the union grid. A failing slice gets the best (lowest objective) of: (1) a refit with
-    an exact L1 penalty on both violations added to the outer (m, sigma) search (``how = 1`` when it
-    passes); (2) the smallest move on the straight line in raw parameters from its fit, or from the
-    refit, towards ``target[s]`` that passes (bisection; ``how = 2``, ``lam[s]`` the position). The
-    targets are arbitrage-free together (:func:`surface_targets`, computed when first needed); when
-    even the target fails the calendar check against a partly moved predecessor, the predecessor is set
-    to its target and re-checked (backtracking), which terminates.
+    w >= w_prev on the union grid. A slice that fails only the calendar check is refitted with the
+    check as exact linear bounds (:func:`calendar_refit`; ``how = 1``) and, when that passes, kept
+    (bar the alternative below). Otherwise it gets the best (lowest objective) of: (1) a refit with an
+    exact L1 penalty on both violations (:func:`constrained_refit`; ``how = 1`` when it passes); (2) the
+    smallest move on the straight line in raw parameters from its fit, or from the refit, towards
+    ``target[s]`` that passes (bisection; ``how = 2``, ``lam[s]`` the position). The alternative, when
+    the slice's own fit is free of butterfly arbitrage: keep it and refit the predecessor under it and
+    above its own predecessor (calendar-exact, else penalised; ``how[prev] = 1``, ``how = 3``) if that
+    costs the two slices less, relative to their scales. The targets are arbitrage-free together
+    (:func:`surface_targets`, computed when first needed); when even the target fails the calendar check
+    against a partly moved predecessor, the predecessor is set to its target and re-checked
+    (backtracking), which terminates.
     """
     nsurf = surf_offsets.shape[0] - 1
     for si in numba.prange(nsurf):
@@ -713,7 +971,27 @@ def repair_surfaces(
                     params[s, c] = fit[j, c]
                 j += 1
                 continue
-            if not have_target:
+            cal_exact = False
+            if lam0 == 0.0 and not refitted[j] and has_prev and min_g_on(fit[j], klo, khi, npts) >= 0.0:
+                # only the calendar check fails: it is linear in (a, d, c) for fixed (m, sigma), so the
+                # refit under it is exact (a butterfly check on the result decides whether it stands)
+                refitted[j] = True
+                ctx[3] = npts
+                ctx[4] = 1.0
+                ctx[5] = cklo
+                ctx[6] = ckhi
+                ctx[13] = 0.0
+                for c in range(5):
+                    ctx[8 + c] = pprev[c]
+                out = np.empty(5)
+                if calendar_refit(k[a0:a1], v[a0:a1], wt[a0:a1], fit[j], slope, rho_max, ctx, out) < math.inf:
+                    cal_exact = _feasible(out, has_prev, pprev, klo, khi, cklo, ckhi, npts, 0.0, 0.0)
+                if cal_exact:
+                    for c in range(5):
+                        refit[j, c] = out[c]
+                else:
+                    refitted[j] = False
+            if not cal_exact and not have_target:
                 surface_targets(k, v, wt, offsets, fit, order, lo, hi, target)
                 have_target = True
             if lam0 == 0.0 and not refitted[j]:
@@ -744,7 +1022,7 @@ def repair_surfaces(
                 for c in range(5):
                     best[c] = refit[j, c]
             ok_target = False
-            for src in range(2):
+            for src in range(0 if cal_exact else 2):  # an exact calendar refit beats any point on the line
                 start = fit[j] if src == 0 else refit[j]
                 lm = _bisect(start, target[s], lam0, has_prev, pprev, klo, khi, cklo, ckhi, npts, cand)
                 if lm < 0.0:
@@ -781,10 +1059,22 @@ def repair_surfaces(
                     for c in range(5):
                         candb[c] = fit[j, c]
                 else:
+                    if not have_target:
+                        surface_targets(k, v, wt, offsets, fit, order, lo, hi, target)
+                        have_target = True
+                        for c in range(5):
+                            starts[1, c] = target[s, c]
                     constrained_refit(
                         k[a0:a1], v[a0:a1], wt[a0:a1], starts, 2, slope, rho_max, ctx, maxev, npts, candb
                     )
-                if min_g_on(candb, klo, khi, npts) >= 0.0:
+                # the predecessor must fit between its own predecessor and this slice: hopeless where
+                # those two cross on the overlap of their calendar grids
+                room = True
+                if sp2 >= 0:
+                    olo = max(cklo, min(kmin[sp] - margin[sp], kmin[sp2] - margin[sp2]))
+                    ohi = min(ckhi, max(kmax[sp] + margin[sp], kmax[sp2] + margin[sp2]))
+                    room = olo >= ohi or min_calendar_gap(candb, params[sp2], olo, ohi, npts) >= 0.0
+                if room and min_g_on(candb, klo, khi, npts) >= 0.0:
                     ctx[1] = kmin[sp] - margin[sp]
                     ctx[2] = kmax[sp] + margin[sp]
                     ctx[4] = 1.0 if sp2 >= 0 else 0.0
@@ -800,9 +1090,17 @@ def repair_surfaces(
                         starts[1, c] = fit[j - 1, c]
                     ctx[19] = cklo
                     ctx[20] = ckhi
-                    constrained_refit(
-                        k[b0:b1], v[b0:b1], wt[b0:b1], starts, 2, slope, rho_max, ctx, maxev, npts, candp
-                    )
+                    ctx[3] = npts
+                    fp = calendar_refit(k[b0:b1], v[b0:b1], wt[b0:b1], params[sp], slope, rho_max, ctx, candp)
+                    pb_klo = kmin[sp] - margin[sp]
+                    pb_khi = kmax[sp] + margin[sp]
+                    if not (fp < math.inf and min_g_on(candp, pb_klo, pb_khi, npts) >= 0.0):
+                        ctx[0] = 1.0
+                        ctx[1] = pb_klo
+                        ctx[2] = pb_khi
+                        constrained_refit(
+                            k[b0:b1], v[b0:b1], wt[b0:b1], starts, 2, slope, rho_max, ctx, maxev, npts, candp
+                        )
                     ctx[13] = 0.0
                     ok_b = _feasible(candb, True, candp, klo, khi, cklo, ckhi, npts, 0.0, 0.0)
                     if ok_b and sp2 >= 0:

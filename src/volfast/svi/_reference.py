@@ -135,10 +135,14 @@ def inner_solve_slsqp(
     *,
     slope: float = 4.0,
     rho_max: float = RHO_MAX,
+    lower: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
+    upper: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None,
 ) -> tuple[float, NDArray[np.float64]]:
     """The quasi-explicit inner problem by SLSQP: minimise ``sum wt (a + d y + c z - v)^2`` over
     ``(a, d, c)`` subject to ``|d| <= rho_max c``, ``c + |d| <= slope sigma`` and
-    ``a + sqrt(c^2 - d^2) >= 0``. Returns ``(objective, (a, b, rho))``; best of a few starts."""
+    ``a + sqrt(c^2 - d^2) >= 0``; with ``lower = (kj, lj)`` also ``w(kj) >= lj`` and with
+    ``upper = (kj, uj)`` ``w(kj) <= uj`` (calendar bounds). Returns ``(objective, (a, b, rho))``; best of
+    a few starts (objective inf when no start ends feasible)."""
     from scipy.optimize import minimize
 
     y = (k - m) / sig
@@ -160,6 +164,14 @@ def inner_solve_slsqp(
         {"type": "ineq", "fun": lambda x: slope * sig - x[2] + x[1]},
         {"type": "ineq", "fun": lambda x: x[0] + np.sqrt(max(x[2] ** 2 - x[1] ** 2, 0.0))},
     ]
+    for bound, sign in ((lower, 1.0), (upper, -1.0)):
+        if bound is not None:
+            yb = (bound[0] - m) / sig
+            Ab = sign * np.column_stack([np.ones_like(yb), yb, np.sqrt(yb * yb + 1.0)])
+            rhs = sign * bound[1]
+            cons.append(
+                {"type": "ineq", "fun": lambda x, Ab=Ab, rhs=rhs: Ab @ x - rhs, "jac": lambda x, Ab=Ab: Ab}
+            )
     best = (np.inf, np.full(3, np.nan))
     x_ls = np.linalg.lstsq(A * sw[:, None], v * sw, rcond=None)[0]
     for x0 in (
@@ -171,8 +183,31 @@ def inner_solve_slsqp(
             f, x0, jac=g, constraints=cons, method="SLSQP", options={"ftol": 1e-15, "maxiter": 500}
         )
         x = sol.x
-        ok = all(c["fun"](x) >= -1e-9 for c in cons)
+        ok = all(np.all(c["fun"](x) >= -1e-9) for c in cons)
         if ok and sol.fun < best[0]:
             best = (float(sol.fun), x)
     a, d, c = best[1]
     return best[0], np.array([a, c / sig, d / c if c > 0 else 0.0])
+
+
+def qp3_kkt_violation(
+    G: NDArray[np.float64],
+    g: NDArray[np.float64],
+    C: NDArray[np.float64],
+    cb: NDArray[np.float64],
+    x: NDArray[np.float64],
+) -> tuple[float, float]:
+    """How far ``x`` is from solving ``min 1/2 x'Gx + g'x`` s.t. ``C x >= cb``: (largest constraint
+    violation, residual of stationarity with non-negative multipliers on the active constraints, by NNLS).
+    Both are 0 at the solution of a convex QP (KKT conditions)."""
+    from scipy.optimize import nnls
+
+    slack = C @ x - cb
+    scale = 1.0 + float(np.abs(x).sum())
+    active = np.abs(slack) <= 1e-9 * scale * np.linalg.norm(C, axis=1)
+    grad = G @ x + g
+    if active.any():
+        _, res = nnls(C[active].T, grad)
+    else:
+        res = float(np.linalg.norm(grad))
+    return float(max(0.0, -slack.min())), float(res)

@@ -333,7 +333,8 @@ def fit_svi(
         above the previous one of its surface on the union grid) by moving violating slices towards an
         arbitrage-free SSVI target; such slices get status REPAIRED. Each slice is fitted with its SVI
         minimum ``m`` inside its quoted range; a violating slice is refitted under the constraints
-        (5-parameter exact-penalty search), or its predecessor is bent below it where that costs the
+        (calendar alone: exactly, as linear bounds inside the quasi-explicit solve; with butterfly:
+        5-parameter exact-penalty search), or its predecessor is bent below it where that costs the
         two slices less, and only as a last resort moved towards the SSVI target.
     robust : bool
         Huber IRLS (c = 1.345 on the MAD scale) against stray quotes.
