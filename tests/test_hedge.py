@@ -13,7 +13,8 @@ from click.testing import CliRunner
 import volfast
 from tests._agent_world import agent_world
 from volfast.agent import AgentError, EnergyConfig, HedgeConfig, latent_energy, load_world
-from volfast.agent.hedge import Market, metrics, read_market, simulate
+from volfast.agent.energy import trailing_change
+from volfast.agent.hedge import Market, contracts_for, metrics, read_market, simulate, walk_forward
 from volfast.agent.scenarios import (
     SpreadTable,
     Universe,
@@ -28,13 +29,13 @@ from volfast.cli import main
 D = np.array(["2024-03-01", "2024-03-04", "2024-03-05", "2024-03-06", "2024-03-07"], dtype="datetime64[D]")
 
 
-def _market(fut: list[float], bids: list[float], asks: list[float]) -> Market:
+def _market(fut: list[float], bids: list[float], asks: list[float], exp_day: str = "2024-04-05") -> Market:
     puts = pd.DataFrame(
         {
             "date": D,
             "raw_symbol": "EW1J4 P4750",
             "underlying": "ESM4",
-            "exp_day": np.datetime64("2024-04-05", "D"),
+            "exp_day": np.datetime64(exp_day, "D"),
             "strike": 4750.0,
             "bid": bids,
             "ask": asks,
@@ -251,8 +252,22 @@ def _scenario_market(fut: np.ndarray, bid: np.ndarray, ask: np.ndarray, uni: Uni
     )
 
 
+VARIANTS = {
+    "budget": {},
+    # coverage sizing with both premium caps, a maximum holding period and a cool-down
+    "coverage": {
+        "coverage": 1.0,
+        "budget": 0.02,
+        "annual_budget": 0.03,
+        "max_hold_days": 2,
+        "cooldown_days": 1,
+    },
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 @pytest.mark.parametrize("seed", range(6))
-def test_batched_scenarios_reproduce_the_historical_simulator(seed: int) -> None:
+def test_batched_scenarios_reproduce_the_historical_simulator(seed: int, variant: str) -> None:
     rng = np.random.default_rng(seed)
     uni = _universe(
         [4600.0, 4700.0, 4750.0, 4800.0, 4700.0, 4750.0, 4800.0],
@@ -266,7 +281,15 @@ def test_batched_scenarios_reproduce_the_historical_simulator(seed: int) -> None
     bid, ask = scenario_prices(uni, fut, vols, k_grid, y_grid, elapsed, FLAT_SPREAD)
     bid[rng.random(bid.shape) < 0.1] = 0.0  # some one-sided quotes: stale marks, skipped exits
     sig = rng.random((n, 5)) < 0.5
-    cfg = HedgeConfig(futures=10.0, hold_days=2, budget=0.02, target_days=30, min_days=14, exit_days=3)
+    base = {
+        "futures": 10.0,
+        "hold_days": 2,
+        "budget": 0.02,
+        "target_days": 30,
+        "min_days": 14,
+        "exit_days": 3,
+    }
+    cfg = HedgeConfig(**(base | VARIANTS[variant]))  # type: ignore[arg-type]
     dte = (uni.exp_day[None, :] - D[:, None]).astype(np.int64)
     _, exp_id = np.unique(uni.exp_day, return_inverse=True)
     sim = simulate_batch(fut, bid, ask, sig, dte, uni.strike, exp_id, cfg)
@@ -322,3 +345,142 @@ def test_cli_hedge_scenarios_out_of_sample(world_dirs: tuple[Path, Path], tmp_pa
     assert fit_futures_relation(w, mkt, 5.0) == rel
     with pytest.raises(AgentError, match="out of sample"):
         run_scenarios(run, build, tmp_path / "x", overrides=["scenarios.date=2024-01-03"], device="cpu")
+
+
+# --- sizing, timing and the change alarm -------------------------------------------------------------
+
+
+def test_coverage_sizing_counts_contracts_from_the_rule_and_the_caps_bind() -> None:
+    mkt = _market([5000.0] * 5, [20.0] * 5, [21.0] * 5)
+    # coverage 1 on 10 futures at F 5000 with the 4750 put: floor(10 x 5000 / 4750) = 10 puts
+    sim = simulate(mkt, {D[0]: True}, D, HedgeConfig(coverage=1.0, budget=0.05, hold_days=2))
+    (tr,) = sim["trades"]
+    assert tr["contracts"] == 10.0 and tr["strike"] == 4750.0
+    assert sim["premium"].sum() == pytest.approx(10 * 50.0 * 21.0)
+    assert sim["hedged"].sum() == pytest.approx(-10 * 50.0 * 1.0)  # the round trip loses the spread
+    sim = simulate(mkt, {D[0]: True}, D, HedgeConfig(coverage=0.5, budget=0.05, hold_days=2))
+    assert sim["trades"][0]["contracts"] == 5.0  # floor(0.5 x 10.53)
+    # the per-hedge budget caps it: floor(0.003 x 10 x 5000 / 21) = 7
+    sim = simulate(mkt, {D[0]: True}, D, HedgeConfig(coverage=1.0, budget=0.003, hold_days=2))
+    assert sim["trades"][0]["contracts"] == 7.0
+    assert sim["premium"].sum() == pytest.approx(7 * 50.0 * 21.0)
+    assert sim["premium"].sum() <= 0.003 * 10 * 50 * 5000
+    # the annual budget: 0.006 x $2.5M = $15,000; the first hedge pays $10,500, the second gets
+    # floor(4,500 / (21 x 50)) = 4 contracts
+    cfg = HedgeConfig(coverage=1.0, budget=0.05, annual_budget=0.006, hold_days=1)
+    sim = simulate(mkt, {D[0]: True, D[2]: True}, D, cfg)
+    assert [t["contracts"] for t in sim["trades"]] == [10.0, 4.0]
+    assert sim["premium"].sum() <= 0.006 * 10 * 50 * 5000
+    sim = simulate(mkt, {D[0]: True, D[2]: True}, D, HedgeConfig(coverage=1.0, budget=0.05, hold_days=1))
+    assert [t["contracts"] for t in sim["trades"]] == [10.0, 10.0]  # no annual cap
+    # the sizing function itself, elementwise
+    n = contracts_for(
+        HedgeConfig(coverage=2.0, budget=0.01, annual_budget=0.02),
+        forward=np.array([5000.0, 5000.0, 5000.0]),
+        strike=np.array([4750.0, 4750.0, 4750.0]),
+        ask=np.array([10.0, 40.0, 10.0]),
+        spent=np.array([0.0, 0.0, 49_000.0]),
+    )
+    # rule 21; budget cap 50 / 12; annual room $50,000 -> 100 / 100 / 2
+    np.testing.assert_array_equal(n, [21.0, 12.0, 2.0])
+    assert contracts_for(HedgeConfig(budget=0.01), forward=5000.0, strike=4750.0, ask=21.0, spent=0.0) == 23.0
+    with pytest.raises(ValueError, match="coverage >= 0"):
+        HedgeConfig(coverage=-1.0)
+    with pytest.raises(ValueError, match="max_hold_days must be >= hold_days"):
+        HedgeConfig(hold_days=10, max_hold_days=5)
+
+
+def test_max_hold_and_cool_down_are_respected() -> None:
+    mkt = _market([5000.0] * 5, [20.0] * 5, [21.0] * 5)
+    always = {d: True for d in D}
+    # without a limit the alarm keeps the first put on to the end
+    sim = simulate(mkt, always, D, HedgeConfig(hold_days=1))
+    assert len(sim["trades"]) == 1 and sim["trades"][0].get("open_at_end")
+    # max_hold_days=2: sold on the second day held although the alarm is still on, re-bought the same day
+    sim = simulate(mkt, always, D, HedgeConfig(hold_days=1, max_hold_days=2))
+    want = [(str(D[0]), str(D[2])), (str(D[2]), str(D[4]))]
+    assert [(t["entry"], t["exit"]) for t in sim["trades"]] == want
+    # ... and with a 2-day cool-down no new put until D[2] + 3 (past the end): one trade
+    sim = simulate(mkt, always, D, HedgeConfig(hold_days=1, max_hold_days=2, cooldown_days=2))
+    assert [(t["entry"], t["exit"]) for t in sim["trades"]] == [(str(D[0]), str(D[2]))]
+    assert sum("cool-down" in m for m in sim["skipped"]) == 3  # D[2], D[3], D[4]: sale day + 2
+    np.testing.assert_array_equal(sim["contracts"] > 0, [True, True, False, False, False])
+    # cool-down 1: blocked on the sale day and the next, bought again on D[4]? no: not on the last day
+    sim = simulate(mkt, always, D, HedgeConfig(hold_days=1, max_hold_days=1, cooldown_days=1))
+    assert [(t["entry"], t["exit"]) for t in sim["trades"]] == [
+        (str(D[0]), str(D[1])),
+        (str(D[3]), str(D[4])),
+    ]
+
+
+def test_unsold_put_settles_at_intrinsic_at_expiry() -> None:
+    # no bid after the purchase: it cannot be sold and expires on D[3] in the money by 150 points
+    mkt = _market(
+        [5000.0, 4800.0, 4700.0, 4600.0, 4600.0], [20.0, 0, 0, 0, 0], [21.0] * 5, exp_day="2024-03-06"
+    )
+    sim = simulate(
+        mkt,
+        {D[0]: True},
+        D,
+        HedgeConfig(futures=1.0, budget=0.01, hold_days=1, exit_days=0, put_symbol="EW1J4 P4750"),
+    )
+    (tr,) = sim["trades"]
+    assert tr["exit"] == str(D[3]) and tr["bid"] == pytest.approx(150.0)
+    assert tr["pnl"] == pytest.approx((150.0 - 21.0) * 50.0 * tr["contracts"])
+    assert (sim["put_pnl"] - sim["costs"]).sum() == pytest.approx(tr["pnl"])
+
+
+def test_trailing_change_matches_a_slow_reference() -> None:
+    rng = np.random.default_rng(0)
+    hist, paths = rng.random(7), rng.random((3, 9))
+    got = trailing_change(hist, paths, 5)
+    for i in range(3):
+        seq = np.concatenate([hist, paths[i]])
+        for t in range(9):
+            j = hist.size + t
+            assert got[i, t] == pytest.approx(seq[j] - np.median(seq[j - 5 : j]))
+    first = trailing_change(np.empty(0), paths[:1], 4)[0]  # no history: NaN until 2 earlier values
+    assert np.isnan(first[:2]).all() and first[2] == pytest.approx(paths[0, 2] - np.median(paths[0, :2]))
+
+
+def test_change_alarm_threshold_uses_no_test_period_data(world_dirs: tuple[Path, Path]) -> None:
+    build, run = world_dirs
+    w = load_world(run, data=build, device="cpu")
+    cfg = EnergyConfig(alarm="change", window=6, quantile=0.8)
+    en = latent_energy(w, cfg)
+    lvl = latent_energy(w, EnergyConfig(quantile=0.8))
+    assert en.raw is not None and np.allclose(en.raw, lvl.energy, equal_nan=True)
+    tr = w.train_mask() & np.isfinite(en.energy)
+    assert en.threshold == pytest.approx(np.quantile(en.energy[tr], 0.8))
+    assert en.threshold != pytest.approx(lvl.threshold)
+    rows = np.flatnonzero(w.ok)
+    r = rows[10]  # the excess over the median of the 6 complete days before
+    assert en.energy[r] == pytest.approx(en.raw[r] - np.median(en.raw[rows[4:10]]))
+    w.z[w.test_mask()] += 100.0  # test-period energies explode: threshold and training scores unchanged
+    en2 = latent_energy(w, cfg)
+    assert en2.threshold == pytest.approx(en.threshold)
+    np.testing.assert_allclose(en2.energy[w.train_mask()], en.energy[w.train_mask()])
+    assert np.nanmax(en2.raw[w.test_mask()]) > np.nanmax(en.raw[w.test_mask()])
+
+
+def test_walk_forward_stays_inside_the_training_period(world_dirs: tuple[Path, Path]) -> None:
+    build, run = world_dirs
+    w = load_world(run, data=build, device="cpu")
+    mkt = read_market(build)
+    cands = {"level": EnergyConfig(), "change": EnergyConfig(alarm="change", window=4)}
+    cfg = HedgeConfig(coverage=1.0, budget=0.05)
+    wf = walk_forward(w, mkt, cfg, cands)
+    test_start = np.datetime64(w.split.test_start, "D")
+    assert len(wf["folds"]) == 2 and all(np.datetime64(b) < test_start for _, b in wf["folds"])
+    for c in wf["candidates"].values():
+        assert c["score"] == pytest.approx(sum(f["score"] for f in c["folds"]))
+        for f in c["folds"]:
+            want = (f["unhedged_max_dd"] - f["hedged_max_dd"]) - f["carry"]
+            assert f["score"] == pytest.approx(want)
+    assert wf["best"] in cands
+    w.z[w.test_mask()] += 100.0  # the test period cannot change the choice
+    for px in mkt.futures.values():
+        for d in px:
+            if d >= test_start:
+                px[d] *= 0.5
+    assert walk_forward(w, mkt, cfg, cands) == wf

@@ -680,7 +680,8 @@ def stress(
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a [hedge] value, e.g. --set otm=0.05, or a [scenarios] one: --set scenarios.horizon=20.",
+    help="Override a [hedge] value, e.g. --set coverage=1, an [energy] one (--set energy.alarm=change) "
+    "or a [scenarios] one: --set scenarios.horizon=20.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option(

@@ -38,8 +38,14 @@ import numpy as np
 import torch
 
 from volfast.agent._config import AgentError, load_section, write_json
-from volfast.agent.energy import EnergyConfig, energy_of, energy_reference, latent_energy
-from volfast.agent.hedge import HedgeConfig, Market, _front, read_market
+from volfast.agent.energy import (
+    EnergyConfig,
+    energy_of,
+    energy_reference,
+    latent_energy,
+    trailing_change,
+)
+from volfast.agent.hedge import HedgeConfig, Market, _front, contracts_for, read_market
 from volfast.agent.stress import crash_direction, residual_std
 from volfast.agent.world import World, load_world, surface_features
 
@@ -315,6 +321,7 @@ def simulate_batch(
     unhedged, put_pnl, costs, premium, held = (np.zeros((n, t_n)) for _ in range(5))
     trades, skipped, round_trip = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n)
     is_open = np.zeros(n, bool)
+    last_exit = np.full(n, -(10**9), np.int64)  # step of each scenario's last sale (cool-down)
     pidx = np.zeros(n, np.int64)
     n_c, mark, ask_in, days = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, np.int64)
     p_n = strike.size
@@ -327,16 +334,26 @@ def simulate_batch(
             qb, qa = b[o, pidx[o]], a[o, pidx[o]]
             quoted = (qb > 0) & (qa > 0)
             new_mark = np.where(quoted, 0.5 * (qb + qa), mark[o])
+            expired = dte[t, pidx[o]] <= 0  # unsold at expiry: settles at intrinsic (as in hedge.simulate)
+            intrinsic = np.maximum(strike[pidx[o]] - futures[o, t], 0.0)
+            new_mark = np.where(expired, intrinsic, new_mark)
+            qb = np.where(expired, intrinsic, qb)
+            quoted |= expired
             put_pnl[o, t] = n_c[o] * mult * (new_mark - mark[o])
             mark[o] = new_mark
             days[o] += 1
             want = ((days[o] >= cfg.hold_days) & ~signal[o, t]) | (dte[t, pidx[o]] <= cfg.exit_days)
+            if cfg.max_hold_days > 0:
+                want |= days[o] >= cfg.max_hold_days
             out = want & quoted
             oo = o[out]
             costs[oo, t] += n_c[oo] * mult * (mark[oo] - qb[out])
             round_trip[oo] += n_c[oo] * mult * (qb[out] - ask_in[oo])
             is_open[oo] = False
-        want_in = ~is_open & signal[:, t] & (t < t_n - 1)
+            last_exit[oo] = t
+        cooling = (t - last_exit <= cfg.cooldown_days) if cfg.cooldown_days > 0 else np.zeros(n, bool)
+        skipped[~is_open & signal[:, t] & cooling] += 1
+        want_in = ~is_open & signal[:, t] & ~cooling & (t < t_n - 1)
         w = np.flatnonzero(want_in)
         if w.size and p_n:
             d = dte[t]
@@ -351,7 +368,13 @@ def simulate_batch(
             dist = np.where(ok, np.abs(strike[None, :] - target[:, None]), np.inf)
             pick = np.argmin(dist, axis=1)
             pa = a[w, pick]
-            nc = np.floor(cfg.budget * cfg.futures * futures[w, t] / np.where(has, pa, np.inf))
+            nc = contracts_for(
+                cfg,
+                forward=futures[w, t],
+                strike=strike[pick],
+                ask=np.where(has, pa, np.inf),
+                spent=premium[w, : t + 1].sum(axis=1),  # a scenario is shorter than the 365-day window
+            )
             buy = has & (nc >= 1)
             skipped[w[~buy]] += 1
             wb, pk, pab, ncb = w[buy], pick[buy], pa[buy], nc[buy]
@@ -423,6 +446,7 @@ def summarise(tot: dict[str, np.ndarray]) -> dict[str, Any]:
     return {
         "scenarios": int(u.size),
         "hedged_fraction": float(traded.mean()),
+        "mean_days_hedged": float(np.mean(tot["days_hedged"])) if "days_hedged" in tot else float("nan"),
         "unhedged": _quantiles(u) | {"es05": _es(u)},
         "hedged": _quantiles(h) | {"es05": _es(h)},
         "p_hedge_pays": float(np.mean(overlay[traded] > 0)) if traded.any() else float("nan"),
@@ -478,12 +502,13 @@ def run_scenarios(
 
     say = log or (lambda s: None)
     s_over = [o for o in overrides if o.strip().startswith("scenarios.")]
-    h_over = [o for o in overrides if not o.strip().startswith("scenarios.")]
+    e_over = [o for o in overrides if o.strip().startswith("energy.")]
+    h_over = [o for o in overrides if not o.strip().startswith(("scenarios.", "energy."))]
     scfg = load_section(ScenarioConfig, "scenarios", config_path, s_over)
     if scenarios is not None:
         scfg = dataclasses.replace(scfg, scenarios=scenarios)
     cfg = load_section(HedgeConfig, "hedge", config_path, h_over)
-    ecfg = load_section(EnergyConfig, "energy", config_path, ())
+    ecfg = load_section(EnergyConfig, "energy", config_path, e_over)
     root = Path(build)
     mkt = read_market(root)
     world = load_world(run, data=root, device=device)
@@ -516,7 +541,8 @@ def run_scenarios(
     rng = np.random.default_rng(scfg.seed)
     k_grid = world.k
     keys = ("unhedged", "hedged", "put_pnl", "costs", "premium")
-    results: dict[str, dict[str, list[Any]]] = {s: {k: [] for k in (*keys, "trades", "start")} for s in sets}
+    extra = ("trades", "days_hedged", "start")
+    results: dict[str, dict[str, list[Any]]] = {s: {k: [] for k in (*keys, *extra)} for s in sets}
     empty_days: list[str] = []
     for r, m in zip(rows, per, strict=True):
         if m == 0:
@@ -558,13 +584,19 @@ def run_scenarios(
             fut = f0 * np.exp(np.concatenate([np.zeros((int(m), 1)), np.cumsum(ret, axis=1)], axis=1))
             src = pred if ecfg.mode == "mahalanobis-pred" else z
             energy = energy_of(src.reshape(-1, src.shape[-1]), mean, cov, ecfg.mode).reshape(int(m), t_n)
+            if ecfg.alarm == "change":  # trailing median over the start day's history, then the path
+                assert en.raw is not None
+                hist = en.raw[world.ok & (world.ds.dates <= day)]
+                energy[:, 1:] = trailing_change(hist, energy[:, 1:], ecfg.window)
             energy[:, 0] = en.energy[r]  # the start day: the historical hedger's own reading
             bid, ask = scenario_prices(uni, fut, vols, k_grid, y_grid, elapsed / 365.0, spreads)
-            sim = simulate_batch(fut, bid, ask, energy > en.threshold, dte, uni.strike, exp_id, cfg)
+            alarm = np.nan_to_num(energy, nan=-np.inf) > en.threshold
+            sim = simulate_batch(fut, bid, ask, alarm, dte, uni.strike, exp_id, cfg)
             res = results[name]
             for k in keys:
                 res[k].append(sim[k].sum(axis=1))
             res["trades"].append(sim["trades"])
+            res["days_hedged"].append((sim["contracts"] > 0).sum(axis=1))
             res["start"].append(np.full(int(m), day))
     summary: dict[str, Any] = {
         "config": dataclasses.asdict(scfg),
@@ -590,13 +622,13 @@ def run_scenarios(
         tables.append(
             pa.table(
                 {"set": [name] * tot["unhedged"].size, "start": tot["start"].astype("datetime64[D]")}
-                | {k: tot[k] for k in (*keys, "trades")}
+                | {k: tot[k] for k in (*keys, "trades", "days_hedged")}
             )
         )
         sm = summary[name]
         say(
             f"scenarios {name} ({sm['scenarios']} x {scfg.horizon} days from {rows.size} test days): "
-            f"hedged in {sm['hedged_fraction']:.0%}; PnL 5%/50% unhedged "
+            f"hedged in {sm['hedged_fraction']:.0%} ({sm['mean_days_hedged']:.1f} days); PnL 5%/50% unhedged "
             f"${sm['unhedged']['q05']:,.0f}/${sm['unhedged']['q50']:,.0f}, hedged "
             f"${sm['hedged']['q05']:,.0f}/${sm['hedged']['q50']:,.0f}; hedge pays in "
             f"{sm['p_hedge_pays']:.0%} of hedged scenarios; mean spread ${sm['mean_spread_cost']:,.0f}"
