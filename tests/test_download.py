@@ -19,7 +19,7 @@ from volfast.download import (
     estimate_cost,
     make_client,
 )
-from volfast.io.dbn import DBNFile, find_day_files, list_dates
+from volfast.io.dbn import DBNFile, file_sha256, find_day_files, list_dates, read_sha256_sidecar
 
 KEY = "db-SECRETKEY1234567890"
 REQ = DownloadRequest(
@@ -146,7 +146,12 @@ def test_layout_is_what_build_reads_and_holidays_are_skipped(fake, out: Path) ->
     first = c.calls[0]
     assert (first["start"], first["end"]) == ("2024-01-02T00:00:00+00:00", "2024-01-03T00:00:00+00:00")
     assert first["symbols"] == ["ES.OPT", "ES.FUT"] and first["stype_in"] == "parent"
-    assert sorted(p.name for p in out.iterdir()) == sorted(f.path.name for f in rep.files)
+    # the day files and, beside each, the sha256 computed while verifying it (builds then need not hash it)
+    names = sorted(f.path.name for f in rep.files)
+    assert sorted(p.name for p in out.iterdir()) == sorted(names + [n + ".sha256.json" for n in names])
+    for f in rep.files:
+        assert read_sha256_sidecar(f.path) == file_sha256(f.path)
+        assert DBNFile(f.path).sha256 == file_sha256(f.path)
 
 
 def test_cost_estimate_is_one_get_cost_per_schema_over_the_range(fake, out: Path) -> None:
@@ -178,10 +183,12 @@ def test_failures_are_retried_reported_and_resumed(fake, out: Path) -> None:
     bad = {f.schema: f.error for f in rep.failed}
     assert "truncated" in bad["mbp-1"] and "glbx-mdp3-20240103.mbp-1.dbn.zst" in bad["mbp-1"]
     assert KEY not in bad["definition"] and "<redacted>" in bad["definition"]
-    # No final name holds a partial file and no temporary is left.
+    # No final name holds a partial file and no temporary is left (each complete file has its sha256).
     assert sorted(p.name for p in out.iterdir()) == [
         "glbx-mdp3-20240102.definition.dbn.zst",
+        "glbx-mdp3-20240102.definition.dbn.zst.sha256.json",
         "glbx-mdp3-20240102.mbp-1.dbn.zst",
+        "glbx-mdp3-20240102.mbp-1.dbn.zst.sha256.json",
     ]
     # A re-run asks only for what is missing.
     c2 = fake(out)

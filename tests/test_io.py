@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from volfast.io import (
     parse_cme_option_symbol,
     parse_occ_symbol,
 )
+from volfast.io.dbn import file_sha256, read_sha256_sidecar, write_sha256_sidecar
 from volfast.io.output import (
     atomic_write_bytes,
     manifest_matches,
@@ -455,3 +457,61 @@ def test_equity_option_close_moves_date_only_expirations() -> None:
         np.datetime64("2021-03-19T13:30", "ns"),
     ]
     assert np.isnat(out[3])
+
+
+# -- sha256 sidecars -------------------------------------------------------------------------------
+def test_sha256_sidecar_is_trusted_only_while_the_file_is_unchanged(dbn_writer) -> None:
+    p = dbn_writer.write("s.dbn.zst", _records(dbn_writer, 500))
+    real = file_sha256(p)
+    f = DBNFile(p)
+    assert f.sha256 is None  # no sidecar: hashed while streaming
+    sum(len(a) for a in f.iter_chunks(64))
+    assert f.sha256 == real
+    # a sidecar is believed without reading the file (shown with a made-up hash of the right form) ...
+    fake = "ab" * 32
+    side = write_sha256_sidecar(p, fake)
+    assert side.name == "s.dbn.zst.sha256.json" and read_sha256_sidecar(p) == fake
+    f = DBNFile(p)
+    assert f.sha256 == fake and f.describe()["sha256"] == fake
+    sum(len(a) for a in f.iter_chunks(64))
+    assert f.sha256 == fake  # streaming does not hash again
+    # ... until the file's modification time or size changes: then the file is hashed again
+    st = p.stat()
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert read_sha256_sidecar(p) is None
+    f = DBNFile(p)
+    sum(len(a) for a in f.iter_chunks(64))
+    assert f.sha256 == real
+    write_sha256_sidecar(p, real)
+    with open(p, "ab") as fh:  # appended bytes (and a restored mtime) still invalidate it
+        fh.write(b"\0")
+    os.utime(p, ns=(st.st_atime_ns, json.loads(side.read_text())["mtime_ns"]))
+    assert read_sha256_sidecar(p) is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not json", b"[1, 2]", b'{"name": "other.dbn.zst"}', b'{"sha256": "xyz"}'],
+    ids=["garbage", "not-a-dict", "other-name", "bad-hex"],
+)
+def test_bad_sha256_sidecars_are_ignored(dbn_writer, content: bytes) -> None:
+    p = dbn_writer.write("b.dbn.zst", _records(dbn_writer, 50))
+    st = p.stat()
+    doc = {"name": p.name, "sha256": "cd" * 32, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if content.startswith(b"{"):
+        doc.update(json.loads(content))
+        content = json.dumps(doc).encode()
+    Path(f"{p}.sha256.json").write_bytes(content)
+    assert read_sha256_sidecar(p) is None
+    f = DBNFile(p)
+    sum(len(a) for a in f.iter_chunks(64))
+    assert f.sha256 == file_sha256(p)
+    with pytest.raises(ValueError, match=r"b\.dbn\.zst: 'XYZ' is not a hex sha256"):
+        write_sha256_sidecar(p, "XYZ")
+
+
+def test_synthetic_files_come_with_their_sha256(synth_small: Path) -> None:
+    files = sorted(synth_small.glob("*.dbn.zst"))
+    assert files
+    for p in files:
+        assert read_sha256_sidecar(p) == file_sha256(p), p.name

@@ -197,6 +197,39 @@ def test_snapshot_files_equal_reference(dbn_writer) -> None:
     assert res.counts["instruments_without_definition"] == 1 and res.counts["records"] == len(recs)
 
 
+def test_reading_stops_at_the_cut_only_in_a_sorted_file(dbn_writer) -> None:
+    # 300 records before and in the window, then 200 after the cut (instrument 555 in the last 100)
+    n_in, n_after = 300, 200
+    ts = np.concatenate(
+        [
+            CUT - np.arange(n_in, 0, -1, dtype=np.int64) * NS,
+            CUT + np.arange(1, n_after + 1, dtype=np.int64) * NS,
+        ]
+    ).astype(np.uint64)
+    ids = np.where(np.arange(ts.size) < 400, 100 + np.arange(ts.size) % 5, 555)
+    px = np.full(ts.size, 100 * 10**9)
+    recs = dbn_writer.mbp1_records(ts, ids, px, px + 250_000_000)
+    q = dbn_writer.write("glbx-mdp3-20240304.mbp-1.dbn.zst", recs, start=DAY)
+    kw = {"cut": "15:48", "date": "2024-03-04", "lookback": "10m", "chunk_records": 64}
+    with pytest.warns(IngestWarning):
+        stop = volfast.snapshot(q, **kw)
+    with pytest.warns(IngestWarning):
+        full = volfast.snapshot(q, **kw, stop_at_cut=False)
+    assert stop.counts["stopped_at_cut"] == [q.name] and full.counts["stopped_at_cut"] == []
+    assert stop.counts["records"] == 320 and full.counts["records"] == 500  # 5 chunks of 64 read, not 8
+    st, ft = stop.to_pandas(), full.to_pandas()
+    assert 555 not in set(st.instrument_id) and not ft.set_index("instrument_id").loc[555].has_quote
+    assert st.equals(ft[ft.instrument_id != 555].reset_index(drop=True))
+    # a file out of ts_recv order before the cut is read to its end (its order cannot be trusted)
+    recs2 = recs.copy()
+    recs2["ts_recv"][[10, 11]] = recs2["ts_recv"][[11, 10]]
+    q2 = dbn_writer.write("glbx-mdp3-20240305.mbp-1.dbn.zst", recs2, start=DAY)
+    with pytest.warns(IngestWarning):
+        un = volfast.snapshot(q2, **kw)
+    assert un.counts["stopped_at_cut"] == [] and un.counts["records"] == 500
+    assert un.counts["records_out_of_order"] == 1
+
+
 def test_day_folder_cli_and_manifest(dbn_writer, tmp_path: Path) -> None:
     import json
 
@@ -517,8 +550,19 @@ def test_full_scale_day_equals_reference_and_truth(tmp_path: Path) -> None:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert res.warnings == [] and res.counts["records"] == len(recs)
+    assert res.warnings == [] and res.counts["stopped_at_cut"] == [mbp.name]
+    # reading stopped at the first chunk past the cut: every record up to the cut, less than the file
+    n_to_cut = int((recs["ts_recv"] <= res.cut_ns).sum())
+    assert n_to_cut <= res.counts["records"] <= n_to_cut + (1 << 16) < len(recs)
     assert peak < 64 * 2**20, f"peak traced memory {peak / 2**20:.1f} MiB"  # the file is 100 MB decoded
+    full = volfast.snapshot(data=tmp_path, date=day, stop_at_cut=False)
+    assert full.counts["records"] == len(recs) and full.counts["stopped_at_cut"] == []
+    ft = full.to_pandas()
+    assert (
+        ft[ft.has_quote]
+        .reset_index(drop=True)
+        .equals(res.to_pandas().query("has_quote").reset_index(drop=True))
+    )
     t = res.to_pandas()
     ref = reference_snapshot(recs, cut_ns=res.cut_ns, lookback_ns=600 * NS)
     q = t[t.has_quote].reset_index(drop=True)

@@ -178,13 +178,15 @@ class DownloadReport:
         return self.by_status("failed")
 
 
-def _verify(path: Path, dataset: str, schema: str) -> int:
-    """Read the file through (every frame and record); return its record count or raise DBNReadError."""
+def _verify(path: Path, dataset: str, schema: str) -> tuple[int, str | None]:
+    """Read the file through (every frame and record); return its record count and sha256, or raise
+    DBNReadError."""
     from volfast.io.dbn import DBNFile
 
     f = DBNFile(path)
     f.require(schemas=(schema,), dataset=dataset)
-    return sum(len(a) for a in f.iter_chunks(1 << 16))
+    n = sum(len(a) for a in f.iter_chunks(1 << 16))
+    return n, f.sha256
 
 
 def _present(path: Path, dataset: str, schema: str) -> bool:
@@ -233,6 +235,8 @@ def download(
     """
     if attempts < 1:
         raise ValueError(f"attempts must be >= 1, got {attempts}")
+    from volfast.io.dbn import write_sha256_sidecar
+
     key = key if key is not None else os.environ.get(KEY_ENV)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
@@ -262,8 +266,10 @@ def download(
                             stype_in=req.stype_in,
                             path=str(tmp),
                         )
-                        res.records = _verify(tmp, req.dataset, schema)
+                        res.records, sha = _verify(tmp, req.dataset, schema)
                         os.replace(tmp, final)
+                        if sha is not None:  # hashed while verifying: builds need not read it again
+                            write_sha256_sidecar(final, sha)
                         res.status, res.size, res.error = "downloaded", final.stat().st_size, None
                         break
                     except Exception as exc:  # network, HTTP, truncated or wrong file: retry, then report

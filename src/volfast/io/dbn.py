@@ -5,7 +5,9 @@ version. The records themselves are streamed here rather than through ``DBNStore
 because that iterator stops silently at a truncated zstd frame (it only warns for a partial record in an
 uncompressed file); a truncated download must be an error that names the file and the record offset.
 Chunks are read-only ``np.frombuffer`` views of the decompressed bytes, exactly what ``to_ndarray`` yields,
-and the sha256 of the file on disk is computed in the same pass (for manifests).
+and the sha256 of the file on disk is computed in the same pass (for manifests), unless a sidecar
+``<file>.sha256.json`` written when the file was made (``volfast download``, ``volfast synth``) still
+matches the file's size and modification time: input files do not change, so one hash per file suffices.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import io
+import json
 import os
 import re
 import struct
@@ -33,6 +36,8 @@ __all__ = [
     "dataset_from_filename",
     "find_day_files",
     "list_dates",
+    "read_sha256_sidecar",
+    "write_sha256_sidecar",
 ]
 
 #: Top-of-book schemas the snapshot accepts, finest first (the order used to pick one per day).
@@ -107,7 +112,7 @@ class DBNFile:
     store: Any = field(repr=False)
     compressed: bool
     size_bytes: int
-    sha256: str | None = None  # set once the whole file has been streamed by iter_chunks
+    sha256: str | None = None  # from a valid sidecar, else set once iter_chunks has streamed the file
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -121,7 +126,8 @@ class DBNFile:
         self.compressed = magic == _ZSTD_MAGIC
         if not self.compressed and magic[:3] != b"DBN":
             raise DBNReadError(self.path, "not a DBN file (neither a DBN nor a zstd signature)")
-        self.sha256 = None
+        self.sha256 = read_sha256_sidecar(self.path)  # None: computed while the file is streamed
+        self._hash_on_read = self.sha256 is None
         header = self._read_header()
         # The store is built from the header bytes alone: it parses the metadata and knows the record dtype of
         # the file's schema and DBN version, and holds no file handle (DBNStore.from_file leaves one per
@@ -254,7 +260,7 @@ class DBNFile:
         skip: int | None = None  # metadata bytes still to skip (None: not known yet)
         carry = b""  # the start of a record cut by the end of the previous block
         background = self.compressed and self.size_bytes >= _BACKGROUND_MIN_BYTES and not _one_thread()
-        blocks = self._background_blocks() if background else self._decompressed_blocks()
+        blocks = self._background_blocks() if background else self._decompressed_blocks(self._hash_on_read)
         try:
             while True:
                 try:
@@ -360,7 +366,7 @@ class DBNFile:
             return False
 
         def produce() -> None:
-            blocks = self._decompressed_blocks()
+            blocks = self._decompressed_blocks(self._hash_on_read)
             try:
                 for b in blocks:
                     if not put(b):
@@ -405,7 +411,8 @@ class DBNFile:
                     while block := fh.read(_READ_BYTES * 4):
                         h.update(block)
                         yield block
-                    self.sha256 = h.hexdigest()
+                    if hash_bytes:
+                        self.sha256 = h.hexdigest()
                     return
                 dctx = zstandard.ZstdDecompressor()
                 dobj = dctx.decompressobj()
@@ -436,7 +443,8 @@ class DBNFile:
                         self.path,
                         f"truncated: the last zstd frame is incomplete after {produced} decompressed bytes",
                     )
-                self.sha256 = h.hexdigest()
+                if hash_bytes:
+                    self.sha256 = h.hexdigest()
         finally:
             if isinstance(h, (_ThreadedHash, _NoHash)):
                 h.close()  # an early exit must not leave the hashing thread behind
@@ -457,7 +465,7 @@ class DBNFile:
         dec = dd.DBNDecoder(upgrade_policy=dd.VersionUpgradePolicy.from_int(3))
         pending: list[bytes] = []
         done = 0
-        for block in self._decompressed_blocks():
+        for block in self._decompressed_blocks(self._hash_on_read):
             dec.write(block)
             try:
                 recs = dec.decode()
@@ -534,6 +542,50 @@ def _one_thread() -> bool:
     from volfast._native import resolve_threads
 
     return resolve_threads(None) == 1
+
+
+SIDECAR_SUFFIX = ".sha256.json"
+
+
+def write_sha256_sidecar(path: str | os.PathLike[str], sha256: str) -> Path:
+    """Record ``sha256`` (hex) of the file at ``path`` beside it, in ``<path>.sha256.json``, with the file's
+    size and modification time now; :func:`read_sha256_sidecar` trusts it only while both still match.
+    Written atomically. Returns the sidecar's path."""
+    p = Path(path)
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"{p}: {sha256!r} is not a hex sha256")
+    st = p.stat()
+    doc = {"name": p.name, "sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    side = Path(f"{p}{SIDECAR_SUFFIX}")
+    tmp = side.with_name(f".{side.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(doc) + "\n")
+        os.replace(tmp, side)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return side
+
+
+def read_sha256_sidecar(path: str | os.PathLike[str]) -> str | None:
+    """The sha256 recorded beside ``path`` by :func:`write_sha256_sidecar`, or None when there is none, it
+    is unreadable, or the file's size or modification time changed since (then the file is hashed)."""
+    p = Path(path)
+    try:
+        doc = json.loads(Path(f"{p}{SIDECAR_SUFFIX}").read_text())
+        st = p.stat()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    sha = doc.get("sha256")
+    ok = (
+        doc.get("name") == p.name
+        and doc.get("size") == st.st_size
+        and doc.get("mtime_ns") == st.st_mtime_ns
+        and isinstance(sha, str)
+        and re.fullmatch(r"[0-9a-f]{64}", sha) is not None
+    )
+    return sha if ok else None
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -230,6 +230,7 @@ def snapshot(
     venues: str = "auto",
     dataset: str | None = None,
     chunk_records: int = 1 << 16,
+    stop_at_cut: bool = True,
 ) -> SnapshotResult:
     """Last top of book per instrument as of ``cut``, from DBN files, in one bounded-memory pass.
 
@@ -258,6 +259,12 @@ def snapshot(
         Require this dataset (e.g. ``"GLBX.MDP3"``) in every file.
     chunk_records : int
         Records per chunk (memory is about ``chunk_records * 80`` bytes plus state per instrument).
+    stop_at_cut : bool
+        Stop reading a quote file after the first chunk that reaches past the cut, provided its records
+        have been in ``ts_recv`` order so far (Databento's files are sorted by ``ts_recv``): what follows
+        cannot be in the window. The counts then cover the records read (``stopped_at_cut`` names the
+        files), and instruments whose first record comes after the cut have no row. False reads every
+        record.
 
     Returns
     -------
@@ -348,12 +355,14 @@ def snapshot(
     )
     reducer = core().snapshot.Reducer(cut_ns, lookback_ns, by_venue)
     per_file: list[dict[str, Any]] = []
+    stopped: list[str] = []
     defs_pending = bool(dfiles)
     for f in qfiles:
         before = dict(reducer.counters)
         for arr in f.iter_chunks(chunk_records):
+            ts = arr["ts_recv"]
             reducer.update(
-                arr["ts_recv"],
+                ts,
                 arr["instrument_id"],
                 arr["bid_px_00"],
                 arr["ask_px_00"],
@@ -363,6 +372,10 @@ def snapshot(
             )
             if defs_pending:  # read them while the reader's thread decompresses the next quote blocks
                 defs, defs_pending = load_definitions(dfiles)[0], False
+            if stop_at_cut and len(ts) and int(ts[-1]) > cut_ns:
+                if reducer.counters["out_of_order"] == before["out_of_order"]:
+                    stopped.append(f.path.name)
+                    break  # sorted so far: nothing after this chunk can be in the window
         after = reducer.counters
         per_file.append({k: after[k] - before[k] for k in ("records", "in_window")})
     if defs_pending:  # the quote files hold no records
@@ -425,6 +438,7 @@ def snapshot(
         "first_ts_recv": _fmt_ns(c["min_ts"]),
         "last_ts_recv": _fmt_ns(c["max_ts"]),
         "per_file": {f.path.name: pf for f, pf in zip(qfiles, per_file, strict=True)},
+        "stopped_at_cut": stopped,
     }
     config = {
         "cut": cut if isinstance(cut, (str, int)) else str(cut),

@@ -10,6 +10,7 @@ written under a temporary name and renamed into place.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from types import SimpleNamespace
@@ -18,6 +19,8 @@ from typing import Any
 import databento_dbn as dbn
 import numpy as np
 import zstandard
+
+from volfast.io.dbn import write_sha256_sidecar
 
 DATASET = "GLBX.MDP3"
 PUBLISHER_GLBX = 1  # GLBX.MDP3.GLBX
@@ -166,6 +169,7 @@ def write_dbn_zst(
     chunks = [header] + ([body] if isinstance(body, (bytes, bytearray, memoryview)) else list(body))
     blob = cctx.compress(b"".join(chunks))
     atomic_write_bytes(path, blob)
+    write_sha256_sidecar(path, hashlib.sha256(blob).hexdigest())  # builds need not hash it again
     return len(blob)
 
 
