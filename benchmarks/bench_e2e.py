@@ -3,12 +3,13 @@ days, 1 worker against 2 workers, and the do-it-yourself pandas / py_vollib_vect
 researcher would write, timed in the same run.
 
 Run:  python -m pytest benchmarks/bench_e2e.py --benchmark-enable -s -p no:cacheprovider
-      VOLFAST_E2E_DAYS=252 for the issue's synthetic year (generating it takes ~40 min, once)
+      (the issue's synthetic year: generating its 252 days takes ~40 min of one core, once, 17 GB;
+      VOLFAST_E2E_DAYS=40 for a quicker look: fewer days weigh the pool's start and tail more)
 
 Environment:
-    VOLFAST_E2E_DATA      day cache (default ~/.cache/volfast/e2e-full): ``volfast synth --scale full``,
+    VOLFAST_E2E_DATA      day cache (default ~/.cache/volfast/e2e-year): ``volfast synth --scale full``,
                           seed 7 from 2024-01-02, generated once (a marker file records what is there)
-    VOLFAST_E2E_DAYS      days built per round (default 10; the issue's year is 252)
+    VOLFAST_E2E_DAYS      days built per round (default 252, a year)
     VOLFAST_E2E_DIY_DAYS  days the do-it-yourself pipeline runs on per round (default 2)
     VOLFAST_E2E_ROUNDS    interleaved rounds (default 2); medians over rounds are reported
     VOLFAST_E2E_RESULTS   write the results section into this Markdown file (e.g. benchmarks/RESULTS.md)
@@ -63,10 +64,10 @@ pytestmark = [
 
 START = dt.date(2024, 1, 2)
 SEED = 7
-N_DAYS = int(os.environ.get("VOLFAST_E2E_DAYS", "10"))
+N_DAYS = int(os.environ.get("VOLFAST_E2E_DAYS", "252"))
 N_DIY = int(os.environ.get("VOLFAST_E2E_DIY_DAYS", "2"))
 ROUNDS = int(os.environ.get("VOLFAST_E2E_ROUNDS", "2"))
-DATA = Path(os.environ.get("VOLFAST_E2E_DATA", Path.home() / ".cache" / "volfast" / "e2e-full"))
+DATA = Path(os.environ.get("VOLFAST_E2E_DATA", Path.home() / ".cache" / "volfast" / "e2e-year"))
 MARKER = "e2e-complete.json"
 CUT, TZ, LOOKBACK_MIN = "15:48", "America/New_York", 10
 MIN_EXPIRY_YEARS = 7 / 365  # ATM comparisons on expiries of at least a week
@@ -99,6 +100,18 @@ def ensure_data(root: Path = DATA, days: int = N_DAYS) -> list[dt.date]:
     return dates
 
 
+def thin_days(root: Path, dates: list[dt.date]) -> set[dt.date]:
+    """The synthetic truth's thin days (almost no option quotes: no surface can be built)."""
+    out = set()
+    for d in dates:
+        st = pd.read_parquet(
+            root / "truth" / f"date={d.isoformat()}" / "part-0.parquet", columns=["kind", "thin_day"]
+        )
+        if bool(st.loc[st["kind"] == "state", "thin_day"].iloc[0]):
+            out.add(d)
+    return out
+
+
 def true_atm_vols(root: Path, date: dt.date) -> pd.DataFrame:
     """Per expiry of the synthetic truth: expiration, expiry_years, true ATM vol sqrt(theta / T)."""
     ex = pd.read_parquet(root / "truth" / f"date={date.isoformat()}" / "part-0.parquet")
@@ -129,7 +142,8 @@ def build(out: Path, dates: list[dt.date], workers: int) -> dict[str, Any]:
     summary = run_build(DATA, out, config=cfg, dates=dates, progress=False, task_fn=timed_run_day)
     t1 = time.time()
     recs = summary.results
-    bad = [(r["date"], r["status"], r.get("error") or r.get("reasons")) for r in recs if r["status"] != "ok"]
+    # a thin synthetic day (almost no option quotes: SynthConfig.p_thin_day) is processed and reported invalid
+    bad = [(r["date"], r["status"], r.get("error")) for r in recs if r["status"] not in ("ok", "invalid")]
     assert not bad, bad
     assert len(recs) == len(dates)
     first = min(r["t_start"] for r in recs)
@@ -142,6 +156,7 @@ def build(out: Path, dates: list[dt.date], workers: int) -> dict[str, Any]:
         "days_per_min": 60.0 * len(recs) / (last - first),
         "records": recs,
         "executor": summary.executor,
+        "invalid": sorted(dt.date.fromisoformat(str(r["date"])) for r in recs if r["status"] == "invalid"),
     }
 
 
@@ -179,8 +194,8 @@ def diy_day(data: Path, date: dt.date) -> pd.DataFrame:
     tag = date.strftime("%Y%m%d")
     with warnings.catch_warnings():  # databento's to_df on pandas 3 (see pytestmark)
         warnings.simplefilter("ignore")
-        defs = db.DBNStore.from_file(next(data.glob(f"*-{tag}.definition.dbn*"))).to_df()
-        quotes = db.DBNStore.from_file(next(data.glob(f"*-{tag}.mbp-1.dbn*"))).to_df()
+        defs = db.DBNStore.from_file(next(data.glob(f"*-{tag}.definition.dbn.zst"))).to_df()
+        quotes = db.DBNStore.from_file(next(data.glob(f"*-{tag}.mbp-1.dbn.zst"))).to_df()
     cut = pd.Timestamp(f"{date.isoformat()} {CUT}", tz=TZ).tz_convert("UTC")
     win = quotes[(quotes.index >= cut - pd.Timedelta(minutes=LOOKBACK_MIN)) & (quotes.index <= cut)]
     last = win.groupby("instrument_id")[["bid_px_00", "ask_px_00"]].last()
@@ -285,7 +300,9 @@ def test_e2e_build(tmp_path: Path, pytestconfig: pytest.Config) -> None:
     if not pytestconfig.getoption("benchmark_enable", False):
         pytest.skip("minutes long: run with --benchmark-enable")
     dates = ensure_data()
-    diy_dates = dates[:: max(1, len(dates) // max(1, N_DIY))][:N_DIY]
+    thin = thin_days(DATA, dates)
+    valid = [d for d in dates if d not in thin]
+    diy_dates = valid[:: max(1, len(valid) // max(1, N_DIY))][:N_DIY]
     cfg = BuildConfig()
     t0 = time.perf_counter()
     warmup(cfg)  # Numba cache files for the workers; never timed
@@ -319,7 +336,9 @@ def test_e2e_build(tmp_path: Path, pytestconfig: pytest.Config) -> None:
     # correctness: volfast against the truth, the DIY against volfast
     out1 = tmp_path / f"w1-r{ROUNDS - 1}"
     vf_err, diy_gap = [], []
-    for d in dates:
+    for w in (1, 2):  # exactly the truth's thin days are reported invalid, by every build
+        assert all(set(r["invalid"]) == thin for r in runs[w]), (thin, [r["invalid"] for r in runs[w]])
+    for d in valid:
         m = volfast_atm(out1, d).merge(true_atm_vols(DATA, d), on="expiration")
         m = m[m["expiry_years"] >= MIN_EXPIRY_YEARS]
         assert len(m) >= 5, (d, len(m))
@@ -339,6 +358,7 @@ def test_e2e_build(tmp_path: Path, pytestconfig: pytest.Config) -> None:
         "cores": os.cpu_count(),
         "versions": _versions(),
         "days": len(dates),
+        "invalid_days": len(thin),
         "first_day": dates[0].isoformat(),
         "last_day": dates[-1].isoformat(),
         "rounds": ROUNDS,
@@ -389,8 +409,9 @@ def write_results(path: Path, r: dict[str, Any]) -> None:
     lines = [
         SECTION,
         "",
-        "Command: `VOLFAST_E2E_RESULTS=benchmarks/RESULTS.md python -m pytest benchmarks/bench_e2e.py "
-        "--benchmark-enable -s -p no:cacheprovider` (`VOLFAST_E2E_DAYS=252` for the issue's year).",
+        f"Command: `VOLFAST_E2E_ROUNDS={r['rounds']} VOLFAST_E2E_DAYS={r['days']} "
+        "VOLFAST_E2E_RESULTS=benchmarks/RESULTS.md python -m pytest benchmarks/bench_e2e.py "
+        "--benchmark-enable -s -p no:cacheprovider`.",
         "",
         f"- Hardware: {r['cpu']}, {r['cores']} cores; {r['load']}.",
         *(
@@ -400,8 +421,8 @@ def write_results(path: Path, r: dict[str, Any]) -> None:
         ),
         "- Versions: " + ", ".join(f"{k} {x}" for k, x in v.items()) + ".",
         f"- Data: {r['days']} synthetic days at `--scale full` ({r['first_day']} to {r['last_day']}, seed "
-        f"{SEED}, about {r['options_per_day']:,} options per day); {r['rounds']} interleaved rounds, "
-        "medians.",
+        f"{SEED}, about {r['options_per_day']:,} options per day; {r['invalid_days']} thin days, reported "
+        f"invalid as the truth says); {r['rounds']} interleaved rounds, medians.",
         "",
         "| measure | value |",
         "| --- | --- |",
