@@ -8,7 +8,16 @@ the input and the output and nothing else. Sizes that are not a power of two of 
 minimum) are zero-padded inside the kernel by masked loads, so any ``nn.Linear`` shapes work: the default
 CVAE decoder is 7 -> 48 -> 48 -> 33, computed as 16 -> 64 -> 64 -> 64 tiles. The last layer is produced in
 column chunks of at most 128, so a wide output (the dense stem of a conv decoder, e.g. 4 -> 256 -> 2048)
-also fits; hidden layers are held on chip and are limited to 256 wide.
+needs no more on chip than 128 columns; hidden layers are held on chip and are limited to 256 wide.
+
+On-chip budget: ``tl.dot`` stages the weight tiles in shared memory, (sum of padded in x out tile sizes of
+the hidden layers + padded last input x the output chunk) x the element size, twice for float32 in
+``tf32x3`` (its high and low parts): a lower bound of the compiler's shared memory, equal to it where the
+weights dominate (``python -m volfast.kernels.aot`` on sm_90: 800 KiB for a float32 16 -> 256 -> 256 -> 300
+decoder in ``tf32x3``, 200 KiB in bfloat16); activation tiles add some (the default CVAE decoder: 72 KiB
+of weights, 88 KiB in all). The H100/H200 give a block 227 KiB: a decoder whose weights alone exceed a
+block is refused before launch with :class:`DecoderTooLarge`, which names the need and the limit, and so
+is one that Triton finds out of resources at launch (the CVAE then decodes with torch).
 
 Numeric contract (tests/test_kernels.py, against :func:`fused_mlp_decoder_reference`):
 
@@ -33,8 +42,15 @@ import numpy as np
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.errors import OutOfResources
 
-__all__ = ["fused_mlp_decoder", "fused_mlp_decoder_reference", "layers_from_module"]
+__all__ = [
+    "DecoderTooLarge",
+    "fused_mlp_decoder",
+    "fused_mlp_decoder_reference",
+    "layers_from_module",
+    "staged_weight_bytes",
+]
 
 HIDDEN_ACTIVATIONS = ("silu", "relu")
 OUTPUT_ACTIVATIONS = ("softplus", "silu", "relu", "none")
@@ -42,6 +58,31 @@ _ACT_CODE = {"none": 0, "silu": 1, "relu": 2, "softplus": 3}
 _MAX_HIDDEN = 256
 _MAX_LAYERS = 4
 _CHUNK_N = 128
+_HOPPER_SHARED_BYTES = 232448  # 227 KiB: a block's opt-in maximum on the H100 / H200
+
+
+class DecoderTooLarge(ValueError):
+    """The decoder's weights do not fit in one block's shared memory on this device."""
+
+
+def staged_weight_bytes(
+    pads: Sequence[int], n_hidden: int, block_n: int, dtype: torch.dtype, precision: str
+) -> int:
+    """Bytes of weight tiles ``tl.dot`` stages in shared memory for one program: hidden layers
+    ``pads[i] x pads[i + 1]`` (``i < n_hidden``) and the last layer ``pads[n_hidden] x block_n``, at the
+    element size of ``dtype``, doubled for float32 ``tf32x3``. A lower bound of the kernel's shared memory
+    (equal to the compiler's count for ``tf32x3`` and 16-bit inputs on sm_90)."""
+    elems = sum(pads[i] * pads[i + 1] for i in range(n_hidden)) + pads[n_hidden] * block_n
+    size = 4 if dtype == torch.float32 else 2
+    return elems * size * (2 if dtype == torch.float32 and precision == "tf32x3" else 1)
+
+
+def _shared_limit(device: torch.device) -> int | None:
+    """A block's shared-memory limit on ``device`` (bytes); None under the interpreter (no limit)."""
+    if device.type != "cuda":
+        return None
+    props = torch.cuda.get_device_properties(device)
+    return int(getattr(props, "shared_memory_per_block_optin", 0) or _HOPPER_SHARED_BYTES)
 
 
 @triton.jit
@@ -266,7 +307,8 @@ def fused_mlp_decoder(
         Decoder input (the concatenation ``[z, y]``), float32, bfloat16 or float16, on a CUDA device (CPU
         only under ``TRITON_INTERPRET=1``). Any strides. Its dtype is the compute dtype.
     layers : sequence of (weight, bias)
-        1 to 4 ``nn.Linear`` parameter pairs, weight (D_out, D_in), bias (D_out,); hidden widths <= 256.
+        1 to 4 ``nn.Linear`` parameter pairs, weight (D_out, D_in), bias (D_out,); hidden widths <= 256,
+        and the weights within one block's shared memory (see the module docstring).
     hidden_activation : {'silu', 'relu'}
         Between layers.
     output_activation : {'softplus', 'silu', 'relu', 'none'}
@@ -281,6 +323,11 @@ def fused_mlp_decoder(
     Returns
     -------
     torch.Tensor, shape (B, D_out), contiguous.
+
+    Raises
+    ------
+    DecoderTooLarge
+        The weights (or weights and activation tiles) exceed a block's shared memory on the device.
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
@@ -331,6 +378,15 @@ def fused_mlp_decoder(
     strides += [pairs[-1][0].stride(0), pairs[-1][0].stride(1)]
     dt = _DTYPES[x.dtype]
     prec = precision if x.dtype == torch.float32 else "tf32"
+    need = staged_weight_bytes(pads, n_hidden, block_n, x.dtype, prec)
+    limit = _shared_limit(x.device)
+    widths = " -> ".join(str(d) for d in [x.shape[1]] + [w.shape[0] for w, _ in pairs])
+    if limit is not None and need > limit:
+        raise DecoderTooLarge(
+            f"fused_mlp_decoder: a {widths} decoder in {x.dtype} ({prec}) stages {need // 1024} KiB of "
+            f"weights in shared memory; {x.device} allows {limit // 1024} KiB per block. Use bfloat16 "
+            "inputs, precision='ieee', narrower layers, or the torch decoder (fused_mlp_decoder_reference)"
+        )
     common = dict(
         P0=pads[0], P1=pads[1], P2=pads[2], P3=pads[3], N_HIDDEN=n_hidden,
         HIDDEN_ACT=_ACT_CODE[hidden_activation], OUT_ACT=_ACT_CODE[output_activation],
@@ -361,7 +417,10 @@ def fused_mlp_decoder(
     def grid(meta: dict[str, Any]) -> tuple[int]:
         return (min(triton.cdiv(batch, meta["BLOCK_B"]), 4 * n_sm),)
 
-    _mlp_decoder_kernel_tuned[grid](*args, **common)
+    try:
+        _mlp_decoder_kernel_tuned[grid](*args, **common)
+    except OutOfResources as exc:  # the activation tiles on top of the weights (every autotuning config)
+        raise DecoderTooLarge(f"fused_mlp_decoder: a {widths} decoder in {x.dtype} ({prec}): {exc}") from exc
     return out
 
 

@@ -407,6 +407,57 @@ def test_decoder_bad_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
         kmlp.fused_mlp_decoder(x.cpu(), [(w.cpu(), b.cpu()) for w, b in layers])
 
 
+def test_decoder_weights_beyond_shared_memory_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the guard's count of staged weights (a lower bound of the compiler's shared memory, equal to it for
+    # 16 -> 256 -> 256 -> 300 on sm_90: 800 KiB in float32 tf32x3, 200 in bf16; kernels/aot.py): 72 KiB for
+    # the default CVAE decoder in float32 tf32x3 (the compiler adds a 16 KiB activation tile: 88)
+    assert kmlp.staged_weight_bytes([16, 64, 64, 16], 2, 64, torch.float32, "tf32x3") == 72 * 1024
+    assert kmlp.staged_weight_bytes([16, 256, 256, 16], 2, 128, torch.float32, "tf32x3") == 800 * 1024
+    assert kmlp.staged_weight_bytes([16, 256, 256, 16], 2, 128, torch.bfloat16, "tf32") == 200 * 1024
+    monkeypatch.setattr(kmlp, "_shared_limit", lambda device: 227 * 1024)  # an H200, here
+    x = torch.randn(4, 7, device=DEVICE)
+    big = [
+        (torch.randn(256, 7), torch.randn(256)),
+        (torch.randn(256, 256), torch.randn(256)),
+        (torch.randn(300, 256), torch.randn(300)),
+    ]
+    big = [(w.to(DEVICE), b.to(DEVICE)) for w, b in big]
+    msg = r"7 -> 256 -> 256 -> 300 decoder in torch.float32 \(tf32x3\) stages 800 KiB .* allows 227 KiB"
+    with pytest.raises(kmlp.DecoderTooLarge, match=msg):
+        kmlp.fused_mlp_decoder(x, big)
+    with pytest.raises(kmlp.DecoderTooLarge, match="stages 400 KiB"):  # ieee: half, still too much
+        kmlp.fused_mlp_decoder(x, big, precision="ieee")
+    layers = kmlp.layers_from_module(_cvae_decoder(0))  # the default decoder fits and runs
+    got = kmlp.fused_mlp_decoder(x, layers)
+    torch.testing.assert_close(got, kmlp.fused_mlp_decoder_reference(x, layers), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="compiles on a machine without a GPU; with one, the gpu tests run")
+def test_kernels_compile_for_the_h200() -> None:
+    # the real compiler (not the interpreter) on the quick variants, for sm_90, with Triton's bundled ptxas
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from volfast.kernels.aot import QUICK
+
+    if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
+        pytest.skip("Triton's NVIDIA backend (ptxas) is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    cmd = [sys.executable, "-m", "volfast.kernels.aot", "--arch", "90", "--json", "--quick"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    recs = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert r.returncode == 0 and len(recs) == len(QUICK), r.stdout + r.stderr
+    assert all(x["ok"] and x["cubin_bytes"] > 0 for x in recs), recs
+    for x in recs:
+        if x["staged_weight_bytes"] is not None:  # the guard's count never exceeds the compiler's
+            assert x["staged_weight_bytes"] <= x["shared_bytes"], x
+    default = next(x for x in recs if "7x48x48->33" in x["name"])
+    assert default["staged_weight_bytes"] == 72 * 1024 and default["shared_bytes"] <= 227 * 1024  # fits
+
+
 def test_layers_from_module() -> None:
     nn = torch.nn
     pairs = kmlp.layers_from_module(_cvae_decoder(1))

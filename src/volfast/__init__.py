@@ -48,6 +48,7 @@ def __getattr__(name: str) -> Any:
         return value
     raise AttributeError(f"module 'volfast' has no attribute {name!r}")
 
+
 try:
     __version__ = version("volfast")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install

@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import os
+import warnings
 
 import torch
 from torch import nn
@@ -50,6 +51,16 @@ def _mlp(d_in: int, hidden: int, layers: int) -> list[nn.Module]:
     for i in range(layers):
         mods += [nn.Linear(d_in if i == 0 else hidden, hidden), nn.SiLU()]
     return mods
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_torch_decoder(why: str) -> None:
+    """Say once per reason that the CVAE decodes with torch instead of the fused kernel."""
+    if why not in _WARNED:
+        _WARNED.add(why)
+        warnings.warn(f"{why}; decoding with torch instead", RuntimeWarning, stacklevel=3)
 
 
 def triton_decoder_available() -> bool:
@@ -159,14 +170,20 @@ class CVAE(_CVAEBase):
                 ) from exc
             if not z.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
                 raise RuntimeError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for testing)")
-            out = fused_mlp_decoder(
-                zy,
-                layers_from_module(self.decoder),
-                hidden_activation="silu",
-                output_activation="softplus",
-                out_scale=self.norm.scale.reshape(-1),
-            )
-        else:
+            try:
+                out = fused_mlp_decoder(
+                    zy,
+                    layers_from_module(self.decoder),
+                    hidden_activation="silu",
+                    output_activation="softplus",
+                    out_scale=self.norm.scale.reshape(-1),
+                )
+            except ValueError as exc:  # DecoderTooLarge: more weights than a block's shared memory
+                if backend == "triton" or type(exc).__name__ != "DecoderTooLarge":
+                    raise
+                _warn_torch_decoder(str(exc))
+                use_triton = False
+        if not use_triton:
             out = self.decoder(zy) * self.norm.scale.reshape(-1)
         return out.reshape(z.shape[0], *self.config.shape)
 
