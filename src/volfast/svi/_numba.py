@@ -84,18 +84,14 @@ def _edge(d0, c0, d1, c1, cyy, cyz, czz, cyv, czv):
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
-def inner_solve(k, v, wt, m, sig, slope, rho_max, y, z):
-    """Exact constrained weighted least squares for fixed ``(m, sigma)``.
-
-    Returns ``(objective, a, b, rho)`` with objective ``sum wt (w(k) - v)^2``. ``y`` and ``z`` are
-    scratch arrays of the slice's length.
-    """
-    n = k.shape[0]
+def _fill_yz(k, v, wt, m, sig, y, z):
+    """``y = (k - m) / sigma``, ``z = sqrt(y^2 + 1)`` into the scratch arrays; returns the weighted sums
+    (sw, sy, sz, sv)."""
     sw = 0.0
     sy = 0.0
     sz = 0.0
     sv = 0.0
-    for i in range(n):
+    for i in range(k.shape[0]):
         yi = (k[i] - m) / sig
         zi = math.sqrt(yi * yi + 1.0)
         y[i] = yi
@@ -104,6 +100,18 @@ def inner_solve(k, v, wt, m, sig, slope, rho_max, y, z):
         sy += wt[i] * yi
         sz += wt[i] * zi
         sv += wt[i] * v[i]
+    return sw, sy, sz, sv
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def inner_solve(k, v, wt, m, sig, slope, rho_max, y, z):
+    """Exact constrained weighted least squares for fixed ``(m, sigma)``.
+
+    Returns ``(objective, a, b, rho)`` with objective ``sum wt (w(k) - v)^2``. ``y`` and ``z`` are
+    scratch arrays of the slice's length.
+    """
+    n = k.shape[0]
+    sw, sy, sz, sv = _fill_yz(k, v, wt, m, sig, y, z)
     my = sy / sw
     mz = sz / sw
     mv = sv / sw
@@ -382,6 +390,21 @@ def qp3(G, g, C, cb, nc, x):
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
+def _bound_rows(C, cb, r0, klo, khi, npts, ctx, at, sign, m, sig):
+    """Rows ``r0..r0 + npts`` of ``C x >= cb``: ``sign * w(k_j) >= sign * w_b(k_j)`` (1: at or above, -1: at
+    or below) at ``npts`` points of ``[klo, khi]``, ``w_b`` the raw SVI ``ctx[at:at + 5]``, with a relative
+    slack ``_CAL_EPS`` towards the safe side; ``w(k_j) = a + d y_j + c z_j`` at ``(m, sigma)``."""
+    hh = (khi - klo) / (npts - 1)
+    for j in range(npts):
+        kk = klo + j * hh
+        wb = svi_w(kk, ctx[at], ctx[at + 1], ctx[at + 2], ctx[at + 3], ctx[at + 4])
+        yj = (kk - m) / sig
+        r = r0 + j
+        C[r, 0], C[r, 1], C[r, 2] = sign, sign * yj, sign * math.sqrt(yj * yj + 1.0)
+        cb[r] = sign * wb + _CAL_EPS * abs(wb)
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
 def inner_solve_cal(k, v, wt, m, sig, slope, rho_max, y, z, ctx):
     """:func:`inner_solve` with the calendar checks as exact linear constraints: for fixed ``(m, sigma)``,
     ``w(k_j) = a + d y_j + c z_j`` is linear in ``(a, d, c)``, so "at or above the previous slice at the
@@ -402,49 +425,23 @@ def inner_solve_cal(k, v, wt, m, sig, slope, rho_max, y, z, ctx):
     C[1, 0], C[1, 1], C[1, 2], cb[1] = 0.0, 1.0, rho_max, 0.0
     C[2, 0], C[2, 1], C[2, 2], cb[2] = 0.0, -1.0, -1.0, -slope * sig
     C[3, 0], C[3, 1], C[3, 2], cb[3] = 0.0, 1.0, -1.0, -slope * sig
-    r = 4
     if nlo:
-        hh = (ctx[6] - ctx[5]) / (npts - 1)
-        for j in range(npts):
-            kk = ctx[5] + j * hh
-            wp = svi_w(kk, ctx[8], ctx[9], ctx[10], ctx[11], ctx[12])
-            yj = (kk - m) / sig
-            C[r, 0], C[r, 1], C[r, 2] = 1.0, yj, math.sqrt(yj * yj + 1.0)
-            cb[r] = wp + _CAL_EPS * abs(wp) + 1e-300
-            r += 1
+        _bound_rows(C, cb, 4, ctx[5], ctx[6], npts, ctx, 8, 1.0, m, sig)
     if nhi:
-        hh = (ctx[20] - ctx[19]) / (npts - 1)
-        for j in range(npts):
-            kk = ctx[19] + j * hh
-            wn = svi_w(kk, ctx[14], ctx[15], ctx[16], ctx[17], ctx[18])
-            yj = (kk - m) / sig
-            C[r, 0], C[r, 1], C[r, 2] = -1.0, -yj, -math.sqrt(yj * yj + 1.0)
-            cb[r] = -(wn - _CAL_EPS * abs(wn))
-            r += 1
-    sw = 0.0
-    sy = 0.0
-    sz = 0.0
+        _bound_rows(C, cb, 4 + nlo, ctx[19], ctx[20], npts, ctx, 14, -1.0, m, sig)
+    sw, sy, sz, sv = _fill_yz(k, v, wt, m, sig, y, z)
     syy = 0.0
     syz = 0.0
     szz = 0.0
-    sv = 0.0
     syv = 0.0
     szv = 0.0
     for i in range(n):
-        yi = (k[i] - m) / sig
-        zi = math.sqrt(yi * yi + 1.0)
-        y[i] = yi
-        z[i] = zi
         w = wt[i]
-        sw += w
-        sy += w * yi
-        sz += w * zi
-        syy += w * yi * yi
-        syz += w * yi * zi
-        szz += w * zi * zi
-        sv += w * v[i]
-        syv += w * yi * v[i]
-        szv += w * zi * v[i]
+        syy += w * y[i] * y[i]
+        syz += w * y[i] * z[i]
+        szz += w * z[i] * z[i]
+        syv += w * y[i] * v[i]
+        szv += w * z[i] * v[i]
     G = np.empty((3, 3))
     G[0, 0], G[0, 1], G[0, 2] = sw / sw, sy / sw, sz / sw
     G[1, 0], G[1, 1], G[1, 2] = sy / sw, syy / sw, syz / sw
