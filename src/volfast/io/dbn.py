@@ -57,6 +57,8 @@ CONSOLIDATED_SCHEMAS = frozenset({"cmbp-1", "cbbo-1s", "cbbo-1m", "tcbbo"})
 #: Compressed bytes per read: large enough to amortise calls, small enough that a decompressed block
 #: (about 2.3x for mbp-1) is still in cache when the consumer reads it.
 _READ_BYTES = 1 << 18
+#: ... and while looking for the end of the metadata header (a small file is not decompressed whole).
+_HEADER_READ_BYTES = 1 << 15
 #: Decompressed blocks the background reader may hold ahead of the consumer.
 _QUEUE_BLOCKS = 8
 #: Compressed files at least this large are decompressed by a background thread; below it the thread's
@@ -150,7 +152,7 @@ class DBNFile:
 
     def _read_header(self) -> bytes:
         buf = bytearray()
-        blocks = self._decompressed_blocks(hash_bytes=False)
+        blocks = self._decompressed_blocks(hash_bytes=False, read_bytes=_HEADER_READ_BYTES)
         try:
             for block in blocks:
                 buf += block
@@ -393,7 +395,9 @@ class DBNFile:
                     break
             t.join()
 
-    def _decompressed_blocks(self, hash_bytes: bool = True) -> Generator[bytes, None, None]:
+    def _decompressed_blocks(
+        self, hash_bytes: bool = True, read_bytes: int = _READ_BYTES
+    ) -> Generator[bytes, None, None]:
         """Decompressed bytes of the whole file (header included), hashing the raw bytes on the way."""
         import zstandard
 
@@ -408,7 +412,7 @@ class DBNFile:
         try:
             with open(self.path, "rb") as fh:
                 if not self.compressed:
-                    while block := fh.read(_READ_BYTES * 4):
+                    while block := fh.read(read_bytes * 4):
                         h.update(block)
                         yield block
                     if hash_bytes:
@@ -418,7 +422,7 @@ class DBNFile:
                 dobj = dctx.decompressobj()
                 in_frame = False
                 produced = 0
-                while raw := fh.read(_READ_BYTES):
+                while raw := fh.read(read_bytes):
                     h.update(raw)
                     data = raw
                     while data:
