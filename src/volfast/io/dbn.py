@@ -396,10 +396,13 @@ class DBNFile:
             t.join()
 
     def _decompressed_blocks(
-        self, hash_bytes: bool = True, read_bytes: int = _READ_BYTES
+        self, hash_bytes: bool = True, read_bytes: int | None = None
     ) -> Generator[bytes, None, None]:
-        """Decompressed bytes of the whole file (header included), hashing the raw bytes on the way."""
+        """Decompressed bytes of the whole file (header included), hashing the raw bytes on the way;
+        ``read_bytes`` compressed bytes per read (default ``_READ_BYTES``, looked up at call time)."""
         import zstandard
+
+        read_bytes = _READ_BYTES if read_bytes is None else read_bytes
 
         # A helper thread hashes big files alongside decompression; for small ones its start-up costs more.
         h: Any = (
