@@ -97,10 +97,14 @@ def test_chunks_equal_databento_to_ndarray(shared_dbn: Path, count: int) -> None
     assert f.sha256 is not None and len(f.sha256) == 64
 
 
+@pytest.mark.parametrize("direct", [False, True], ids=["buffered", "o_direct"])
 @pytest.mark.parametrize("background", [False, True])
-def test_block_boundaries_straddles_and_background_reader(dbn_writer, monkeypatch, background: bool) -> None:
+def test_block_boundaries_straddles_and_background_reader(
+    dbn_writer, monkeypatch, background: bool, direct: bool
+) -> None:
     """Small reads force many decompressed blocks with records cut across them (and, with
-    ``background``, the helper-thread reader): the chunks are still exactly databento's records, in order,
+    ``background``, the helper-thread reader; with ``direct``, O_DIRECT reads by the I/O thread into
+    4 KiB buffers that are reused): the chunks are still exactly databento's records, in order,
     read-only, at most ``count`` each, and the sha256 is the file's."""
     import hashlib
     import threading
@@ -112,6 +116,10 @@ def test_block_boundaries_straddles_and_background_reader(dbn_writer, monkeypatc
     monkeypatch.setattr(dbn, "_READ_BYTES", 1 << 10)  # 1 KiB compressed -> a few KiB out: many straddles
     monkeypatch.setattr(dbn, "_SMALL_BLOCK", 1 << 12)  # both straddle paths: joined and one-record chunks
     monkeypatch.setattr(dbn, "_BACKGROUND_MIN_BYTES", 0 if background else 1 << 40)
+    monkeypatch.setattr(dbn, "_DIRECT_MIN_BYTES", 0 if direct else 1 << 40)
+    monkeypatch.setattr(dbn, "_DIRECT_BYTES", 1 << 12)
+    if direct and not dbn._direct_io():
+        pytest.skip("no O_DIRECT on this platform")
     rng = np.random.default_rng(3)
     n = 20_000
     recs = dbn_writer.mbp1_records(
@@ -124,7 +132,17 @@ def test_block_boundaries_straddles_and_background_reader(dbn_writer, monkeypatc
     p = dbn_writer.write("b.dbn.zst", recs, mappings={f"ESH4 C{5000 + i}": i for i in range(1, 500)})
     before = threading.active_count()
     f = DBNFile(p)
+    started: list[str] = []
+    real_init = dbn._DirectReader.__init__
+
+    def spy(self, path):  # type: ignore[no-untyped-def]
+        real_init(self, path)
+        started.append(str(path))
+
+    monkeypatch.setattr(dbn._DirectReader, "__init__", spy)
     chunks = list(f.iter_chunks(1000))
+    # O_DIRECT where asked and the filesystem allows it (tmpfs does not: then buffered, same bytes)
+    assert bool(started) == (direct and _o_direct_works(p)), started
     assert all(0 < len(c) <= 1000 and not c.flags.writeable for c in chunks)
     assert any(len(c) == 1 for c in chunks) and len(chunks) > n // 1000 + 5  # straddles happened
     got = np.concatenate(chunks)
@@ -135,6 +153,36 @@ def test_block_boundaries_straddles_and_background_reader(dbn_writer, monkeypatc
     next(it)
     it.close()
     assert threading.active_count() == before
+
+
+def _o_direct_works(p: Path) -> bool:
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_DIRECT)
+    except (OSError, AttributeError):
+        return False
+    os.close(fd)
+    return True
+
+
+def test_o_direct_refused_falls_back_and_errors_name_the_file(dbn_writer, monkeypatch) -> None:
+    import volfast.io.dbn as dbn
+
+    monkeypatch.setattr(dbn, "_DIRECT_MIN_BYTES", 0)
+    monkeypatch.setattr(dbn, "_DIRECT_BYTES", 1 << 12)
+    p = dbn_writer.write("d.dbn.zst", _records(dbn_writer, 5000))
+    want = np.concatenate(list(DBNFile(p).iter_chunks(700)))
+
+    def refuse(self, path):  # type: ignore[no-untyped-def]
+        raise OSError(22, "Invalid argument")  # what tmpfs says to O_DIRECT
+
+    with monkeypatch.context() as m:
+        m.setattr(dbn._DirectReader, "__init__", refuse)
+        got = np.concatenate(list(DBNFile(p).iter_chunks(700)))
+    assert got.tobytes() == want.tobytes()
+    # a truncated file read through O_DIRECT: the same error, naming the file
+    p.write_bytes(p.read_bytes()[:-40])
+    with pytest.raises(DBNReadError, match=r"d\.dbn\.zst.*truncated: the last zstd frame is incomplete"):
+        list(DBNFile(p).iter_chunks(700))
 
 
 @pytest.mark.parametrize("one_thread", [False, True])
