@@ -8,6 +8,8 @@ Chunks are read-only ``np.frombuffer`` views of the decompressed bytes, exactly 
 and the sha256 of the file on disk is computed in the same pass (for manifests), unless a sidecar
 ``<file>.sha256.json`` written when the file was made (``volfast download``, ``volfast synth``) still
 matches the file's size and modification time: input files do not change, so one hash per file suffices.
+Large compressed files are read with O_DIRECT by an I/O thread (:class:`_DirectReader`): a year of data does
+not stay in the page cache, and filling it costs the reading process more CPU than the disk read itself.
 """
 
 from __future__ import annotations
