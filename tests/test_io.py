@@ -179,6 +179,20 @@ def test_o_direct_refused_falls_back_and_errors_name_the_file(dbn_writer, monkey
         m.setattr(dbn._DirectReader, "__init__", refuse)
         got = np.concatenate(list(DBNFile(p).iter_chunks(700)))
     assert got.tobytes() == want.tobytes()
+    if _o_direct_works(p):  # O_DIRECT taken at open but failing in a read: buffered from that byte on
+        calls = {"n": 0}
+        real_readv = os.readv
+
+        def flaky(fd, bufs):  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            if calls["n"] > 3:
+                raise OSError(22, "Invalid argument")
+            return real_readv(fd, bufs)
+
+        with monkeypatch.context() as m:
+            m.setattr(os, "readv", flaky)
+            got = np.concatenate(list(DBNFile(p).iter_chunks(700)))
+        assert got.tobytes() == want.tobytes() and calls["n"] == 4
     # a truncated file read through O_DIRECT: the same error, naming the file
     p.write_bytes(p.read_bytes()[:-40])
     with pytest.raises(DBNReadError, match=r"d\.dbn\.zst.*truncated: the last zstd frame is incomplete"):

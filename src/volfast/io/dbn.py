@@ -474,16 +474,21 @@ class DBNFile:
                 direct = _DirectReader(self.path)
             except OSError:  # no O_DIRECT on this filesystem (tmpfs, some network mounts): buffered reads
                 direct = None
-        if direct is None:
-            while raw := fh.read(read_bytes):
-                yield raw
-            return
-        try:
-            for block in direct:
-                for off in range(0, len(block), read_bytes):  # decompressed pieces stay cache-sized
-                    yield block[off : off + read_bytes]
-        finally:
-            direct.close()
+        done = 0  # bytes handed out
+        if direct is not None:
+            try:
+                for block in direct:
+                    for off in range(0, len(block), read_bytes):  # decompressed pieces stay cache-sized
+                        piece = block[off : off + read_bytes]
+                        yield piece
+                        done += len(piece)
+                return
+            except OSError:  # a filesystem that took O_DIRECT at open but not in reads: buffered from here
+                fh.seek(done)
+            finally:
+                direct.close()
+        while raw := fh.read(read_bytes):
+            yield raw
 
     def _iter_mixed(self, count: int, schema: str | None) -> Iterator[np.ndarray]:
         # Mixed-schema files (live captures) are small; records are decoded one by one (upgraded to the
