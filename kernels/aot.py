@@ -42,8 +42,9 @@ def _iv_variants() -> Iterator[Variant]:
 
     fn = kiv._implied_vol_kernel
     sig: dict[str, str] = {}
-    for a in fn.arg_names:
-        if a in ("BLOCK", "MAX_ITER"):
+    for par in fn.params:
+        a = par.name
+        if par.is_constexpr:
             sig[a] = "constexpr"
         elif a in ("call_ptr", "status_ptr"):
             sig[a] = "*u8"  # is_call as 0/1 bytes, status codes
@@ -74,22 +75,20 @@ def _decoder_variants() -> Iterator[Variant]:
         ("bf16", "tf32", (16, 256, 256), 300, "silu", "softplus", True, 128, 8),
         ("fp16", "tf32", (32, 256), 128, "relu", "relu", False, 64, 4),
     ]
+    data_ptrs = {"x_ptr", "out_ptr", "w0", "b0", "w1", "b1", "w2", "b2", "wl", "bl"}
     for dt, prec, widths, d_out, hid, out, affine, block_b, warps in cases:
         n_hidden = len(widths) - 1
-        dims = list(widths) + [1] * (4 - len(widths))
-        pads = [kmlp._pad(d) for d in dims]
-        block_n = min(kmlp._pad(d_out), kmlp._CHUNK_N)
-        n_chunks = -(-kmlp._pad(d_out) // block_n)
+        _, pads, block_n, n_chunks = kmlp._tiles(widths, d_out)
         sig: dict[str, str] = {}
-        for a in fn.arg_names:
-            if a in ("x_ptr", "out_ptr") or a[0] in ("w", "b") and a[1:].isdigit() or a in ("wl", "bl"):
-                sig[a] = f"*{dt}"
-            elif a in ("scale_ptr", "shift_ptr"):
-                sig[a] = "*fp32"
-            elif a[0] == "P" or a.isupper() and a not in ("B", "B_BUCKET") and not a.startswith("D"):
-                sig[a] = "constexpr"
-            else:
-                sig[a] = "i32"
+        for par in fn.params:
+            if par.is_constexpr:
+                sig[par.name] = "constexpr"
+            elif par.name in data_ptrs:
+                sig[par.name] = f"*{dt}"
+            elif par.name in ("scale_ptr", "shift_ptr"):
+                sig[par.name] = "*fp32"
+            else:  # sizes and strides
+                sig[par.name] = "i32"
         const = {
             "P0": pads[0], "P1": pads[1], "P2": pads[2], "P3": pads[3], "N_HIDDEN": n_hidden,
             "HIDDEN_ACT": kmlp._ACT_CODE[hid], "OUT_ACT": kmlp._ACT_CODE[out], "HAS_AFFINE": affine,

@@ -233,6 +233,15 @@ def _pad(d: int) -> int:
     return max(16, 1 << (int(d) - 1).bit_length())
 
 
+def _tiles(widths: Sequence[int], d_out: int) -> tuple[list[int], list[int], int, int]:
+    """Kernel sizes for a decoder whose input and hidden widths are ``widths`` (1 to 4) and output
+    ``d_out``: the four widths D0..D3 (unused ones 1), their padded tile sizes P0..P3, the output chunk
+    BLOCK_N and the number of chunks."""
+    dims = [int(d) for d in widths] + [1] * (_MAX_LAYERS - len(widths))
+    block_n = min(_pad(d_out), _CHUNK_N)
+    return dims, [_pad(d) for d in dims], block_n, triton.cdiv(_pad(d_out), block_n)
+
+
 _DTYPES = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
 
 
@@ -363,11 +372,7 @@ def fused_mlp_decoder(
         return out
 
     n_hidden = len(pairs) - 1
-    dims = [x.shape[1]] + [w.shape[0] for w, _ in pairs[:-1]]  # D0 and the hidden widths
-    dims += [1] * (4 - len(dims))
-    pads = [_pad(d) for d in dims]
-    block_n = min(_pad(d_out), _CHUNK_N)
-    n_chunks = triton.cdiv(_pad(d_out), block_n)
+    dims, pads, block_n, n_chunks = _tiles([x.shape[1]] + [w.shape[0] for w, _ in pairs[:-1]], d_out)
     ws: list[Any] = []
     strides: list[int] = []
     for i in range(_MAX_LAYERS - 1):

@@ -6,7 +6,7 @@ import os
 from types import ModuleType
 
 try:  # pragma: no cover - exercised implicitly by every test
-    # The pybind11 extension ships no type stubs: mypy sees it as a missing module (``Any``).
+    # The pybind11 extension ships no .pyi type declarations: mypy sees it as a missing module (``Any``).
     import volfast._core as _core_module
 
     _IMPORT_ERROR: BaseException | None = None

@@ -3,7 +3,36 @@ arguments to functions, importing them lazily so that ``volfast --help`` stays f
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
+
+
+def _config_option(tables: str) -> Callable[[Any], Any]:
+    """``--config FILE`` (an existing TOML file) into ``config_path``."""
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(exists=True, dir_okay=False),
+        help=f"TOML with {tables}.",
+    )
+
+
+def _set_option(example: str, metavar: str = "KEY=VALUE") -> Callable[[Any], Any]:
+    """``--set KEY=VALUE`` (repeatable) into ``overrides``."""
+    return click.option("--set", "overrides", multiple=True, metavar=metavar, help=example)
+
+
+#: ``--run`` of the commands that use a trained world model (stress, hedge).
+_world_run_option = click.option(
+    "--run",
+    "run_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="`volfast train` run folder with an encoder (cvae) and lstm.",
+)
+_agent_device_option = click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -547,18 +576,10 @@ def download(
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Run folder; writes OUT/<model>/."
 )
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="TOML with [model], [train] and optional [search] tables.",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
+@_config_option("[model], [train] and optional [search] tables")
+@_set_option(
+    "Override a config value (repeatable), e.g. --set model.latent=4 --set train.epochs=200.",
     metavar="SECTION.KEY=VALUE",
-    help="Override a config value (repeatable), e.g. --set model.latent=4 --set train.epochs=200.",
 )
 @click.option(
     "--encoder",
@@ -606,13 +627,7 @@ def evaluate(run_dir: str, data: str | None, device: str) -> None:
 
 
 @main.command()
-@click.option(
-    "--run",
-    "run_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="`volfast train` run folder with an encoder (cvae) and lstm.",
-)
+@_world_run_option
 @click.option(
     "--data",
     default=None,
@@ -620,20 +635,9 @@ def evaluate(run_dir: str, data: str | None, device: str) -> None:
     help="Grid dataset (default: the encoder's).",
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="TOML with a [stress] table.",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a [stress] value, e.g. --set steps=50.",
-)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@_config_option("a [stress] table")
+@_set_option("Override a [stress] value, e.g. --set steps=50.")
+@_agent_device_option
 def stress(
     run_dir: str, data: str | None, out: str, config_path: str | None, overrides: tuple[str, ...], device: str
 ) -> None:
@@ -655,13 +659,7 @@ def stress(
 
 
 @main.command()
-@click.option(
-    "--run",
-    "run_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="`volfast train` run folder with an encoder (cvae) and lstm.",
-)
+@_world_run_option
 @click.option(
     "--data",
     required=True,
@@ -669,21 +667,12 @@ def stress(
     help="`volfast build` output (quotes, forwards, grids).",
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="TOML with [hedge] and [energy] tables.",
+@_config_option("[hedge], [energy] and [scenarios] tables")
+@_set_option(
+    "Override a [hedge] value, e.g. --set coverage=1, an [energy] one (--set energy.alarm=change) "
+    "or a [scenarios] one: --set scenarios.horizon=20."
 )
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a [hedge] value, e.g. --set coverage=1, an [energy] one (--set energy.alarm=change) "
-    "or a [scenarios] one: --set scenarios.horizon=20.",
-)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@_agent_device_option
 @click.option(
     "--scenarios",
     "n_scenarios",
@@ -730,19 +719,8 @@ def hedge(
     help="`volfast build` output (snapshots, quotes, grids).",
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Results folder.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False),
-    help="TOML with [backtest], [model] and [train] tables.",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config value (repeatable), e.g. --set backtest.threshold=2.5 --set train.epochs=200.",
-)
+@_config_option("[backtest], [model] and [train] tables")
+@_set_option("Override a config value (repeatable), e.g. --set backtest.threshold=2.5 --set train.epochs=200")
 @click.option(
     "--model",
     "model_dir",

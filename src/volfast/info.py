@@ -87,7 +87,7 @@ def collect_info() -> dict[str, Any]:
         "packages": {p: _version(p) for p in PACKAGES},
     }
     if core_available():
-        import volfast._core as _core  # no type stubs: Any to mypy
+        import volfast._core as _core  # no .pyi declarations: Any to mypy
 
         data["core"] = {
             "available": True,

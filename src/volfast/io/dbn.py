@@ -502,7 +502,7 @@ class DBNFile:
             warnings.simplefilter("ignore")
             dtype = self.store.to_ndarray(schema=schema).dtype
         rtype = _rtype_of_schema(schema)
-        # UPGRADE_TO_V3, via the typed ``from_int``: the stubs declare the members as ``int`` attributes.
+        # UPGRADE_TO_V3, via the typed ``from_int``: its .pyi declares the members as ``int`` attributes.
         dec = dd.DBNDecoder(upgrade_policy=dd.VersionUpgradePolicy.from_int(3))
         pending: list[bytes] = []
         done = 0
@@ -585,13 +585,8 @@ class _DirectReader:
     def close(self) -> None:
         """Stop the thread and close the file (idempotent)."""
         self._stop.set()
-        self._free.put(None)
-        while self._t.is_alive():
-            try:
-                self._full.get(timeout=0.01)  # unblock nothing: the thread never waits on a full queue
-            except Exception:
-                pass
-            self._t.join(timeout=0.01)
+        self._free.put(None)  # wakes a thread waiting for a buffer; it never waits on the unbounded queue
+        self._t.join()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -509,26 +509,26 @@ def _arb_penalty(p, ctx):
             pen += 1.0 / npts
         elif g < _G_MARGIN:
             pen += (_G_MARGIN - g) / npts
-    if ctx[4] > 0.0:
-        h = (ctx[6] - ctx[5]) / (npts - 1)
-        for j in range(npts):
-            kk = ctx[5] + j * h
-            wp = svi_w(kk, ctx[8], ctx[9], ctx[10], ctx[11], ctx[12])
-            wp = wp if wp > 1e-12 else 1e-12
-            gap = (svi_w(kk, a, b, rho, m, sig) - wp) / wp
-            if gap < _CAL_MARGIN:
-                pen += (_CAL_MARGIN - gap) / npts
-    if ctx[13] > 0.0:
-        # an upper bound: the next slice ``ctx[14:19]`` on [ctx[19], ctx[20]]
-        h = (ctx[20] - ctx[19]) / (npts - 1)
-        for j in range(npts):
-            kk = ctx[19] + j * h
-            wn = svi_w(kk, ctx[14], ctx[15], ctx[16], ctx[17], ctx[18])
-            w0 = svi_w(kk, a, b, rho, m, sig)
-            w0 = w0 if w0 > 1e-12 else 1e-12
-            gap = (wn - w0) / w0
-            if gap < _CAL_MARGIN:
-                pen += (_CAL_MARGIN - gap) / npts
+    if ctx[4] > 0.0:  # at or above the previous slice ``ctx[8:13]`` on [ctx[5], ctx[6]]
+        pen += _calendar_shortfall(p, 0, ctx, 8, ctx[5], ctx[6], npts)
+    if ctx[13] > 0.0:  # at or below the next slice ``ctx[14:19]`` on [ctx[19], ctx[20]]
+        pen += _calendar_shortfall(ctx, 14, p, 0, ctx[19], ctx[20], npts)
+    return pen
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def _calendar_shortfall(hi, ih, lo, il, klo, khi, npts):
+    """Mean shortfall below ``_CAL_MARGIN`` of the relative gap ``w_hi / w_lo - 1`` at ``npts`` points of
+    ``[klo, khi]``; ``w_hi`` the raw SVI ``hi[ih:ih + 5]``, ``w_lo`` ``lo[il:il + 5]`` (floored at 1e-12)."""
+    pen = 0.0
+    h = (khi - klo) / (npts - 1)
+    for j in range(npts):
+        kk = klo + j * h
+        w0 = svi_w(kk, lo[il], lo[il + 1], lo[il + 2], lo[il + 3], lo[il + 4])
+        w0 = w0 if w0 > 1e-12 else 1e-12
+        gap = (svi_w(kk, hi[ih], hi[ih + 1], hi[ih + 2], hi[ih + 3], hi[ih + 4]) - w0) / w0
+        if gap < _CAL_MARGIN:
+            pen += (_CAL_MARGIN - gap) / npts
     return pen
 
 

@@ -27,7 +27,7 @@ PUBLISHER_GLBX = 1  # GLBX.MDP3.GLBX
 UNDEF_PRICE = int(dbn.UNDEF_PRICE)  # i64 max: an empty side / no price
 PRICE_SCALE = 1_000_000_000  # fixed-point 1e-9
 
-# databento_dbn's stubs declare enum members as ``PARENT: str``, which type checkers read as plain ``str``
+# databento_dbn's .pyi declares enum members as ``PARENT: str``, which type checkers read as plain ``str``
 # attributes rather than members; ``from_str`` is typed and returns the very same member objects.
 STYPE_PARENT = dbn.SType.from_str("parent")
 STYPE_INSTRUMENT_ID = dbn.SType.from_str("instrument_id")
