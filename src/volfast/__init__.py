@@ -13,6 +13,7 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from volfast.errors import UsageError, VolfastError
 from volfast.iv import (
     IVResult,
     IVStatus,
@@ -61,6 +62,8 @@ __all__ = [
     "IVStatus",
     "SVIFit",
     "SVIStatus",
+    "UsageError",
+    "VolfastError",
     "__version__",
     "black76_delta",
     "black76_gamma",

@@ -19,6 +19,8 @@ messages are scrubbed of it before they are reported.
 
 from __future__ import annotations
 
+from volfast.errors import VolfastError
+
 import contextlib
 import datetime as _dt
 import os
@@ -42,7 +44,7 @@ __all__ = [
 KEY_ENV = "DATABENTO_API_KEY"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(VolfastError, RuntimeError):
     """A download that cannot start (no key, bad request)."""
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from volfast.errors import VolfastError
+
 import dataclasses
 import datetime as _dt
 import json
@@ -19,7 +21,7 @@ __all__ = ["AgentError", "load_section", "write_json"]
 T = TypeVar("T")
 
 
-class AgentError(ValueError):
+class AgentError(VolfastError, ValueError):
     """A stress or hedge input that cannot be used as asked (names what is missing and how to make it)."""
 
 

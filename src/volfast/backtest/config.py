@@ -4,6 +4,8 @@ table (``[model]`` and ``[train]`` tables configure the CVAE as in ``volfast tra
 
 from __future__ import annotations
 
+from volfast.errors import VolfastError
+
 import dataclasses
 import os
 from collections.abc import Sequence
@@ -12,7 +14,7 @@ from typing import Any
 __all__ = ["BacktestConfig", "BacktestError", "load_backtest_config"]
 
 
-class BacktestError(ValueError):
+class BacktestError(VolfastError, ValueError):
     """A backtest that cannot run as asked (names the file, day or instrument and how to fix it)."""
 
 

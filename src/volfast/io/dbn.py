@@ -14,6 +14,8 @@ not stay in the page cache, and filling it costs the reading process more CPU th
 
 from __future__ import annotations
 
+from volfast.errors import VolfastError
+
 import datetime as _dt
 import hashlib
 import io
@@ -76,7 +78,7 @@ _DIRECT_BUFFERS = 4
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-class DBNReadError(ValueError):
+class DBNReadError(VolfastError, ValueError):
     """A DBN file cannot be read: missing, corrupt, truncated, or not what the caller needs.
 
     Attributes

@@ -4,6 +4,8 @@ can be mapped to CPU or CUDA."""
 
 from __future__ import annotations
 
+from volfast.errors import VolfastError
+
 import dataclasses
 import json
 import os
@@ -33,7 +35,7 @@ MODEL_FILE = "model.pt"
 META_FILE = "model.json"
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(VolfastError, ValueError):
     """A config that does not fit a model kind or a saved model (names the file or key)."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from volfast.errors import VolfastError
+
 import datetime as _dt
 import json
 import os
@@ -22,7 +24,7 @@ CONFIG_NAME = "build-config.json"
 SUMMARY_NAME = "build-summary.json"
 
 
-class BuildError(ValueError):
+class BuildError(VolfastError, ValueError):
     """A build that cannot start (no data, no day in the range, bad dates)."""
 
 

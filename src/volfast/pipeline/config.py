@@ -28,6 +28,8 @@ of workers never redoes a day.
 
 from __future__ import annotations
 
+from volfast.errors import VolfastError
+
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -48,7 +50,7 @@ STAGE_NAMES: tuple[str, ...] = ("snapshot", "surfaces")
 EXECUTOR_KINDS: tuple[str, ...] = ("local", "dask", "serial")
 
 
-class ConfigError(ValueError):
+class ConfigError(VolfastError, ValueError):
     """A configuration that cannot be used (names the file, the key and what is wrong)."""
 
 

@@ -20,6 +20,8 @@ Layout under OUT::
 
 from __future__ import annotations
 
+from volfast.errors import VolfastError
+
 import dataclasses
 import datetime as _dt
 import os
@@ -52,11 +54,11 @@ PART_NAME = "part-0.parquet"
 MANIFEST = "_manifest.json"
 
 
-class StageUnavailable(RuntimeError):
+class StageUnavailable(VolfastError, RuntimeError):
     """A configured stage is not part of this volfast build (raised before any day runs)."""
 
 
-class OutputWriteError(OSError):
+class OutputWriteError(VolfastError, OSError):
     """Writing a day's output failed (full disk, permissions...); names the file that was being written."""
 
     def __init__(self, path: str | os.PathLike[str], cause: BaseException) -> None:

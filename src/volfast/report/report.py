@@ -5,6 +5,8 @@ that produces it; a folder with none of them is an error."""
 
 from __future__ import annotations
 
+from volfast.errors import VolfastError
+
 import base64
 import dataclasses
 import datetime as _dt
@@ -24,7 +26,7 @@ from volfast.report.layout import RunLayout, Stage
 __all__ = ["ReportError", "ReportResult", "build_report", "markdown_to_html"]
 
 
-class ReportError(ValueError):
+class ReportError(VolfastError, ValueError):
     """A run folder the report cannot be drawn from (names the folder and what to run)."""
 
 

@@ -18,6 +18,8 @@ Rule (the C++ reducer in ``volfast._core.snapshot`` implements it; ``_reference.
 
 from __future__ import annotations
 
+from volfast.errors import VolfastError
+
 import datetime as _dt
 import os
 import re
@@ -57,7 +59,7 @@ _NS = 1_000_000_000
 _SYMBOL_SOURCES = ("occ_symbol", "cme_symbol")
 
 
-class SnapshotError(ValueError):
+class SnapshotError(VolfastError, ValueError):
     """A snapshot cannot be made (no quote file for the day, inconsistent inputs)."""
 
 

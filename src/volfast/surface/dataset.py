@@ -10,6 +10,8 @@ checked against a surface with no fitting error at all.
 
 from __future__ import annotations
 
+from volfast.errors import VolfastError
+
 import dataclasses
 import datetime as _dt
 import json
@@ -45,7 +47,7 @@ GRIDS_DIR = "grids"
 _META_KEY = b"volfast.grid_config"
 
 
-class DatasetError(ValueError):
+class DatasetError(VolfastError, ValueError):
     """A grid dataset that cannot be read as asked (names the path and what is wrong)."""
 
 

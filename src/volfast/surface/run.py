@@ -16,6 +16,8 @@ and a finished day is skipped on the next run.
 
 from __future__ import annotations
 
+from volfast.errors import VolfastError
+
 import contextlib
 import datetime as _dt
 import json
@@ -54,7 +56,7 @@ TABLES = ("quotes", "forwards", "svi", "grids", "days")
 STAGE = "surfaces"
 
 
-class SurfacesError(ValueError):
+class SurfacesError(VolfastError, ValueError):
     """A day's input cannot be used (names the file and what is wrong)."""
 
 
