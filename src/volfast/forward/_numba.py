@@ -3,9 +3,9 @@
 Every kernel loops over ragged slices (CSR ``offsets``) with ``numba.prange``; rows inside a slice must be
 sorted by (strike, is_call). Per slice:
 
-1. **Quotes.** A row is usable when bid and ask are finite, ``0 <= bid <= ask`` and ``ask > 0``; crossed
-   (``bid > ask``), one-sided (one side NaN), empty, non-positive (``ask <= 0`` or ``bid < 0``) and
-   bad-strike rows are counted (``counters``) and left out.
+1. **Quotes.** A row is usable when bid and ask are finite and ``0 < bid <= ask``; crossed
+   (``bid > ask``), one-sided (one side NaN), zero-bid (no bid), empty, non-positive (``ask <= 0`` or
+   ``bid < 0``) and bad-strike rows are counted (``counters``) and left out.
 2. **Pairs.** A strike with a usable call and a usable put gives a synthetic forward
    ``y = mid(C) - mid(P)`` with bid/ask ``sb = bid(C) - ask(P)``, ``sa = ask(C) - bid(P)``; put-call parity
    says ``y = D (F - K)``. A duplicate (strike, side) row keeps the tighter quote.
@@ -56,7 +56,8 @@ C_PAIRS_ALL = 9  # call/put pairs before the near-the-money window
 C_ITER = 10
 C_NONPOS_D = 11  # 1 when the fit gave D <= 0
 C_OUTSIDE = 12  # window pairs whose bid/ask excludes the fitted synthetic
-N_COUNTERS = 13
+C_ZERO_BID = 13  # rows with a zero bid (no bid: not a two-sided quote, left out)
+N_COUNTERS = 14
 
 _NAN = math.nan
 
@@ -106,6 +107,9 @@ def build_pairs(strike, is_call, bid, ask, lo, hi, counters, pk, py, psb, psa, p
             continue
         if b > a:
             counters[C_CROSSED] += 1
+            continue
+        if b == 0.0 and a > 0.0:
+            counters[C_ZERO_BID] += 1
             continue
         if a <= 0.0 or b < 0.0:
             counters[C_NONPOSITIVE] += 1

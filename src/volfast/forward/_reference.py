@@ -20,7 +20,7 @@ def reference_pairs(strike: Any, is_call: Any, bid: Any, ask: Any) -> dict[str, 
     b = np.asarray(bid, float)
     a = np.asarray(ask, float)
     with np.errstate(invalid="ignore"):
-        ok = np.isfinite(k) & (k > 0) & np.isfinite(b) & np.isfinite(a) & (b <= a) & (a > 0) & (b >= 0)
+        ok = np.isfinite(k) & (k > 0) & np.isfinite(b) & np.isfinite(a) & (b <= a) & (a > 0) & (b > 0)
     best: dict[tuple[float, bool], tuple[float, float]] = {}
     for i in np.flatnonzero(ok):
         key = (float(k[i]), bool(c[i]))

@@ -13,6 +13,14 @@ Method (``method="huber"``, the default), per expiry slice:
   (precision-weighted, Huber-robust, flat or linear in T) and an expiry whose own rate is uninformative
   (standard error above ``pool_rate_se``) or whose free fit failed is refitted with the pooled D
   (:attr:`ForwardStatus.POOLED_DISCOUNT`).
+* Honest discounts: an expiry's own D is never reported as a success when it is not identified (rate
+  standard error above ``pool_rate_se``) and no *other* expiry is there to pool with
+  (:attr:`ForwardStatus.DISCOUNT_UNIDENTIFIED`), when its box-spread bounds are empty (``discount_lo >
+  discount_hi``: the quotes admit no single D, e.g. American puts' early-exercise premium;
+  :attr:`ForwardStatus.EMPTY_BOX_BOUNDS`) or when its rate lies outside ``rate_band``
+  (:attr:`ForwardStatus.RATE_OUT_OF_BAND`). Such expiries take the pooled D of the other expiries where
+  there is one (``POOLED_DISCOUNT``, the reason says why); give ``discount_factor`` (a known rate) to avoid
+  the question altogether.
 
 ``method="bayes"`` samples a posterior for (F, D) per expiry (see :mod:`volfast.forward.bayes`);
 ``method="naive"`` is the CBOE rule (the strike with the smallest ``|C - P|``), for comparison.
@@ -52,6 +60,9 @@ class ForwardStatus(enum.IntEnum):
     NO_CONVERGENCE = 5  # the regression did not converge, or gave D <= 0, and no pooled D was available
     INFEASIBLE = 6  # the parity line lies outside the bid/ask of most synthetics
     INVALID_INPUT = 7  # non-positive expiry or given D, or too few pairs once non-positive mids are left out
+    DISCOUNT_UNIDENTIFIED = 8  # the expiry's own quotes do not pin D and there is no other expiry to pool with
+    RATE_OUT_OF_BAND = 9  # the expiry's own rate -ln(D)/T lies outside ``rate_band`` and nothing to fall back on
+    EMPTY_BOX_BOUNDS = 10  # no D prices every box spread inside its bid/ask (lo > hi), nothing to fall back on
 
 
 _SUCCESS = (int(ForwardStatus.OK), int(ForwardStatus.POOLED_DISCOUNT))
@@ -330,6 +341,7 @@ def implied_forward(
     huber_c: float = 0.25,
     pool_rate_se: float = 0.001,
     pool_curve: str = "auto",
+    rate_band: tuple[float, float] | None = (-0.05, 0.20),
     max_outside: float = 0.5,
     max_iter: int = 100,
     n_iter: int = 3000,
@@ -369,6 +381,10 @@ def implied_forward(
     pool_curve : {"auto", "flat", "linear"}
         Zero rate constant or linear in T; ``auto`` is linear when at least three informative slices span
         0.25 years or more.
+    rate_band : (low, high) or None
+        Plausible continuously compounded zero rates (fractions, ACT/365); an expiry whose own fitted rate
+        lies outside gets the pooled D of the other expiries or status ``RATE_OUT_OF_BAND``, and never
+        enters the pool. None: no band.
     max_outside : float
         ``INFEASIBLE`` when more than this fraction of the used synthetics have the fit outside their bid/ask.
     max_iter : int
@@ -394,6 +410,8 @@ def implied_forward(
         raise ValueError(f"min_pairs must be >= 1, got {min_pairs}")
     if not (window > 0 and huber_c > 0 and pool_rate_se > 0):
         raise ValueError("window, huber_c and pool_rate_se must be > 0")
+    if rate_band is not None and not (len(rate_band) == 2 and float(rate_band[0]) < float(rate_band[1])):
+        raise ValueError(f"rate_band must be (low, high) with low < high, got {rate_band!r}")
     if not (0 < credible < 1):
         raise ValueError(f"credible must be in (0, 1), got {credible}")
     if method == "bayes" and not (0 <= burn < n_iter):
@@ -464,14 +482,28 @@ def implied_forward(
     d_pool = np.full(ns, math.nan)
     d_pool_se = np.full(ns, math.nan)
 
+    # Honest discounts: what the free fits say about each expiry's own D
+    free_ok = (status == 0) & ~fixed & ~bad_t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_i = -np.log(out[:, 1]) / t
+        se_r = out[:, 8] / (out[:, 1] * t)
+        empty_box = free_ok & (out[:, 4] > out[:, 5])
+    own_r, own_se, own_lo, own_hi = r_i.copy(), se_r.copy(), out[:, 4].copy(), out[:, 5].copy()
+    lo_band, hi_band = (-math.inf, math.inf) if rate_band is None else map(float, rate_band)
+    out_band = free_ok & np.isfinite(r_i) & ~((r_i >= lo_band) & (r_i <= hi_band))
+    if method == "naive":  # the CBOE rule is kept as it is, for comparison
+        empty_box[:] = False
+        out_band[:] = False
+    # An out-of-band rate is never trusted. Empty box bounds alone are not decisive (one stray quote empties
+    # the intersection while the robust fit stays good): they are noted, and they name the failure of an
+    # expiry whose D is also unidentified.
+    flagged = out_band
+    informative = free_ok & ~flagged & (se_r <= pool_rate_se)
+    pool_ok = np.zeros(ns, dtype=bool)  # a pooled D from other expiries exists for the slice
     if pool_discount and method != "naive":
-        free_ok = (status == 0) & ~fixed & ~bad_t
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r_i = -np.log(out[:, 1]) / t
-            se_r = out[:, 8] / (out[:, 1] * t)
-        use = free_ok & np.isfinite(r_i) & np.isfinite(se_r) & (se_r > 0)
+        use = free_ok & ~flagged & np.isfinite(r_i) & np.isfinite(se_r) & (se_r > 0)
+        n_use = int(use.sum())
         if use.any():
-            informative = use & (se_r <= pool_rate_se)
             kind = pool_curve
             if kind == "auto":
                 ti = t[informative]
@@ -487,10 +519,18 @@ def implied_forward(
                 "n_expiries": int(use.sum()),
                 "n_informative": int(informative.sum()),
             }
+            # the pool must hold an expiry other than the slice itself, and its rate must be plausible
+            others = n_use - use.astype(np.int64)
+            pool_ok = (others >= 1) & np.isfinite(d_pool) & (r_p >= lo_band) & (r_p <= hi_band)
             need = (
                 ~fixed
                 & ~bad_t
-                & (((status == 0) & ~(se_r <= pool_rate_se)) | (status == _nb.ST_NO_CONVERGENCE))
+                & pool_ok
+                & (
+                    ((status == 0) & ~(se_r <= pool_rate_se))
+                    | (status == _nb.ST_NO_CONVERGENCE)
+                    | flagged
+                )
             )
             if need.any():
                 d2 = np.where(need, d_pool, math.nan)
@@ -556,8 +596,25 @@ def implied_forward(
         frac_out = cnt[:, _nb.C_OUTSIDE] / np.maximum(n_pairs, 1)
     infeasible = (status == 0) & (method != "bayes") & (frac_out > max_outside)
     status = status.copy()
+    # own D not trusted and no pooled D from other expiries: flagged, never a success
+    unidentified = (
+        (status == 0)
+        & ~pooled
+        & ~fixed
+        & ~bad_t
+        & pool_discount
+        & (method != "naive")
+        & ~flagged
+        & ~(se_r <= pool_rate_se)
+    )
+    status[(status == 0) & ~pooled & out_band] = ForwardStatus.RATE_OUT_OF_BAND
+    status[unidentified] = np.where(
+        empty_box[unidentified], ForwardStatus.EMPTY_BOX_BOUNDS, ForwardStatus.DISCOUNT_UNIDENTIFIED
+    )
+    infeasible &= status == 0
     status[infeasible] = ForwardStatus.INFEASIBLE
     status[(status == 0) & pooled] = ForwardStatus.POOLED_DISCOUNT
+
     reasons = np.empty(ns, dtype=object)
     for s in range(ns):
         st, why = _explain(
@@ -575,6 +632,19 @@ def implied_forward(
         )
         status[s] = st
         reasons[s] = why
+        if flagged[s] or unidentified[s] or (empty_box[s] and int(st) in _SUCCESS):
+            reasons[s] = _discount_flag(
+                int(st),
+                why,
+                bool(empty_box[s]),
+                bool(out_band[s]),
+                own_r[s],
+                own_se[s],
+                own_lo[s],
+                own_hi[s],
+                (lo_band, hi_band),
+                pool_rate_se,
+            )
     fail = ~np.isin(status, _SUCCESS)
     for col in (0, 1, 2, 3, 7):
         out[fail, col] = math.nan
@@ -597,6 +667,41 @@ def implied_forward(
     )
 
 
+def _discount_flag(
+    st: int,
+    why: str,
+    empty_box: bool,
+    out_band: bool,
+    r: float,
+    se: float,
+    lo: float,
+    hi: float,
+    band: tuple[float, float],
+    pool_rate_se: float,
+) -> str:
+    """The reason of a slice whose own discount factor was not trusted (flagged, or unidentified)."""
+    flags = []
+    if empty_box:
+        flags.append(
+            f"empty box-spread bounds (discount_lo {lo:.6f} > discount_hi {hi:.6f}: no single discount "
+            "factor prices every box spread inside its bid/ask)"
+        )
+    if out_band:
+        flags.append(f"own rate {r:.2%} outside the band [{band[0]:.2%}, {band[1]:.2%}]")
+    if not flags or st not in _SUCCESS and not out_band:
+        flags.append(
+            f"own rate {r:.2%} +- {se:.2%} is not identified by the expiry's quotes "
+            f"(standard error above {pool_rate_se:.2%})"
+        )
+    head = "; ".join(flags)
+    if st == ForwardStatus.OK:  # empty bounds only: the robust fit is kept, the note stays
+        return f"{head}; the Huber fit's own discount factor is kept" + (f"; {why}" if why else "")
+    if st == ForwardStatus.POOLED_DISCOUNT:
+        return f"{head}; discount factor from the pooled curve of the other expiries"
+    tail = f" ({why})" if why else ""
+    return f"{head}; no other expiry to pool with: give a rate (rate= / --rate){tail}"
+
+
 def _explain(
     st: int,
     cnt: np.ndarray,
@@ -617,6 +722,7 @@ def _explain(
         (_nb.C_ONE_SIDED, "one-sided"),
         (_nb.C_NO_QUOTE, "without a quote"),
         (_nb.C_NONPOSITIVE, "with a non-positive price (ask <= 0 or bid < 0)"),
+        (_nb.C_ZERO_BID, "with a zero bid (no bid)"),
         (_nb.C_BAD_STRIKE, "with a non-finite or non-positive strike"),
         (_nb.C_DUPLICATE, "duplicate (strike, side) rows (the tighter kept)"),
     ):
@@ -631,13 +737,18 @@ def _explain(
     summary = f"{int(cnt[_nb.C_ROWS])} rows, {calls} usable calls, {puts} usable puts, {pairs} call/put pairs"
     if st == _nb.ST_TOO_FEW:
         need = f"need {min_pairs} strikes with a usable call and put"
+        nz = int(cnt[_nb.C_ZERO_BID] + cnt[_nb.C_NO_QUOTE])
+        if int(cnt[_nb.C_ROWS]) > 0 and nz == int(cnt[_nb.C_ROWS]):
+            return int(ForwardStatus.ONE_SIDED), (
+                f"no bids: all {nz} quotes of the expiry have a zero or missing bid; not fitted"
+            )
         if rows_call == 0 or rows_put == 0:
             side = "puts" if rows_call == 0 else "calls"
             if rows_call == 0 and rows_put == 0:
                 return int(ForwardStatus.TOO_FEW_PAIRS), f"no options in the slice; {need}"
             return int(ForwardStatus.ONE_SIDED), f"one-sided chain: only {side} ({summary}); {need}"
         causes = {
-            ForwardStatus.ONE_SIDED: int(cnt[_nb.C_ONE_SIDED] + cnt[_nb.C_NO_QUOTE]),
+            ForwardStatus.ONE_SIDED: int(cnt[_nb.C_ONE_SIDED] + cnt[_nb.C_NO_QUOTE] + cnt[_nb.C_ZERO_BID]),
             ForwardStatus.CROSSED: int(cnt[_nb.C_CROSSED]),
             ForwardStatus.INVALID_INPUT: int(cnt[_nb.C_NONPOSITIVE] + cnt[_nb.C_BAD_STRIKE]),
         }

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from volfast.errors import UsageError
 from volfast.surface.dataset import DayGrids, day_grids
 from volfast.surface.grids import GridConfig
 from volfast.surface.interpolate import EXTRAPOLATIONS, FittedSurface, svi_total_variance
@@ -28,6 +29,11 @@ __all__ = ["STAGES", "SurfaceConfig", "SurfaceDay", "surface_day"]
 #: Timed stages of :func:`surface_day`, in order (keys of :attr:`SurfaceDay.timings`).
 STAGES = ("chains", "forwards", "vols", "svi", "validity", "grids", "tables")
 GRID_EXPIRIES = ("fitted", "valid")
+#: ``SurfaceConfig.arbitrage``: enforce (arbitrage-free fits), check (independent fits, violations flagged),
+#: off (independent fits, nothing flagged).
+ARBITRAGE_MODES = ("enforce", "check", "off")
+#: ``SurfaceConfig.exercise``: auto is american for OPRA datasets (US equity/ETF options), european otherwise.
+EXERCISE_STYLES = ("auto", "european", "american")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +43,20 @@ class SurfaceConfig:
     side: str = "otm"  # quotes in the smile: otm | call | put | both
     drop_stale: bool = True  # quotes the snapshot flags stale are left out (status STALE)
     forward_method: str = "huber"  # volfast.implied_forward method: huber | bayes | naive
-    arbitrage_free: bool = True  # volfast.fit_svi: remove butterfly / calendar arbitrage
+    # enforce: volfast.fit_svi(arbitrage_free=True); check: arbitrage_free=False, butterfly/calendar flags
+    # reported and counted; off: arbitrage_free=False, the flags left empty
+    arbitrage: str = "enforce"
+    # continuously compounded ACT/365 rate; given, every expiry's D = exp(-r T) exactly (forward by parity)
+    rate: float | None = None
+    # ((tenor_years, rate), ...): a zero curve, linear in T between tenors, flat beyond (instead of rate)
+    rate_curve: tuple[tuple[float, float], ...] | None = None
+    rate_band: tuple[float, float] = (-0.05, 0.20)  # an expiry's own implied rate outside is not trusted
+    # american: forward/discount by parity on near-the-money pairs only (american_window ATM standard
+    # deviations) and vols from out-of-the-money quotes only; auto: american for OPRA datasets
+    exercise: str = "auto"
+    american_window: float = 1.0
+    # deprecated alias of ``arbitrage`` (True: enforce, False: check); not stored, so not hashed twice
+    arbitrage_free: dataclasses.InitVar[bool | None] = None
     robust: bool = False  # volfast.fit_svi: Huber IRLS against stray quotes
     max_rmse: float | None = None  # vol points; slices fitting worse get SVI status NO_FIT
     extrapolation: str = "flat_forward"  # beyond the last expiry: flat_forward | constant_vol
@@ -45,7 +64,28 @@ class SurfaceConfig:
     validity: ValidityConfig = dataclasses.field(default_factory=ValidityConfig)
     grids: GridConfig = dataclasses.field(default_factory=GridConfig)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, arbitrage_free: bool | None) -> None:
+        if arbitrage_free is not None:  # the old boolean: folded into ``arbitrage`` (one setting)
+            object.__setattr__(self, "arbitrage", "enforce" if arbitrage_free else "check")
+        if self.arbitrage not in ARBITRAGE_MODES:
+            raise UsageError(f"surfaces.arbitrage must be one of {', '.join(ARBITRAGE_MODES)}, got {self.arbitrage!r}")
+        if self.exercise not in EXERCISE_STYLES:
+            raise UsageError(f"surfaces.exercise must be one of {', '.join(EXERCISE_STYLES)}, got {self.exercise!r}")
+        if not (self.american_window > 0):
+            raise UsageError(f"surfaces.american_window must be > 0 ATM standard deviations, got {self.american_window}")
+        band = tuple(float(x) for x in self.rate_band)
+        if len(band) != 2 or not band[0] < band[1]:
+            raise UsageError(f"surfaces.rate_band must be (low, high) with low < high, got {self.rate_band!r}")
+        object.__setattr__(self, "rate_band", band)
+        if self.rate is not None:
+            if self.rate_curve is not None:
+                raise UsageError("surfaces: give rate or rate_curve, not both")
+            r = float(self.rate)
+            if not np.isfinite(r) or abs(r) >= 1.0:
+                raise UsageError(f"surfaces.rate must be a finite fraction (0.04 = 4%), got {self.rate!r}")
+            object.__setattr__(self, "rate", r)
+        if self.rate_curve is not None:
+            object.__setattr__(self, "rate_curve", _check_curve(self.rate_curve))
         if self.side not in SIDES:
             raise ValueError(f"side must be one of {SIDES}, got {self.side!r}")
         if self.forward_method not in ("huber", "bayes", "naive"):
@@ -57,8 +97,20 @@ class SurfaceConfig:
         if self.max_rmse is not None and not self.max_rmse > 0:
             raise ValueError(f"max_rmse must be > 0 vol points, got {self.max_rmse}")
 
+    def rates(self, expiry_years: np.ndarray) -> np.ndarray | None:
+        """The given zero rate at each year fraction (``rate`` or ``rate_curve``), None when none is given."""
+        t = np.asarray(expiry_years, dtype=float)
+        if self.rate is not None:
+            return np.full(t.shape, self.rate)
+        if self.rate_curve is not None:
+            c = np.asarray(self.rate_curve, dtype=float)
+            return np.interp(t, c[:, 0], c[:, 1])
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["rate_band"] = list(self.rate_band)
+        d["rate_curve"] = None if self.rate_curve is None else [list(p) for p in self.rate_curve]
         d["validity"] = self.validity.to_dict()
         d["grids"] = self.grids.to_dict()
         return d
@@ -68,7 +120,7 @@ class SurfaceConfig:
         """From a mapping (e.g. the ``[surfaces]`` table of a build TOML); nested ``validity`` and ``grids``
         tables; unknown keys raise."""
         d = dict(d or {})
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls)} | {"arbitrage_free"}
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"SurfaceConfig: unknown keys {sorted(unknown)}")
@@ -80,7 +132,58 @@ class SurfaceConfig:
             d["validity"] = ValidityConfig(**v)
         if "grids" in d and not isinstance(d["grids"], GridConfig):
             d["grids"] = GridConfig.from_dict(dict(d["grids"]))
+        for key in ("rate_band",):
+            if isinstance(d.get(key), list):
+                d[key] = tuple(d[key])
         return cls(**d)
+
+
+def _check_curve(curve: Any) -> tuple[tuple[float, float], ...]:
+    """``((tenor_years, rate), ...)`` sorted by tenor, from any sequence of pairs; raises UsageError."""
+    try:
+        pts = [(float(a), float(b)) for a, b in curve]
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"surfaces.rate_curve must be a list of (tenor_years, rate) pairs, got {curve!r}"
+        ) from None
+    if not pts:
+        raise UsageError("surfaces.rate_curve is empty")
+    for t, r in pts:
+        if not (np.isfinite(t) and t >= 0 and np.isfinite(r) and abs(r) < 1.0):
+            raise UsageError(f"surfaces.rate_curve: bad point (tenor_years {t}, rate {r}): need tenor >= 0 and |rate| < 1")
+    pts.sort()
+    if len({t for t, _ in pts}) != len(pts):
+        raise UsageError("surfaces.rate_curve: a tenor appears twice")
+    return tuple(pts)
+
+
+def read_rate_curve(path: str | Any) -> tuple[tuple[float, float], ...]:
+    """A zero curve from a CSV file with columns ``tenor_years`` and ``rate`` (continuously compounded,
+    ACT/365 fractions); raises :class:`~volfast.errors.UsageError` naming the file and row."""
+    import csv
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        with open(p, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise UsageError(f"{p}: cannot read the rate curve ({exc.strerror or exc})") from None
+    if not rows or not {"tenor_years", "rate"} <= {c.strip() for c in rows[0]}:
+        raise UsageError(f"{p}: a rate curve needs the columns tenor_years and rate")
+    pts = []
+    for i, row in enumerate(rows, start=1):
+        row = {k.strip(): v for k, v in row.items() if k is not None}
+        try:
+            pts.append((float(row["tenor_years"]), float(row["rate"])))
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"{p}: row {i}: tenor_years {row.get('tenor_years')!r} / rate {row.get('rate')!r} is not a number"
+            ) from None
+    try:
+        return _check_curve(pts)
+    except UsageError as exc:
+        raise UsageError(f"{p}: {exc}") from None
 
 
 @dataclasses.dataclass
@@ -123,6 +226,7 @@ def surface_day(
     date: _dt.date | None = None,
     config: SurfaceConfig | None = None,
     threads: int | None = None,
+    dataset: str | None = None,
 ) -> SurfaceDay:
     """Build one day's surface from a snapshot table.
 
@@ -138,6 +242,9 @@ def surface_day(
     config : SurfaceConfig, optional
     threads : int, optional
         Threads for the C++ implied-vol solver and the Numba SVI fits.
+    dataset : str, optional
+        The Databento dataset the quotes came from (``"OPRA.PILLAR"``, ``"GLBX.MDP3"``): with
+        ``config.exercise == "auto"`` an OPRA dataset means American-style options.
 
     Returns
     -------
@@ -148,6 +255,10 @@ def surface_day(
     from volfast.svi import SVIStatus, fit_svi
 
     cfg = config or SurfaceConfig()
+    american = cfg.exercise == "american" or (
+        cfg.exercise == "auto" and dataset is not None and str(dataset).upper().startswith("OPRA")
+    )
+    side = "otm" if american else cfg.side
     if date is None:
         date = _dt.datetime.fromtimestamp(cut_ns / 1e9, tz=_dt.timezone.utc).date()
     timings: dict[str, float] = {}
@@ -164,12 +275,15 @@ def surface_day(
     labels = [f"{ch.underlying[i]} {str(ch.expiration[i])[:10]}" for i in range(ns)]
     t1 = time.perf_counter()
     timings["chains"] = t1 - t0
+    if american and cfg.side != "otm":
+        warns.append(f"american exercise: vols from out-of-the-money quotes only (side {cfg.side!r} ignored)")
 
     # -- forwards (stale quotes left out when drop_stale: their prices are from another market)
     bid, ask = ch.bid, ch.ask
     if cfg.drop_stale:
         bid = np.where(stale, np.nan, bid)
         ask = np.where(stale, np.nan, ask)
+    given_r = cfg.rates(ch.expiry_years)
     if ns:
         fw = implied_forward(
             ch.strike,
@@ -179,6 +293,9 @@ def surface_day(
             expiry_years=ch.expiry_years,
             offsets=off,
             method=cfg.forward_method,
+            discount_factor=None if given_r is None else np.exp(-given_r * ch.expiry_years),
+            rate_band=cfg.rate_band,
+            window=cfg.american_window if american else 4.0,
         )
         F_s, D_s, fw_ok = fw.forward, fw.discount_factor, fw.ok
     else:
@@ -201,7 +318,7 @@ def surface_day(
         expiry_years=T_r,
         discount_factor=D_r,
         stale=stale,
-        side=cfg.side,
+        side=side,
         drop_stale=cfg.drop_stale,
         threads=threads,
     )
@@ -223,7 +340,7 @@ def surface_day(
             w_mid,
             u_off,
             expiry_years=ch.expiry_years,
-            arbitrage_free=cfg.arbitrage_free,
+            arbitrage_free=cfg.arbitrage == "enforce",
             robust=cfg.robust,
             bid_total_variance=w_bid,
             ask_total_variance=w_ask,
@@ -290,6 +407,7 @@ def surface_day(
         exp_why,
         chosen,
         labels,
+        checked=cfg.arbitrage != "off",
     )
     fw_codes = fw.status if fw is not None else np.zeros(0, np.uint8)
     sv_codes = sv.status if sv is not None else np.zeros(0, np.uint8)
@@ -307,6 +425,18 @@ def surface_day(
         "svi_status": _status_counts(sv_codes, SVIStatus),
         "quotes_off_side": int(((qv.status == QuoteStatus.OK) & ~qv.on_side).sum()),
     }
+    counts["exercise"] = "american" if american else "european"
+    counts["discount_source"] = "given rate" if given_r is not None else "quotes"
+    if sv is not None and cfg.arbitrage != "off":
+        bf = int((sv_ok & ~np.asarray(sv.butterfly_ok, dtype=bool)).sum())
+        cal = int((sv_ok & ~np.asarray(sv.calendar_ok, dtype=bool)).sum())
+        counts["slices_butterfly_arbitrage"] = bf
+        counts["slices_calendar_arbitrage"] = cal
+        if cfg.arbitrage == "check" and (bf or cal):
+            warns.append(
+                f"arbitrage check: {bf} slice(s) with butterfly and {cal} with calendar arbitrage "
+                "(svi table: butterfly_ok / calendar_ok)"
+            )
     if ns and not fw_ok.any():
         warns.append("no expiry has a forward")
     timings["tables"] = time.perf_counter() - t6
@@ -437,6 +567,7 @@ def _svi_table(
     exp_why: list[str],
     chosen: np.ndarray,
     labels: list[str],
+    checked: bool = True,
 ) -> Any:
     import pyarrow as pa
 
@@ -471,8 +602,9 @@ def _svi_table(
         "rmse": sv.rmse,
         "inside_bid_ask": sv.inside_bid_ask,
         "min_g": sv.min_g,
-        "butterfly_ok": sv.butterfly_ok,
-        "calendar_ok": sv.calendar_ok,
+        # arbitrage "off": not checked, so not reported (null)
+        "butterfly_ok": pa.array(sv.butterfly_ok, pa.bool_()) if checked else pa.nulls(ns, pa.bool_()),
+        "calendar_ok": pa.array(sv.calendar_ok, pa.bool_()) if checked else pa.nulls(ns, pa.bool_()),
         "repair": sv.repair,
         "status": sv.status.astype(np.uint8),
         "reason": pa.array(reason, pa.string()),

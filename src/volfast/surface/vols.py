@@ -34,7 +34,7 @@ class QuoteStatus(enum.IntEnum):
     NO_QUOTE = 2  # neither side quoted
     ONE_SIDED = 3  # exactly one side quoted
     CROSSED = 4  # bid > ask
-    NONPOSITIVE = 5  # bid < 0, ask <= 0, or zero bid (mid not a two-sided price)
+    NONPOSITIVE = 5  # bid < 0, ask <= 0, or a zero bid (= no bid: no bid vol, no mid, never in a fit)
     STALE = 6  # the snapshot flagged the quote as stale (and ``drop_stale``)
     NO_VOL = 7  # the mid has no implied vol (below intrinsic / above the maximum: see mid_iv_status)
     BAD_STRIKE = 8  # strike or expiry not > 0
@@ -46,7 +46,7 @@ QUOTE_STATUS_TEXT = {
     QuoteStatus.NO_QUOTE: "no quote",
     QuoteStatus.ONE_SIDED: "one-sided quote",
     QuoteStatus.CROSSED: "crossed market (bid > ask)",
-    QuoteStatus.NONPOSITIVE: "zero or negative bid / ask",
+    QuoteStatus.NONPOSITIVE: "zero bid (no bid) or negative bid / non-positive ask",
     QuoteStatus.STALE: "stale quote",
     QuoteStatus.NO_VOL: "mid price outside the no-arbitrage bounds (no implied vol)",
     QuoteStatus.BAD_STRIKE: "strike or expiry not positive",
@@ -143,7 +143,11 @@ def quote_vols(
     st = np.zeros(n, dtype=bool) if stale is None else np.broadcast_to(np.asarray(stale, dtype=bool), (n,))
 
     has_b, has_a = np.isfinite(b), np.isfinite(a)
-    mid = np.where(has_b & has_a, 0.5 * (b + a), np.nan)
+    # A zero (or negative) bid is no bid: it has no vol, and there is no two-sided mid. Likewise an ask <= 0.
+    # (implied_vol(0) is 0.0 by continuity; a vol of 0.0 must never stand for "nobody bids".)
+    priced_b = has_b & (b > 0)
+    priced_a = has_a & (a > 0)
+    mid = np.where(priced_b & priced_a, 0.5 * (b + a), np.nan)
     fwd_ok = np.isfinite(F) & (F > 0) & np.isfinite(D) & (D > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         k = np.where(fwd_ok & (K > 0), np.log(K / np.where(fwd_ok, F, 1.0)), np.nan)
@@ -155,7 +159,7 @@ def quote_vols(
     D_safe = np.where(fwd_ok, D, 1.0)
     K_safe = np.where(K > 0, K, 1.0)
     T_safe = np.where(T > 0, T, 1.0)
-    prices = np.concatenate([np.where(has_b, b, np.nan), np.where(has_a, a, np.nan), mid])
+    prices = np.concatenate([np.where(priced_b, b, np.nan), np.where(priced_a, a, np.nan), mid])
     r = implied_vol(
         prices,
         forward=np.tile(F_safe, 3),
@@ -169,6 +173,9 @@ def quote_vols(
     ivs = np.asarray(r.status).reshape(3, n).copy()
     bad_input = ~fwd_ok | ~(K > 0) | ~(T > 0) | ~np.isfinite(T)
     ivs[:, bad_input] = IVStatus.INVALID_INPUT
+    ivs[0, ~priced_b] = IVStatus.INVALID_INPUT
+    ivs[1, ~priced_a] = IVStatus.INVALID_INPUT
+    ivs[2, ~(priced_b & priced_a)] = IVStatus.INVALID_INPUT
     iv = np.where(ivs == IVStatus.OK, iv, np.nan)
 
     status[two & (ivs[2] != IVStatus.OK)] = QuoteStatus.NO_VOL
