@@ -245,13 +245,93 @@ def snapshot(
         raise click.ClickException(f"{len(failed)} of {len(reports)} days failed")
 
 
+def _surface_setting_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--arbitrage``, ``--rate``, ``--rate-curve``, ``--exercise`` (surfaces and build)."""
+    for opt in reversed(
+        (
+            click.option(
+                "--arbitrage",
+                type=click.Choice(["enforce", "check", "off"]),
+                default=None,
+                help="SVI arbitrage: enforce (arbitrage-free fits; default), check (independent fits, "
+                "violations flagged), off (independent fits, not checked).",
+            ),
+            click.option(
+                "--rate",
+                type=float,
+                default=None,
+                help="Zero rate, continuously compounded ACT/365 (0.04 = 4%): D = exp(-rate T) for every "
+                "expiry, forwards by parity with it (default: from the quotes).",
+            ),
+            click.option(
+                "--rate-curve",
+                type=click.Path(exists=True, dir_okay=False),
+                default=None,
+                help="CSV with columns tenor_years, rate: a zero curve (linear in T, flat beyond).",
+            ),
+            click.option(
+                "--exercise",
+                type=click.Choice(["auto", "european", "american"]),
+                default=None,
+                help="auto (default): american for OPRA datasets; american: parity near the money only, "
+                "vols from out-of-the-money quotes.",
+            ),
+        )
+    ):
+        f = opt(f)
+    return f
+
+
+def _surface_settings(
+    arbitrage: str | None, rate: float | None, rate_curve: str | None, exercise: str | None
+) -> dict[str, Any]:
+    """The ``[surfaces]`` keys these options set (only those given)."""
+    from volfast.surface.day import read_rate_curve
+
+    out: dict[str, Any] = {}
+    if arbitrage is not None:
+        out["arbitrage"] = arbitrage
+    if rate is not None and rate_curve is not None:
+        raise click.UsageError("give --rate or --rate-curve, not both")
+    if rate is not None:
+        out["rate"] = rate
+    if rate_curve is not None:
+        out["rate_curve"] = [list(pt) for pt in read_rate_curve(rate_curve)]
+    if exercise is not None:
+        out["exercise"] = exercise
+    return out
+
+
 @main.command()
 @click.option(
     "--snapshots",
-    required=True,
+    default=None,
     type=click.Path(exists=True, file_okay=False),
     help="A `volfast snapshot` output folder (date=YYYY-MM-DD/part-0.parquet + _manifest.json).",
 )
+@click.option(
+    "--quotes",
+    "quotes_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Instead of --snapshots: one chain as CSV or Parquet (expiration, strike, cp, bid, ask; optional "
+    "underlying/root, settlement, sizes); needs --asof.",
+)
+@click.option("--asof", default=None, help="With --quotes: when the quotes were taken, ISO date-time.")
+@click.option(
+    "--column",
+    "column_map",
+    multiple=True,
+    metavar="LOGICAL=NAME",
+    help="With --quotes: map a column, e.g. --column expiration=ExpDate (repeatable).",
+)
+@click.option(
+    "--expiry-time",
+    default="16:00",
+    show_default=True,
+    help="With --quotes: time of day of an expiration given as a bare date (AM/PM settlement overrides).",
+)
+@click.option("--tz", default="America/New_York", show_default=True, help="Zone of bare dates / naive times.")
 @click.option(
     "--out",
     "out",
@@ -269,46 +349,90 @@ def snapshot(
 )
 @click.option("--min-expiries", default=3, show_default=True, help="Valid day: expiries passing the checks.")
 @click.option(
-    "--k-low", default=-0.5, show_default=True, help="Valid expiry: lowest quoted ln(K/F) at most this."
+    "--moneyness",
+    type=click.Choice(["standardised", "log"]),
+    default="standardised",
+    show_default=True,
+    help="Strike coverage of a valid expiry in k/(sigma_ATM sqrt T) (--z-low/--z-high) or ln(K/F) "
+    "(--k-low/--k-high).",
 )
 @click.option(
-    "--k-high", default=0.15, show_default=True, help="Valid expiry: highest quoted ln(K/F) at least this."
+    "--z-low", default=-1.5, show_default=True, help="Valid expiry: lowest quoted k/(sigma_ATM sqrt T) at most this."
+)
+@click.option(
+    "--z-high", default=0.5, show_default=True, help="Valid expiry: highest quoted k/(sigma_ATM sqrt T) at least this."
+)
+@click.option(
+    "--k-low", default=-0.5, show_default=True, help="--moneyness log: lowest quoted ln(K/F) at most this."
+)
+@click.option(
+    "--k-high", default=0.15, show_default=True, help="--moneyness log: highest quoted ln(K/F) at least this."
 )
 @click.option("--min-two-sided", default=6, show_default=True, help="Valid expiry: two-sided strikes.")
 @click.option(
-    "--no-arbitrage-repair", is_flag=True, help="Keep the raw SVI fits (no butterfly/calendar repair)."
+    "--no-arbitrage-repair", is_flag=True, help="Same as --arbitrage check (kept for old scripts)."
 )
+@_surface_setting_options
 @click.option("--force", is_flag=True, help="Redo days whose manifest already matches.")
 def surfaces(
-    snapshots: str,
+    snapshots: str | None,
+    quotes_file: str | None,
+    asof: str | None,
+    column_map: tuple[str, ...],
+    expiry_time: str,
+    tz: str,
     out: str,
     dates: tuple[str, ...],
     side: str,
     min_expiries: int,
+    moneyness: str,
+    z_low: float,
+    z_high: float,
     k_low: float,
     k_high: float,
     min_two_sided: int,
     no_arbitrage_repair: bool,
+    arbitrage: str | None,
+    rate: float | None,
+    rate_curve: str | None,
+    exercise: str | None,
     force: bool,
 ) -> None:
     """Forwards, implied vols, SVI fits, day validity and rasterised grids, one partition per day."""
+    from volfast.errors import VolfastError
     from volfast.surface.day import SurfaceConfig
     from volfast.surface.run import SurfacesError, surfaces_days
     from volfast.surface.validity import ValidityConfig
 
+    if (snapshots is None) == (quotes_file is None):
+        raise click.UsageError("give --snapshots DIR or --quotes FILE (one of them)")
+    if quotes_file is not None and not asof:
+        raise click.UsageError("--quotes needs --asof ISO-DATETIME (when the quotes were taken)")
     try:
+        extra = _surface_settings(
+            "check" if no_arbitrage_repair and arbitrage is None else arbitrage, rate, rate_curve, exercise
+        )
         cfg = SurfaceConfig(
             side=side,
-            arbitrage_free=not no_arbitrage_repair,
             validity=ValidityConfig(
                 min_expiries=min_expiries,
+                moneyness=moneyness,
+                max_min_std_moneyness=z_low,
+                min_max_std_moneyness=z_high,
                 max_min_log_strike=k_low,
                 min_max_log_strike=k_high,
                 min_two_sided=min_two_sided,
             ),
+            **extra,
         )
+    except VolfastError as exc:
+        raise click.ClickException(str(exc)) from None
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+    if quotes_file is not None:
+        _surfaces_from_quotes(quotes_file, asof or "", column_map, expiry_time, tz, out, cfg)
+        return
 
     def show(r: object) -> None:
         from volfast.surface.run import SurfaceDayReport
@@ -328,6 +452,7 @@ def surfaces(
         if not r.valid and r.reason:
             click.secho(f"    {r.reason}", fg="yellow", err=True)
 
+    assert snapshots is not None
     try:
         reports = surfaces_days(
             snapshots, out, dates=list(dates) or None, config=cfg, force=force, on_day=show
@@ -337,6 +462,46 @@ def surfaces(
     failed = [r for r in reports if r.status == "failed"]
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(reports)} days failed")
+
+
+def _surfaces_from_quotes(
+    path: str, asof: str, column_map: tuple[str, ...], expiry_time: str, tz: str, out: str, cfg: Any
+) -> None:
+    """``volfast surfaces --quotes FILE``: one chain through the surfaces stage, the same tables written."""
+    from volfast.errors import VolfastError
+    from volfast.io.output import file_record
+    from volfast.surface.chain import from_quotes
+    from volfast.surface.run import write_surface_day
+
+    columns: dict[str, str] = {}
+    for item in column_map:
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip() or not val.strip():
+            raise click.UsageError(f"--column {item!r}: expected LOGICAL=NAME, e.g. expiration=ExpDate")
+        columns[key.strip()] = val.strip()
+    try:
+        day = from_quotes(path, asof=asof, config=cfg, columns=columns or None, expiry_time=expiry_time, tz=tz)
+        mcfg = {
+            "surfaces": cfg.to_dict(),
+            "quotes": {"asof": asof, "columns": columns, "expiry_time": expiry_time, "tz": tz},
+        }
+        folder = write_surface_day(day, out, inputs=[dict(file_record(path), role="quotes")], config=mcfg)
+    except VolfastError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{out}: cannot write the tables ({exc.strerror or exc})") from None
+    c = day.counts
+    inp = c.get("input", {})
+    verdict = "valid" if day.valid else "INVALID"
+    click.echo(
+        f"{day.date}  {verdict}  {c.get('expiries_valid', 0)}/{c.get('expiries', 0)} expiries  "
+        f"{c.get('quotes_used', 0)} quotes fitted  ({inp.get('rows_used', 0)} of {inp.get('rows', 0)} rows)"
+    )
+    for w in day.warnings:
+        click.secho(f"    {w}", fg="yellow", err=True)
+    if not day.valid and day.reason:
+        click.secho(f"    {day.reason}", fg="yellow", err=True)
+    click.echo(f"tables under {out} (days manifest: {folder})")
 
 
 @main.command()
@@ -378,6 +543,7 @@ def surfaces(
 )
 @click.option("--stages", default=None, help="Comma-separated stages to run (default: snapshot,surfaces).")
 @click.option("--seed", type=int, default=None, help="Master seed (day d gets a seed from (seed, d)).")
+@_surface_setting_options
 @click.option("--force", is_flag=True, help="Redo days whose manifests already match.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build(
@@ -393,6 +559,10 @@ def build(
     config_path: str | None,
     stages: str | None,
     seed: int | None,
+    arbitrage: str | None,
+    rate: float | None,
+    rate_curve: str | None,
+    exercise: str | None,
     force: bool,
     quiet: bool,
 ) -> None:
@@ -417,6 +587,11 @@ def build(
         }
         if scheduler and executor is None:
             ex["kind"] = "dask"
+        surf = _surface_settings(arbitrage, rate, rate_curve, exercise)
+        if surf:  # into [surfaces]: hashed with the stage's config like any TOML key
+            from volfast.pipeline.config import _freeze
+
+            top["surfaces"] = _freeze({**cfg.surfaces_params(), **surf})
         cfg = cfg.replace(executor=ex, **top)
         first = _as_date(start) if start else None
         last = _as_date(end) if end else None

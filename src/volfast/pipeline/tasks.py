@@ -309,14 +309,16 @@ def _surfaces_current(task: DayTask) -> dict[str, Any] | None:
 def _surfaces_run(task: DayTask) -> StageOutcome:
     from volfast.io.output import file_record
     from volfast.surface.day import SurfaceConfig, surface_day
-    from volfast.surface.run import read_snapshot_day, write_surface_day
+    from volfast.surface.run import read_snapshot_day, snapshot_dataset, write_surface_day
 
     part, rel = _surfaces_input(task)
     table, cut_ns, _ = read_snapshot_day(part.parent)
     cfg = SurfaceConfig.from_dict(task.config.surfaces_params())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        day = surface_day(table, cut_ns=cut_ns, date=task.date, config=cfg)
+        day = surface_day(
+            table, cut_ns=cut_ns, date=task.date, config=cfg, dataset=snapshot_dataset(part.parent)
+        )
     folder = _surfaces_folder(task)
     _clean_temporaries(folder)
     try:

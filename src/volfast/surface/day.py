@@ -21,7 +21,13 @@ from volfast.errors import UsageError
 from volfast.surface.dataset import DayGrids, day_grids
 from volfast.surface.grids import GridConfig
 from volfast.surface.interpolate import EXTRAPOLATIONS, FittedSurface, svi_total_variance
-from volfast.surface.validity import DayValidity, ValidityConfig, check_expiries, expiry_coverage
+from volfast.surface.validity import (
+    DayValidity,
+    ValidityConfig,
+    atm_std_dev,
+    check_expiries,
+    expiry_coverage,
+)
 from volfast.surface.vols import SIDES, QuoteStatus, quote_vols
 
 __all__ = ["STAGES", "SurfaceConfig", "SurfaceDay", "surface_day"]
@@ -359,7 +365,12 @@ def surface_day(
     # -- validity
     k_min, k_max, n_strikes = expiry_coverage(qv.log_moneyness, ch.strike, use, off)
     fit_ok = fw_ok & sv_ok
-    exp_ok, exp_why = check_expiries(k_min, k_max, n_strikes, fit_ok, cfg.validity)
+    w0 = np.full(ns, np.nan)
+    if ns and sv_ok.any():
+        with np.errstate(invalid="ignore"):
+            w0[sv_ok] = svi_total_variance(np.zeros(int(sv_ok.sum())), params[sv_ok])
+    atm_sd = atm_std_dev(qv.log_moneyness, qv.mid_iv, use, off, ch.expiry_years, w0)
+    exp_ok, exp_why = check_expiries(k_min, k_max, n_strikes, fit_ok, cfg.validity, atm_sd)
     if ns == 0:
         verdict = DayValidity(False, "no option chains in the snapshot", exp_ok, exp_why)
     else:

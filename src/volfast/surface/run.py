@@ -158,7 +158,10 @@ def surface_snapshot(
     with ``out`` it is also written (the manifest lists the snapshot's DBN inputs)."""
     if result.date is None:
         raise ValueError("the snapshot has no date")
-    day = surface_day(result.table, cut_ns=result.cut_ns, date=result.date, config=config, threads=threads)
+    dataset = (getattr(result, "config", None) or {}).get("dataset")
+    day = surface_day(
+        result.table, cut_ns=result.cut_ns, date=result.date, config=config, threads=threads, dataset=dataset
+    )
     if out is not None:
         write_surface_day(day, out, inputs=result.inputs)
     return day
@@ -201,6 +204,19 @@ def read_snapshot_day(folder: str | os.PathLike[str]) -> tuple[Any, int, _dt.dat
     if missing:
         raise SurfacesError(f"{part}: not a snapshot table (lacks {', '.join(missing)})")
     return table, cut_ns, date
+
+
+def snapshot_dataset(folder: str | os.PathLike[str]) -> str | None:
+    """The Databento dataset of a ``volfast snapshot`` day (from its manifest: the quote files' metadata),
+    None when the manifest does not say (e.g. an older snapshot)."""
+    m = read_manifest(Path(folder)) or {}
+    ds = (m.get("config") or {}).get("dataset")
+    if not ds:
+        for rec in m.get("inputs") or []:
+            if rec.get("role", "quotes") == "quotes" and rec.get("dataset"):
+                ds = rec["dataset"]
+                break
+    return str(ds) if ds else None
 
 
 def _iso_to_ns(s: str) -> int:
@@ -302,7 +318,9 @@ def surfaces_day(
             raise SurfacesError(f"{snap / MANIFEST_NAME}: says date {sdate}, folder says {d}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            day = surface_day(table, cut_ns=cut_ns, date=d, config=cfg, threads=threads)
+            day = surface_day(
+                table, cut_ns=cut_ns, date=d, config=cfg, threads=threads, dataset=snapshot_dataset(snap)
+            )
         from volfast.io.output import file_record
 
         rec = dict(file_record(part), name=inputs[0]["name"])
