@@ -92,7 +92,7 @@ def test_quote_vols_round_trip_and_statuses() -> None:
 
 # -- validity -----------------------------------------------------------------------------------------------
 def test_validity_rules_and_reasons() -> None:
-    cfg = ValidityConfig()
+    cfg = ValidityConfig(moneyness="log")  # the original fixed ln(K/F) rule
     # three slices: wide and deep (passes), narrow, too few strikes
     k = np.r_[np.linspace(-0.6, 0.2, 9), np.linspace(-0.2, 0.1, 9), np.linspace(-0.6, 0.2, 4)]
     strike = np.exp(k) * 100
@@ -107,7 +107,7 @@ def test_validity_rules_and_reasons() -> None:
     assert "4 two-sided strikes < 6" in why[2]
     v = DayValidity.decide(ok, why, ["A", "B", "C"], cfg)
     assert not v.valid and v.reason.startswith("1 of 3 expiries pass") and "B: min ln(K/F)" in v.reason
-    assert DayValidity.decide(ok, why, ["A", "B", "C"], ValidityConfig(min_expiries=1)).valid
+    assert DayValidity.decide(ok, why, ["A", "B", "C"], ValidityConfig(min_expiries=1, moneyness="log")).valid
     # an unusable fit disqualifies the expiry; unused quotes do not count
     ok2, why2 = check_expiries(kmin, kmax, ns, np.array([False, True, True]), cfg)
     assert not ok2[0] and "no acceptable forward/SVI fit" in why2[0]
@@ -115,6 +115,33 @@ def test_validity_rules_and_reasons() -> None:
     assert np.isnan(expiry_coverage(k, strike, use, off)[0][0])
     with pytest.raises(ValueError):
         ValidityConfig(max_min_log_strike=0.2, min_max_log_strike=0.1)
+
+
+def test_validity_in_standardised_moneyness() -> None:
+    cfg = ValidityConfig()  # default: z = ln(K/F) / (sigma_ATM sqrt T) from -1.5 to 0.5 at least
+    assert cfg.moneyness == "standardised"
+    # a one-week slice quoting ln(K/F) -0.08..0.03 (z -2.7..1.0 at 20% vol) and a 2-year slice with the same
+    # log range (z -0.28..0.11): the first covers its smile, the second does not; the log rule says the opposite
+    # of what matters for the short one
+    k = np.r_[np.linspace(-0.08, 0.03, 12), np.linspace(-0.08, 0.03, 12)]
+    strike = np.exp(k) * 100
+    off = np.array([0, 12, 24])
+    T = np.array([7 / 365, 2.0])
+    sd = 0.2 * np.sqrt(T)
+    kmin, kmax, ns = expiry_coverage(k, strike, np.ones(k.size, bool), off)
+    ok, why = check_expiries(kmin, kmax, ns, np.array([True, True]), cfg, sd)
+    np.testing.assert_array_equal(ok, [True, False])
+    assert "strike coverage: lowest z" in why[1] and "-0.28 > -1.5" in why[1] and "highest z" in why[1]
+    ok_log, why_log = check_expiries(kmin, kmax, ns, np.array([True, True]), ValidityConfig(moneyness="log"))
+    assert not ok_log.any() and "min ln(K/F)" in why_log[0]
+    # no ATM vol: said so; the independent z computed here agrees with the rule's boundary
+    ok2, why2 = check_expiries(kmin, kmax, ns, np.array([True, True]), cfg, np.array([np.nan, sd[1]]))
+    assert not ok2[0] and "no ATM vol" in why2[0]
+    assert kmin[0] / sd[0] <= -1.5 and kmax[0] / sd[0] >= 0.5
+    with pytest.raises(ValueError, match="atm_sd"):
+        check_expiries(kmin, kmax, ns, None, cfg)
+    with pytest.raises(ValueError, match="moneyness"):
+        ValidityConfig(moneyness="delta")
 
 
 # -- the fitted surface ---------------------------------------------------------------------------------

@@ -644,6 +644,7 @@ def implied_forward(
                 own_hi[s],
                 (lo_band, hi_band),
                 pool_rate_se,
+                bool(pooled[s]),
             )
     fail = ~np.isin(status, _SUCCESS)
     for col in (0, 1, 2, 3, 7):
@@ -678,6 +679,7 @@ def _discount_flag(
     hi: float,
     band: tuple[float, float],
     pool_rate_se: float,
+    pooled: bool = False,
 ) -> str:
     """The reason of a slice whose own discount factor was not trusted (flagged, or unidentified)."""
     flags = []
@@ -699,6 +701,8 @@ def _discount_flag(
     if st == ForwardStatus.POOLED_DISCOUNT:
         return f"{head}; discount factor from the pooled curve of the other expiries"
     tail = f" ({why})" if why else ""
+    if pooled:
+        return f"{head}; the pooled discount factor of the other expiries does not fit its quotes either{tail}"
     return f"{head}; no other expiry to pool with: give a rate (rate= / --rate){tail}"
 
 

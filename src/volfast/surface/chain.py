@@ -171,7 +171,7 @@ def _sides(df: Any, cols: dict[str, str], name: str, first_line: int) -> np.ndar
         if bad.size:
             i = int(bad[0])
             raise ChainError(
-                f"{name}: column {cols['cp']!r}, {_row(i, first_line)}: side {t[i]!r} is not C or P"
+                f"{name}: column {cols['cp']!r}, {_row(i, first_line)}: side {str(_text(df[cols['cp']])[i])!r} is not C or P"
                 + (f" ({bad.size} such rows)" if bad.size > 1 else "")
             )
         return call
@@ -183,7 +183,7 @@ def _sides(df: Any, cols: dict[str, str], name: str, first_line: int) -> np.ndar
     if bad.size:
         i = int(bad[0])
         raise ChainError(
-            f"{name}: column {cols['is_call']!r}, {_row(i, first_line)}: {t[i]!r} is not a boolean (true/false)"
+            f"{name}: column {cols['is_call']!r}, {_row(i, first_line)}: {str(t[i])!r} is not a boolean (true/false)"
         )
     return true
 
@@ -222,7 +222,7 @@ def _expirations(
         if bad.size:
             i = int(bad[0])
             raise ChainError(
-                f"{name}: column {cols['settlement']!r}, {_row(i, first_line)}: settlement {settle[i]!r} "
+                f"{name}: column {cols['settlement']!r}, {_row(i, first_line)}: settlement {str(settle[i])!r} "
                 "is not AM or PM"
             )
     out = np.empty(len(raw), dtype=np.int64)

@@ -302,6 +302,9 @@ def surface_day(
             discount_factor=None if given_r is None else np.exp(-given_r * ch.expiry_years),
             rate_band=cfg.rate_band,
             window=cfg.american_window if american else 4.0,
+            # American parity is a band (S - K <= C - P <= S - K e^{-rT} without dividends), not a line:
+            # synthetics off the fitted line are expected, so they do not make the expiry infeasible
+            max_outside=1.0 if american else 0.5,
         )
         F_s, D_s, fw_ok = fw.forward, fw.discount_factor, fw.ok
     else:
