@@ -498,3 +498,62 @@ def test_arbitrage_modes(spx_csv: Path) -> None:
     assert "arbitrage_free" not in SurfaceConfig().to_dict()
     with pytest.raises(UsageError, match="arbitrage must be one of"):
         SurfaceConfig(arbitrage="sometimes")
+
+
+# -- DBN files by their metadata, whatever their names ------------------------------------------------------
+API_NAME = "opra-pillar.QQQ.OPT-exp20250502.20250428T142952-143002Z.cbbo-1s.v3.dbn.zst"
+
+
+def test_dbn_files_are_found_by_metadata_not_by_name(shared_dbn: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from volfast.io.dbn import find_day_files, list_dates, scan_folder
+
+    data = tmp_path / "data"
+    data.mkdir()
+    qqq = shared_dbn / "derived_from_bentoclient" / "opra-pillar.QQQ.OPT.20250428T142952-143002Z.cbbo-1s.v3.dbn.zst"
+    shutil.copy(qqq, data / API_NAME)  # the name the Databento API gives a download
+    shutil.copy(shared_dbn / "databento-python" / "opra-pillar.AAPL250221C250.definition.v3.dbn.zst", data / "defs.bin")
+    (data / "notes.txt").write_text("not market data")
+    # a file named like another day's batch file: its metadata (2025-02-20) decides, not its name
+    shutil.copy(
+        shared_dbn / "databento-python" / "opra-pillar.AAPL250221C250.cbbo-1m.v3.dbn.zst",
+        data / "opra-pillar-20250428.cbbo-1m.dbn.zst",
+    )
+    import datetime as dt
+
+    assert list_dates(data) == [dt.date(2025, 2, 20), dt.date(2025, 4, 28)]
+    day = find_day_files(data, "2025-04-28")
+    assert day.quotes() == ("cbbo-1s", [data / API_NAME])
+    info = {i.path.name: i for i in scan_folder(data)}
+    assert info["notes.txt"].problem and "not a DBN file" in info["notes.txt"].problem
+    assert info["defs.bin"].schema == "definition" and info["defs.bin"].dataset == "OPRA.PILLAR"
+    # volfast snapshot reads it under its API name (cut inside the file's 10 seconds)
+    out = tmp_path / "snap"
+    r = CliRunner().invoke(
+        main, ["snapshot", "--data", str(data), "--out", str(out), "--date", "2025-04-28", "--cut", "10:30"]
+    )
+    assert r.exit_code == 0, r.output
+    assert (out / "date=2025-04-28" / "part-0.parquet").is_file()
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out / "date=2025-04-28" / "part-0.parquet").num_rows > 0
+
+
+def test_a_folder_without_a_quote_file_says_what_it_found(shared_dbn: Path, tmp_path: Path) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(shared_dbn / "databento-python" / "opra-pillar.AAPL250221C250.definition.v3.dbn.zst", data / "a.dbn.zst")
+    shutil.copy(shared_dbn / "databento-python" / "glbx-mdp3.live-stream-mixed.v3.dbn.zst", data / "b.dbn.zst")
+    (data / "c.dbn").write_bytes(b"garbage")
+    r = CliRunner().invoke(main, ["snapshot", "--data", str(data), "--out", str(tmp_path / "o"), "--date", "2025-02-20"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "no top-of-book file" in r.output
+    assert "a.dbn.zst: definition (not top-of-book)" in r.output
+    assert "b.dbn.zst: mixed-schema stream" in r.output and "c.dbn: not a DBN file" in r.output
+    # build: no readable DBN file of any day -> one line naming what is there
+    (data / "a.dbn.zst").unlink()
+    r = CliRunner().invoke(main, ["build", "--data", str(data), "--out", str(tmp_path / "b"), "--quiet"])
+    assert r.exit_code != 0 and "no readable DBN file" in r.output and "c.dbn: not a DBN file" in r.output

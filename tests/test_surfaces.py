@@ -494,7 +494,13 @@ def test_qqq_chain_forwards_vols_svi(shared_dbn: Path) -> None:
     inside = (near["fit_iv"] >= near["bid_iv"] - tol) & (near["fit_iv"] <= near["ask_iv"] + tol)
     # 0-3 day equity smiles are not quite raw-SVI shaped: inside bid/ask +-1 vol point near the money
     assert len(near) > 150 and inside.mean() > 0.85
-    assert not d.valid and "min ln(K/F)" in d.reason  # 1-3 day expiries do not reach k = -0.5
+    # OPRA quotes: American exercise (parity near the money, OTM vols) unless configured otherwise
+    assert d.counts["exercise"] == "american"
+    # 1-3 day expiries cover their smiles in ATM standard deviations (valid by default), but never reach
+    # the old fixed rule's ln(K/F) = -0.5
+    assert d.valid, d.reason
+    old = surface_snapshot(snap, config=SurfaceConfig(arbitrage="check", validity=ValidityConfig(moneyness="log")))
+    assert not old.valid and "min ln(K/F)" in old.reason
     rd = surface_snapshot(snap)
     rep = rd.svi.to_pandas()
     assert rep["status"].isin([0, 1]).all() and rep["butterfly_ok"].all() and rep["calendar_ok"].all()

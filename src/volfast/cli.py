@@ -176,7 +176,7 @@ def synth(start: str, days: int, out_dir: str, seed: int, scale: str) -> None:
     "data",
     required=True,
     type=click.Path(exists=True, file_okay=False),
-    help="Folder of batch-style DBN files <dataset>-YYYYMMDD.<schema>.dbn.zst.",
+    help="Folder of DBN files, any names (recognised by their metadata: dataset, schema, start/end).",
 )
 @click.option(
     "--date",
@@ -240,7 +240,11 @@ def snapshot(
     )
     failed = [r for r in reports if r.status == "failed"]
     if not reports:
-        raise click.ClickException(f"no DBN day files found in {data}")
+        from volfast.io.dbn import scan_folder
+
+        infos = scan_folder(data)
+        what = "; ".join(i.describe() for i in infos[:8]) + (f"; and {len(infos) - 8} more" if len(infos) > 8 else "")
+        raise click.ClickException(f"no readable DBN file in {data} (found {what or 'no files'})")
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(reports)} days failed")
 
@@ -509,7 +513,7 @@ def _surfaces_from_quotes(
     "--data",
     required=True,
     type=click.Path(exists=True, file_okay=False),
-    help="Folder of batch-style DBN files <dataset>-YYYYMMDD.<schema>.dbn.zst.",
+    help="Folder of DBN files, any names (recognised by their metadata: dataset, schema, start/end).",
 )
 @click.option(
     "--out",

@@ -33,14 +33,17 @@ import numpy as np
 
 __all__ = [
     "DBNFile",
+    "DBNFileInfo",
     "DBNReadError",
     "DayFiles",
     "IngestWarning",
     "QUOTE_SCHEMAS",
     "dataset_from_filename",
+    "dbn_file_info",
     "find_day_files",
     "list_dates",
     "read_sha256_sidecar",
+    "scan_folder",
     "write_sha256_sidecar",
 ]
 
@@ -712,6 +715,9 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 _DAY_FILE = re.compile(
     r"^(?P<dataset>[a-z0-9]+(?:-[a-z0-9]+)*?)-(?P<date>\d{8})\.(?P<schema>[a-z0-9-]+)\.dbn(?:\.zst)?$"
 )
+#: The trading day a file belongs to: each New York date whose 16:00 close lies in [start, end).
+_CLOSE_TZ = "America/New_York"
+_CLOSE_TIME = _dt.time(16, 0)
 
 
 def dataset_from_filename(name: str) -> str | None:
@@ -720,12 +726,128 @@ def dataset_from_filename(name: str) -> str | None:
     return None if m is None else m["dataset"].upper().replace("-", ".")
 
 
+@dataclass(frozen=True)
+class DBNFileInfo:
+    """What a folder scan learnt about one file from its metadata (never from its name, except the date of
+    a file whose metadata has no end and whose name is batch-style).
+
+    ``problem`` is None for a usable DBN file, else why it cannot be used (not DBN, unreadable header,
+    mixed schemas...). ``dates`` are the trading days it serves: every New York date whose 16:00 close lies in
+    the file's [start, end); a file that holds no close (a window of minutes) serves the date it ends on.
+    """
+
+    path: Path
+    dataset: str | None = None
+    schema: str | None = None
+    start_ns: int | None = None
+    end_ns: int | None = None
+    dates: tuple[_dt.date, ...] = ()
+    problem: str | None = None
+
+    def describe(self) -> str:
+        """One short phrase: what the file is."""
+        if self.problem is not None:
+            return f"{self.path.name}: {self.problem}"
+        span = _fmt_span(self.start_ns, self.end_ns)
+        days = ", ".join(d.isoformat() for d in self.dates[:3]) + (" ..." if len(self.dates) > 3 else "")
+        return f"{self.path.name}: {self.dataset} {self.schema}, {span} (day {days or 'none'})"
+
+
+def _fmt_span(start: int | None, end: int | None) -> str:
+    def f(ns: int | None) -> str:
+        if ns is None:
+            return "open"
+        return _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    return f"{f(start)} to {f(end)}"
+
+
+def _file_dates(start: int, end: int | None, name: str) -> tuple[_dt.date, ...]:
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(_CLOSE_TZ)
+    if end is None:
+        m = _DAY_FILE.match(name)  # no end in the metadata: a batch-style name's date, else the start's
+        if m is not None:
+            return (_dt.datetime.strptime(m["date"], "%Y%m%d").date(),)
+        return (_dt.datetime.fromtimestamp(start / 1e9, tz=tz).date(),)
+    first = _dt.datetime.fromtimestamp(start / 1e9, tz=tz).date()
+    last = _dt.datetime.fromtimestamp(max(end - 1, start) / 1e9, tz=tz).date()
+    out = []
+    d = first
+    while d <= last and len(out) < 10_000:
+        close = int(_dt.datetime.combine(d, _CLOSE_TIME, tzinfo=tz).timestamp()) * 1_000_000_000
+        if start <= close < end:
+            out.append(d)
+        d += _dt.timedelta(days=1)
+    return tuple(out) if out else (last,)
+
+
+#: (path, size, mtime_ns) -> DBNFileInfo: a folder is scanned once per process; a changed file is read again.
+_INFO_CACHE: dict[tuple[str, int, int], DBNFileInfo] = {}
+
+
+def _looks_like_data(p: Path) -> bool:
+    n = p.name
+    return not (n.startswith(".") or n.endswith(".sha256.json") or n.endswith(".tmp") or ".part" in n)
+
+
+def dbn_file_info(path: str | os.PathLike[str]) -> DBNFileInfo:
+    """The metadata of one file (dataset, schema, start/end, trading dates), or why it is not usable."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError as exc:
+        return DBNFileInfo(p, problem=f"cannot stat ({exc.strerror or exc})")
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    hit = _INFO_CACHE.get(key)
+    if hit is not None:
+        return hit
+    try:
+        f = DBNFile(p)
+    except DBNReadError as exc:
+        info = DBNFileInfo(p, problem=exc.reason)
+    else:
+        if f.schema is None:
+            info = DBNFileInfo(
+                p, dataset=f.dataset, start_ns=f.start_ns, problem="mixed-schema stream (no schema in its metadata)"
+            )
+        else:
+            info = DBNFileInfo(
+                p,
+                dataset=f.dataset,
+                schema=f.schema,
+                start_ns=f.start_ns,
+                end_ns=f.end_ns,
+                dates=_file_dates(f.start_ns, f.end_ns, p.name),
+            )
+    _INFO_CACHE[key] = info
+    return info
+
+
+def scan_folder(data: str | os.PathLike[str]) -> list[DBNFileInfo]:
+    """Every file directly under ``data`` (hidden files, ``.sha256.json`` sidecars and temporaries aside),
+    described by its DBN metadata, whatever its name.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``data`` is not a folder.
+    """
+    root = Path(data)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {root} does not exist")
+    return [dbn_file_info(p) for p in sorted(root.iterdir()) if p.is_file() and _looks_like_data(p)]
+
+
 @dataclass
 class DayFiles:
-    """The files of one trading day in a batch-style folder, by schema."""
+    """The files of one trading day in a folder, by schema (recognised by their metadata), and what else
+    the folder holds with why it is not used for the day."""
 
     date: _dt.date
     by_schema: dict[str, list[Path]]
+    others: list[str] = field(default_factory=list)  # "name: why not used for this day"
 
     def quotes(self) -> tuple[str, list[Path]] | None:
         """The finest top-of-book schema present (see :data:`QUOTE_SCHEMAS`) and its files."""
@@ -736,6 +858,15 @@ class DayFiles:
 
     def definitions(self) -> list[Path]:
         return self.by_schema.get("definition", [])
+
+    def explain(self, limit: int = 8) -> str:
+        """What the folder holds and why none of it is a top-of-book file for the day (one line)."""
+        found = [f"{p.name}: {s} (not top-of-book)" for s, ps in self.by_schema.items() for p in ps]
+        items = found + self.others
+        if not items:
+            return "the folder holds no files"
+        more = f"; and {len(items) - limit} more" if len(items) > limit else ""
+        return "found " + "; ".join(items[:limit]) + more
 
 
 def _as_date(date: str | _dt.date) -> _dt.date:
@@ -751,31 +882,34 @@ def _as_date(date: str | _dt.date) -> _dt.date:
 
 
 def find_day_files(data: str | os.PathLike[str], date: str | _dt.date) -> DayFiles:
-    """Files named ``<dataset>-YYYYMMDD.<schema>.dbn[.zst]`` for ``date`` directly under ``data``.
+    """The DBN files under ``data`` that serve trading day ``date``, recognised by their metadata (dataset,
+    schema, start/end), whatever they are called: ``glbx-mdp3-20240102.mbp-1.dbn.zst`` (``volfast
+    download``) and ``opra-pillar.SPY.OPT-exp20250404.20250402T173000-173010Z.cbbo-1s.v3.dbn.zst`` (the
+    Databento API's name) alike. Files that do not serve the day are listed in ``others`` with the reason.
 
     Raises
     ------
     FileNotFoundError
         If ``data`` is not a folder.
     """
-    root = Path(data)
-    if not root.is_dir():
-        raise FileNotFoundError(f"data folder {root} does not exist")
     d = _as_date(date)
-    tag = d.strftime("%Y%m%d")
     by_schema: dict[str, list[Path]] = {}
-    for p in sorted(root.iterdir()):
-        m = _DAY_FILE.match(p.name)
-        if m and m["date"] == tag and p.is_file():
-            by_schema.setdefault(m["schema"], []).append(p)
-    return DayFiles(date=d, by_schema=by_schema)
+    others: list[str] = []
+    for info in scan_folder(data):
+        if info.problem is not None:
+            others.append(info.describe())
+        elif d in info.dates:
+            assert info.schema is not None
+            by_schema.setdefault(info.schema, []).append(info.path)
+        else:
+            others.append(info.describe() + f", not {d.isoformat()}")
+    return DayFiles(date=d, by_schema=by_schema, others=others)
 
 
 def list_dates(data: str | os.PathLike[str]) -> list[_dt.date]:
-    """Every date that has at least one batch-style DBN file under ``data``, sorted."""
-    out = set()
-    for p in Path(data).iterdir():
-        m = _DAY_FILE.match(p.name)
-        if m:
-            out.add(_dt.datetime.strptime(m["date"], "%Y%m%d").date())
+    """Every trading date served by at least one readable DBN file under ``data`` (by metadata), sorted."""
+    out: set[_dt.date] = set()
+    for info in scan_folder(data):
+        if info.problem is None:
+            out.update(info.dates)
     return sorted(out)

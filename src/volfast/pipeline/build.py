@@ -43,14 +43,16 @@ def plan_days(
     BuildError
         ``data`` is not a folder, ``start`` is after ``end``, no day is in range, or a given date has no file.
     """
-    from volfast.io.dbn import list_dates
+    from volfast.io.dbn import list_dates, scan_folder
 
     root = Path(data)
     if not root.is_dir():
         raise BuildError(f"data folder {root} does not exist")
     found = list_dates(root)
     if not found:
-        raise BuildError(f"{root}: no DBN day files (<dataset>-YYYYMMDD.<schema>.dbn[.zst])")
+        infos = scan_folder(root)
+        what = "; ".join(i.describe() for i in infos[:8]) + (f"; and {len(infos) - 8} more" if len(infos) > 8 else "")
+        raise BuildError(f"{root}: no readable DBN file (found {what or 'no files'})")
     if start is not None and end is not None and start > end:
         raise BuildError(f"--from {start} is after --to {end}")
     if dates:

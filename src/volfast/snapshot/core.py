@@ -302,7 +302,8 @@ def snapshot(
             q = files.quotes()
             if q is None:
                 raise SnapshotError(
-                    f"{data}: no top-of-book file ({', '.join(QUOTE_SCHEMAS)}) for {day.isoformat()}"
+                    f"{data}: no top-of-book file ({', '.join(QUOTE_SCHEMAS)}) for {day.isoformat()}; "
+                    + files.explain()
                 )
             quote_paths = q[1]
         if definitions is None:
