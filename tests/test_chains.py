@@ -105,7 +105,9 @@ def test_spx_chain_from_dataframe_arrow_and_parquet_agree(spx_csv: Path, spx_day
 
 def test_spx_chain_through_the_cli(spx_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "surf"
-    r = CliRunner().invoke(main, ["surfaces", "--quotes", str(spx_csv), "--asof", SPX_ASOF, "--out", str(out)])
+    r = CliRunner().invoke(
+        main, ["surfaces", "--quotes", str(spx_csv), "--asof", SPX_ASOF, "--out", str(out)]
+    )
     assert r.exit_code == 0, r.output
     assert "2025-10-01  valid" in r.output
     for table in ("quotes", "forwards", "svi", "grids", "days"):
@@ -152,7 +154,9 @@ def test_bad_chains_are_one_line_errors(frame: pd.DataFrame, match: str, tmp_pat
     # the CLI: the same one line, exit code 1, no traceback; CSV rows also give the file's line
     csv = tmp_path / "bad.csv"
     frame.to_csv(csv, index=False)
-    r = CliRunner().invoke(main, ["surfaces", "--quotes", str(csv), "--asof", "2026-01-02", "--out", str(tmp_path)])
+    r = CliRunner().invoke(
+        main, ["surfaces", "--quotes", str(csv), "--asof", "2026-01-02", "--out", str(tmp_path)]
+    )
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert str(csv) in r.output and len(r.output.strip().splitlines()) == 1
     if "row 2" in match:
@@ -165,14 +169,27 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
     runner = CliRunner()
     r = runner.invoke(main, ["surfaces", "--quotes", str(csv), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "--asof" in r.output
-    r = runner.invoke(main, ["surfaces", "--quotes", str(csv), "--asof", "yesterday", "--out", str(tmp_path / "o")])
+    r = runner.invoke(
+        main, ["surfaces", "--quotes", str(csv), "--asof", "yesterday", "--out", str(tmp_path / "o")]
+    )
     assert r.exit_code == 1 and "asof: cannot parse 'yesterday'" in r.output
     r = runner.invoke(main, ["surfaces", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "--snapshots DIR or --quotes FILE" in r.output
     curve = tmp_path / "curve.csv"
     curve.write_text("tenor_years,rate\n0.5,0.04\n1.0,abc\n")
     r = runner.invoke(
-        main, ["surfaces", "--quotes", str(csv), "--asof", "2026-01-02", "--out", str(tmp_path / "o"), "--rate-curve", str(curve)]
+        main,
+        [
+            "surfaces",
+            "--quotes",
+            str(csv),
+            "--asof",
+            "2026-01-02",
+            "--out",
+            str(tmp_path / "o"),
+            "--rate-curve",
+            str(curve),
+        ],
     )
     assert r.exit_code == 1 and "row 2" in r.output and "'abc'" in r.output and "Traceback" not in r.output
 
@@ -234,7 +251,9 @@ def _synthetic_chain(
     base = pd.Timestamp(ASOF)
     for t_nom in expiries:
         exp = _expiry_date(t_nom)
-        t = (pd.Timestamp(exp + " 16:00").tz_localize("America/New_York") - base).total_seconds() / (365 * 86400)
+        t = (pd.Timestamp(exp + " 16:00").tz_localize("America/New_York") - base).total_seconds() / (
+            365 * 86400
+        )
         r_t = rate(t) if callable(rate) else rate
         f = S0 * math.exp((r_t - div) * t)
         d = math.exp(-r_t * t)
@@ -286,7 +305,9 @@ def test_given_rate_is_used_exactly_and_forwards_come_by_parity() -> None:
     np.testing.assert_array_equal(fc.discount_factor, np.exp(-want_r * fc.expiry_years))
     # the config key is the same setting (TOML [surfaces] rate); given twice is an error
     cfg = SurfaceConfig.from_dict({"rate": R})
-    np.testing.assert_array_equal(from_quotes(f, asof=ASOF, config=cfg).forwards.column("discount_factor"), fw.discount_factor)
+    np.testing.assert_array_equal(
+        from_quotes(f, asof=ASOF, config=cfg).forwards.column("discount_factor"), fw.discount_factor
+    )
     with pytest.raises(UsageError, match="rate or rate_curve"):
         SurfaceConfig(rate=0.04, rate_curve=((1.0, 0.04),))
     with pytest.raises(UsageError, match="fraction"):
@@ -317,7 +338,9 @@ def test_vols_recover_the_truth_without_a_rate() -> None:
 
 
 # -- honest discounts --------------------------------------------------------------------------------------
-def _crr(*, s: float, k: float, t: float, r: float, q: float, vol: float, call: bool, american: bool, n: int = 400) -> float:
+def _crr(
+    *, s: float, k: float, t: float, r: float, q: float, vol: float, call: bool, american: bool, n: int = 400
+) -> float:
     """Cox-Ross-Rubinstein binomial price (written here, the test's own pricer)."""
     dt = t / n
     u = math.exp(vol * math.sqrt(dt))
@@ -345,8 +368,14 @@ def _american_chain(t: float = 0.12, s: float = 100.0, r: float = 0.045, vol: fl
         for call in (True, False):
             px = _crr(s=s, k=k, t=tt, r=r, q=0.0, vol=vol, call=call, american=True)
             rows.append(
-                {"expiration": exp, "strike": float(k), "cp": "C" if call else "P",
-                 "bid": max(px - 0.01, 0.0), "ask": px + 0.01, "T": tt}
+                {
+                    "expiration": exp,
+                    "strike": float(k),
+                    "cp": "C" if call else "P",
+                    "bid": max(px - 0.01, 0.0),
+                    "ask": px + 0.01,
+                    "T": tt,
+                }
             )
     return pd.DataFrame(rows)
 
@@ -416,7 +445,7 @@ def test_rate_outside_the_band_falls_back_to_the_pool_or_is_flagged() -> None:
     # the pooled D of the other two is tried, and does not fit these quotes: a failure that says so
     assert fit.status.iloc[0] == ForwardStatus.INFEASIBLE, fit.reason.iloc[0]
     assert "own rate -30.00% outside the band" in fit.reason.iloc[0]
-    assert "pooled discount factor of the other expiries does not fit" in fit.reason.iloc[0]
+    assert "pooled discount factor of the other expiries does not fit its quotes" in fit.reason.iloc[0]
     assert (fit.status.iloc[1:] == ForwardStatus.OK).all() and math.isnan(fit.forward.iloc[0])
     assert (day0.forwards.column("status").to_numpy() == 0).all()
     alone = from_quotes(g[short], asof=ASOF).forwards.to_pandas().iloc[0]
@@ -443,7 +472,9 @@ def test_zero_bids_mean_no_bid() -> None:
         assert not (q[col] == 0.0).any(), col
     fw = day.forwards.to_pandas()
     last = fw.iloc[-1]
-    assert last.status != ForwardStatus.OK and "no bids" in last.reason and "zero or missing bid" in last.reason
+    assert (
+        last.status != ForwardStatus.OK and "no bids" in last.reason and "zero or missing bid" in last.reason
+    )
     sv = day.svi.to_pandas()
     assert sv.iloc[-1].reason.startswith("no forward") and sv.iloc[-1].n_quotes == 0
     assert (fw.status.iloc[:-1] == ForwardStatus.OK).all()
@@ -475,9 +506,12 @@ def test_american_chain_forward_near_the_money_and_otm_vols(american: pd.DataFra
     assert from_quotes(american, asof=ASOF, rate=r).counts["exercise"] == "european"
 
 
-# -- the arbitrage setting ------------------------------------------------------------------------------------
+# -- the arbitrage setting ----------------------------------------------------------------------------
 def test_arbitrage_modes(spx_csv: Path) -> None:
-    res = {m: from_quotes(spx_csv, asof=SPX_ASOF, config=SurfaceConfig(arbitrage=m)) for m in ("enforce", "check", "off")}
+    res = {
+        m: from_quotes(spx_csv, asof=SPX_ASOF, config=SurfaceConfig(arbitrage=m))
+        for m in ("enforce", "check", "off")
+    }
     off = res["off"].svi.to_pandas()
     assert off.butterfly_ok.isna().all() and off.calendar_ok.isna().all()
     assert "slices_butterfly_arbitrage" not in res["off"].counts
@@ -511,9 +545,16 @@ def test_dbn_files_are_found_by_metadata_not_by_name(shared_dbn: Path, tmp_path:
 
     data = tmp_path / "data"
     data.mkdir()
-    qqq = shared_dbn / "derived_from_bentoclient" / "opra-pillar.QQQ.OPT.20250428T142952-143002Z.cbbo-1s.v3.dbn.zst"
+    qqq = (
+        shared_dbn
+        / "derived_from_bentoclient"
+        / "opra-pillar.QQQ.OPT.20250428T142952-143002Z.cbbo-1s.v3.dbn.zst"
+    )
     shutil.copy(qqq, data / API_NAME)  # the name the Databento API gives a download
-    shutil.copy(shared_dbn / "databento-python" / "opra-pillar.AAPL250221C250.definition.v3.dbn.zst", data / "defs.bin")
+    shutil.copy(
+        shared_dbn / "databento-python" / "opra-pillar.AAPL250221C250.definition.v3.dbn.zst",
+        data / "defs.bin",
+    )
     (data / "notes.txt").write_text("not market data")
     # a file named like another day's batch file: its metadata (2025-02-20) decides, not its name
     shutil.copy(
@@ -545,10 +586,17 @@ def test_a_folder_without_a_quote_file_says_what_it_found(shared_dbn: Path, tmp_
 
     data = tmp_path / "data"
     data.mkdir()
-    shutil.copy(shared_dbn / "databento-python" / "opra-pillar.AAPL250221C250.definition.v3.dbn.zst", data / "a.dbn.zst")
-    shutil.copy(shared_dbn / "databento-python" / "glbx-mdp3.live-stream-mixed.v3.dbn.zst", data / "b.dbn.zst")
+    shutil.copy(
+        shared_dbn / "databento-python" / "opra-pillar.AAPL250221C250.definition.v3.dbn.zst",
+        data / "a.dbn.zst",
+    )
+    shutil.copy(
+        shared_dbn / "databento-python" / "glbx-mdp3.live-stream-mixed.v3.dbn.zst", data / "b.dbn.zst"
+    )
     (data / "c.dbn").write_bytes(b"garbage")
-    r = CliRunner().invoke(main, ["snapshot", "--data", str(data), "--out", str(tmp_path / "o"), "--date", "2025-02-20"])
+    r = CliRunner().invoke(
+        main, ["snapshot", "--data", str(data), "--out", str(tmp_path / "o"), "--date", "2025-02-20"]
+    )
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert "no top-of-book file" in r.output
     assert "a.dbn.zst: definition (not top-of-book)" in r.output

@@ -185,7 +185,8 @@ def test_exact_parity_quotes_recover_forward_and_discount(f, rate, t, n, seed) -
     assert fixed.forward[0] == pytest.approx(f, rel=1e-10) and fixed.discount_factor[0] == d
     # pool_discount=False: one expiry of 3 strikes may not pin D alone; this checks the sampler's interval
     bay = implied_forward(
-        s, c, b, a, expiry_years=t, offsets=[0, s.size], method="bayes", n_iter=600, burn=200, pool_discount=False
+        s, c, b, a, expiry_years=t, offsets=[0, s.size], method="bayes", n_iter=600, burn=200,
+        pool_discount=False,
     )
     assert bay.forward_lo[0] - 1e-9 * f <= f <= bay.forward_hi[0] + 1e-9 * f
 

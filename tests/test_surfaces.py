@@ -121,8 +121,8 @@ def test_validity_in_standardised_moneyness() -> None:
     cfg = ValidityConfig()  # default: z = ln(K/F) / (sigma_ATM sqrt T) from -1.5 to 0.5 at least
     assert cfg.moneyness == "standardised"
     # a one-week slice quoting ln(K/F) -0.08..0.03 (z -2.7..1.0 at 20% vol) and a 2-year slice with the same
-    # log range (z -0.28..0.11): the first covers its smile, the second does not; the log rule says the opposite
-    # of what matters for the short one
+    # log range (z -0.28..0.11): the first covers its smile, the second does not; the log rule rejects
+    # both
     k = np.r_[np.linspace(-0.08, 0.03, 12), np.linspace(-0.08, 0.03, 12)]
     strike = np.exp(k) * 100
     off = np.array([0, 12, 24])
@@ -499,7 +499,8 @@ def test_qqq_chain_forwards_vols_svi(shared_dbn: Path) -> None:
     # 1-3 day expiries cover their smiles in ATM standard deviations (valid by default), but never reach
     # the old fixed rule's ln(K/F) = -0.5
     assert d.valid, d.reason
-    old = surface_snapshot(snap, config=SurfaceConfig(arbitrage="check", validity=ValidityConfig(moneyness="log")))
+    log_rule = SurfaceConfig(arbitrage="check", validity=ValidityConfig(moneyness="log"))
+    old = surface_snapshot(snap, config=log_rule)
     assert not old.valid and "min ln(K/F)" in old.reason
     rd = surface_snapshot(snap)
     rep = rd.svi.to_pandas()

@@ -243,7 +243,8 @@ def snapshot(
         from volfast.io.dbn import scan_folder
 
         infos = scan_folder(data)
-        what = "; ".join(i.describe() for i in infos[:8]) + (f"; and {len(infos) - 8} more" if len(infos) > 8 else "")
+        more = f"; and {len(infos) - 8} more" if len(infos) > 8 else ""
+        what = "; ".join(i.describe() for i in infos[:8]) + more
         raise click.ClickException(f"no readable DBN file in {data} (found {what or 'no files'})")
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(reports)} days failed")
@@ -361,10 +362,16 @@ def _surface_settings(
     "(--k-low/--k-high).",
 )
 @click.option(
-    "--z-low", default=-1.5, show_default=True, help="Valid expiry: lowest quoted k/(sigma_ATM sqrt T) at most this."
+    "--z-low",
+    default=-1.5,
+    show_default=True,
+    help="Valid expiry: lowest quoted k/(sigma_ATM sqrt T) at most this.",
 )
 @click.option(
-    "--z-high", default=0.5, show_default=True, help="Valid expiry: highest quoted k/(sigma_ATM sqrt T) at least this."
+    "--z-high",
+    default=0.5,
+    show_default=True,
+    help="Valid expiry: highest quoted k/(sigma_ATM sqrt T) at least this.",
 )
 @click.option(
     "--k-low", default=-0.5, show_default=True, help="--moneyness log: lowest quoted ln(K/F) at most this."
@@ -484,7 +491,9 @@ def _surfaces_from_quotes(
             raise click.UsageError(f"--column {item!r}: expected LOGICAL=NAME, e.g. expiration=ExpDate")
         columns[key.strip()] = val.strip()
     try:
-        day = from_quotes(path, asof=asof, config=cfg, columns=columns or None, expiry_time=expiry_time, tz=tz)
+        day = from_quotes(
+            path, asof=asof, config=cfg, columns=columns or None, expiry_time=expiry_time, tz=tz
+        )
         mcfg = {
             "surfaces": cfg.to_dict(),
             "quotes": {"asof": asof, "columns": columns, "expiry_time": expiry_time, "tz": tz},

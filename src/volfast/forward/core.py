@@ -60,9 +60,9 @@ class ForwardStatus(enum.IntEnum):
     NO_CONVERGENCE = 5  # the regression did not converge, or gave D <= 0, and no pooled D was available
     INFEASIBLE = 6  # the parity line lies outside the bid/ask of most synthetics
     INVALID_INPUT = 7  # non-positive expiry or given D, or too few pairs once non-positive mids are left out
-    DISCOUNT_UNIDENTIFIED = 8  # the expiry's own quotes do not pin D and there is no other expiry to pool with
-    RATE_OUT_OF_BAND = 9  # the expiry's own rate -ln(D)/T lies outside ``rate_band`` and nothing to fall back on
-    EMPTY_BOX_BOUNDS = 10  # no D prices every box spread inside its bid/ask (lo > hi), nothing to fall back on
+    DISCOUNT_UNIDENTIFIED = 8  # the expiry's own quotes do not pin D; no other expiry to pool with
+    RATE_OUT_OF_BAND = 9  # its own rate -ln(D)/T lies outside ``rate_band``; nothing to fall back on
+    EMPTY_BOX_BOUNDS = 10  # unidentified D and no D prices every box inside its bid/ask (lo > hi)
 
 
 _SUCCESS = (int(ForwardStatus.OK), int(ForwardStatus.POOLED_DISCOUNT))
@@ -702,7 +702,7 @@ def _discount_flag(
         return f"{head}; discount factor from the pooled curve of the other expiries"
     tail = f" ({why})" if why else ""
     if pooled:
-        return f"{head}; the pooled discount factor of the other expiries does not fit its quotes either{tail}"
+        return f"{head}; the pooled discount factor of the other expiries does not fit its quotes" + tail
     return f"{head}; no other expiry to pool with: give a rate (rate= / --rate){tail}"
 
 

@@ -806,11 +806,18 @@ def dbn_file_info(path: str | os.PathLike[str]) -> DBNFileInfo:
     try:
         f = DBNFile(p)
     except DBNReadError as exc:
-        info = DBNFileInfo(p, problem=exc.reason)
+        # A damaged file with a batch-style name still belongs to its day, so that the day fails naming it
+        # (rather than vanishing from the folder's dates).
+        m = _DAY_FILE.match(p.name)
+        named = () if m is None else (_dt.datetime.strptime(m["date"], "%Y%m%d").date(),)
+        info = DBNFileInfo(p, schema=None if m is None else m["schema"], dates=named, problem=exc.reason)
     else:
         if f.schema is None:
             info = DBNFileInfo(
-                p, dataset=f.dataset, start_ns=f.start_ns, problem="mixed-schema stream (no schema in its metadata)"
+                p,
+                dataset=f.dataset,
+                start_ns=f.start_ns,
+                problem="mixed-schema stream (no schema in its metadata)",
             )
         else:
             info = DBNFileInfo(
@@ -896,7 +903,7 @@ def find_day_files(data: str | os.PathLike[str], date: str | _dt.date) -> DayFil
     by_schema: dict[str, list[Path]] = {}
     others: list[str] = []
     for info in scan_folder(data):
-        if info.problem is not None:
+        if info.problem is not None and not (info.schema is not None and d in info.dates):
             others.append(info.describe())
         elif d in info.dates:
             assert info.schema is not None
@@ -907,9 +914,9 @@ def find_day_files(data: str | os.PathLike[str], date: str | _dt.date) -> DayFil
 
 
 def list_dates(data: str | os.PathLike[str]) -> list[_dt.date]:
-    """Every trading date served by at least one readable DBN file under ``data`` (by metadata), sorted."""
+    """Every trading date served by a DBN file under ``data`` (by metadata; a damaged file by its batch-style
+    name), sorted."""
     out: set[_dt.date] = set()
     for info in scan_folder(data):
-        if info.problem is None:
-            out.update(info.dates)
+        out.update(info.dates)  # damaged batch-style files too: their day fails, naming them
     return sorted(out)

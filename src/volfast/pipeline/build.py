@@ -51,7 +51,8 @@ def plan_days(
     found = list_dates(root)
     if not found:
         infos = scan_folder(root)
-        what = "; ".join(i.describe() for i in infos[:8]) + (f"; and {len(infos) - 8} more" if len(infos) > 8 else "")
+        more = f"; and {len(infos) - 8} more" if len(infos) > 8 else ""
+        what = "; ".join(i.describe() for i in infos[:8]) + more
         raise BuildError(f"{root}: no readable DBN file (found {what or 'no files'})")
     if start is not None and end is not None and start > end:
         raise BuildError(f"--from {start} is after --to {end}")

@@ -3,6 +3,7 @@ rasterised onto fixed grids, written per day, read back as a dataset."""
 
 from __future__ import annotations
 
+from volfast.surface.chain import ChainError, from_quotes
 from volfast.surface.dataset import (
     GRID_SCHEMA,
     DatasetError,
@@ -51,9 +52,11 @@ __all__ = [
     "SurfaceDay",
     "SurfaceDayReport",
     "SurfacesError",
+    "ChainError",
     "ValidityConfig",
     "cvae_grid",
     "day_grids",
+    "from_quotes",
     "delta_grid",
     "grids_table",
     "image_grid",

@@ -113,7 +113,8 @@ def _load(quotes: Any) -> tuple[Any, str, int]:
     except ImportError:  # pragma: no cover - pyarrow is a dependency
         pass
     raise ChainError(
-        f"quotes must be a pandas DataFrame, a pyarrow Table or a CSV / Parquet path, got {type(quotes).__name__}"
+        "quotes must be a pandas DataFrame, a pyarrow Table or a CSV / Parquet path, "
+        f"got {type(quotes).__name__}"
     )
 
 
@@ -155,7 +156,10 @@ def _resolve(df: Any, columns: Mapping[str, str] | None, name: str) -> dict[str,
 
 
 def _text(values: Any) -> np.ndarray:
-    return np.array(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip() for v in values], dtype=object)
+    return np.array(
+        ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip() for v in values],
+        dtype=object,
+    )
 
 
 def _row(i: int, first_line: int) -> str:
@@ -171,7 +175,8 @@ def _sides(df: Any, cols: dict[str, str], name: str, first_line: int) -> np.ndar
         if bad.size:
             i = int(bad[0])
             raise ChainError(
-                f"{name}: column {cols['cp']!r}, {_row(i, first_line)}: side {str(_text(df[cols['cp']])[i])!r} is not C or P"
+                f"{name}: column {cols['cp']!r}, {_row(i, first_line)}: "
+                f"side {str(_text(df[cols['cp']])[i])!r} is not C or P"
                 + (f" ({bad.size} such rows)" if bad.size > 1 else "")
             )
         return call
@@ -183,7 +188,8 @@ def _sides(df: Any, cols: dict[str, str], name: str, first_line: int) -> np.ndar
     if bad.size:
         i = int(bad[0])
         raise ChainError(
-            f"{name}: column {cols['is_call']!r}, {_row(i, first_line)}: {str(t[i])!r} is not a boolean (true/false)"
+            f"{name}: column {cols['is_call']!r}, {_row(i, first_line)}: "
+            f"{str(t[i])!r} is not a boolean (true/false)"
         )
     return true
 
@@ -222,7 +228,8 @@ def _expirations(
         if bad.size:
             i = int(bad[0])
             raise ChainError(
-                f"{name}: column {cols['settlement']!r}, {_row(i, first_line)}: settlement {str(settle[i])!r} "
+                f"{name}: column {cols['settlement']!r}, {_row(i, first_line)}: "
+                f"settlement {str(settle[i])!r} "
                 "is not AM or PM"
             )
     out = np.empty(len(raw), dtype=np.int64)
@@ -255,7 +262,11 @@ def _expirations(
             raise ChainError(f"{name}: column {col!r}, {_row(i, first_line)}: missing expiration")
         try:
             if _DATE_ONLY.match(text):
-                d = _dt.date.fromisoformat(text) if "-" in text else _dt.datetime.strptime(text, "%Y%m%d").date()
+                d = (
+                    _dt.date.fromisoformat(text)
+                    if "-" in text
+                    else _dt.datetime.strptime(text, "%Y%m%d").date()
+                )
                 hm = _hhmm(_SETTLEMENT_TIMES[key_s], "settlement") if key_s else expiry_time
                 t = pd.Timestamp(_dt.datetime.combine(d, hm), tz=tz)
             else:
@@ -287,7 +298,11 @@ def parse_asof(asof: Any, *, tz: str = "America/New_York", default_time: str = "
         else:
             text = str(asof).strip()
             if _DATE_ONLY.match(text):
-                d = _dt.date.fromisoformat(text) if "-" in text else _dt.datetime.strptime(text, "%Y%m%d").date()
+                d = (
+                    _dt.date.fromisoformat(text)
+                    if "-" in text
+                    else _dt.datetime.strptime(text, "%Y%m%d").date()
+                )
                 t = pd.Timestamp(_dt.datetime.combine(d, _dt.time.fromisoformat(default_time)))
             else:
                 t = pd.Timestamp(text)
@@ -348,7 +363,11 @@ def quotes_table(
         return np.where(np.isfinite(v) & (v >= 0), v, 0.0)
 
     und = _text(df[cols["underlying"]]).astype(str) if "underlying" in cols else np.full(n, "", dtype=object)
-    sym = _text(df[cols["option_symbol"]]).astype(str) if "option_symbol" in cols else np.full(n, "", dtype=object)
+    sym = (
+        _text(df[cols["option_symbol"]]).astype(str)
+        if "option_symbol" in cols
+        else np.full(n, "", dtype=object)
+    )
     bsz, asz = opt_num("bid_size"), opt_num("ask_size")
     idx = np.flatnonzero(keep)
     b, a = bid[idx], ask[idx]
@@ -453,9 +472,7 @@ def from_quotes(
         else:
             cfg = dataclasses.replace(cfg, rate=None, rate_curve=_check_curve(rate))
     table, cut_ns, counts = quotes_table(quotes, asof=asof, columns=columns, expiry_time=expiry_time, tz=tz)
-    date = (
-        _dt.datetime.fromtimestamp(cut_ns / _NS, tz=_dt.timezone.utc).astimezone(ZoneInfo(tz)).date()
-    )
+    date = _dt.datetime.fromtimestamp(cut_ns / _NS, tz=_dt.timezone.utc).astimezone(ZoneInfo(tz)).date()
     day = surface_day(table, cut_ns=cut_ns, date=date, config=cfg, threads=threads, dataset=dataset)
     day.counts["input"] = counts
     if counts["rows_skipped"]:

@@ -74,14 +74,22 @@ class SurfaceConfig:
         if arbitrage_free is not None:  # the old boolean: folded into ``arbitrage`` (one setting)
             object.__setattr__(self, "arbitrage", "enforce" if arbitrage_free else "check")
         if self.arbitrage not in ARBITRAGE_MODES:
-            raise UsageError(f"surfaces.arbitrage must be one of {', '.join(ARBITRAGE_MODES)}, got {self.arbitrage!r}")
+            raise UsageError(
+                f"surfaces.arbitrage must be one of {', '.join(ARBITRAGE_MODES)}, got {self.arbitrage!r}"
+            )
         if self.exercise not in EXERCISE_STYLES:
-            raise UsageError(f"surfaces.exercise must be one of {', '.join(EXERCISE_STYLES)}, got {self.exercise!r}")
+            raise UsageError(
+                f"surfaces.exercise must be one of {', '.join(EXERCISE_STYLES)}, got {self.exercise!r}"
+            )
         if not (self.american_window > 0):
-            raise UsageError(f"surfaces.american_window must be > 0 ATM standard deviations, got {self.american_window}")
+            raise UsageError(
+                f"surfaces.american_window must be > 0 ATM standard deviations, got {self.american_window}"
+            )
         band = tuple(float(x) for x in self.rate_band)
         if len(band) != 2 or not band[0] < band[1]:
-            raise UsageError(f"surfaces.rate_band must be (low, high) with low < high, got {self.rate_band!r}")
+            raise UsageError(
+                f"surfaces.rate_band must be (low, high) with low < high, got {self.rate_band!r}"
+            )
         object.__setattr__(self, "rate_band", band)
         if self.rate is not None:
             if self.rate_curve is not None:
@@ -156,7 +164,9 @@ def _check_curve(curve: Any) -> tuple[tuple[float, float], ...]:
         raise UsageError("surfaces.rate_curve is empty")
     for t, r in pts:
         if not (np.isfinite(t) and t >= 0 and np.isfinite(r) and abs(r) < 1.0):
-            raise UsageError(f"surfaces.rate_curve: bad point (tenor_years {t}, rate {r}): need tenor >= 0 and |rate| < 1")
+            raise UsageError(
+                f"surfaces.rate_curve: bad point (tenor_years {t}, rate {r}): need tenor >= 0 and |rate| < 1"
+            )
     pts.sort()
     if len({t for t, _ in pts}) != len(pts):
         raise UsageError("surfaces.rate_curve: a tenor appears twice")
@@ -184,7 +194,8 @@ def read_rate_curve(path: str | Any) -> tuple[tuple[float, float], ...]:
             pts.append((float(row["tenor_years"]), float(row["rate"])))
         except (TypeError, ValueError):
             raise UsageError(
-                f"{p}: row {i}: tenor_years {row.get('tenor_years')!r} / rate {row.get('rate')!r} is not a number"
+                f"{p}: row {i}: tenor_years {row.get('tenor_years')!r} / rate {row.get('rate')!r} "
+                "is not a number"
             ) from None
     try:
         return _check_curve(pts)

@@ -6,9 +6,9 @@ sqrt(T))`` (the expiry's ATM standard deviation, from its SVI fit ``sqrt(w(0))``
 nearest the money): by default the lowest usable strike must reach ``z <= -1.5`` and the highest
 ``z >= 0.5``. A fixed ln(K/F) range cannot fit every expiry: -0.5 is 25 standard deviations for a one-week
 index option and 1.5 for a two-year one, so the original rule (``moneyness="log"``: ln(K/F) down to -0.5
-and up to 0.15) rejects typical liquid days with short expiries. "Quoted" here means usable for the smile (:attr:`QuoteVols.use`: two-sided, positive, not crossed,
-with an implied vol, on the chosen side); with ``require_fit`` an expiry also needs an acceptable forward and
-SVI fit to count. Invalid days are kept with the reason; they only get no grids.
+and up to 0.15) rejects typical liquid days with short expiries. "Quoted" here means usable for the smile
+(:attr:`QuoteVols.use`: two-sided, positive, not crossed, with an implied vol, on the chosen side); with
+``require_fit`` an expiry also needs an acceptable forward and SVI fit to count. Invalid days are kept with the reason; they only get no grids.
 """
 
 from __future__ import annotations
