@@ -605,3 +605,56 @@ def test_a_folder_without_a_quote_file_says_what_it_found(shared_dbn: Path, tmp_
     (data / "a.dbn.zst").unlink()
     r = CliRunner().invoke(main, ["build", "--data", str(data), "--out", str(tmp_path / "b"), "--quiet"])
     assert r.exit_code != 0 and "no readable DBN file" in r.output and "c.dbn: not a DBN file" in r.output
+
+
+def test_surfaces_settings_in_the_build_toml_and_cli(tmp_path: Path) -> None:
+    from volfast.io.output import config_hash
+    from volfast.pipeline import load_config
+
+    toml = tmp_path / "build.toml"
+    toml.write_text(
+        '[surfaces]\narbitrage = "check"\nrate = 0.04\nexercise = "american"\nrate_band = [-0.02, 0.1]\n'
+    )
+    cfg = load_config(toml)
+    sc = SurfaceConfig.from_dict(cfg.surfaces_params())
+    assert (sc.arbitrage, sc.rate, sc.exercise, sc.rate_band) == ("check", 0.04, "american", (-0.02, 0.1))
+    base = config_hash(load_config(None).stage_config("surfaces"))
+    assert config_hash(cfg.stage_config("surfaces")) != base  # the settings are hashed with the stage
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[surfaces]\narbitrage = "maybe"\n')
+    with pytest.raises(UsageError, match="arbitrage must be one of enforce, check, off"):
+        SurfaceConfig.from_dict(load_config(bad).surfaces_params())
+    # the CLI options land in the resolved build config
+    synth = tmp_path / "synth"
+    import datetime as dt
+
+    from volfast.synth import generate_days
+
+    generate_days(dt.date(2024, 3, 4), 1, synth, seed=5, scale="small")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(
+        main,
+        [
+            "build",
+            "--data",
+            str(synth),
+            "--out",
+            str(out),
+            "--executor",
+            "serial",
+            "--quiet",
+            "--arbitrage",
+            "off",
+            "--rate",
+            "0.03",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    import json
+
+    resolved = json.loads((out / "build-config.json").read_text())
+    assert resolved["surfaces"]["arbitrage"] == "off" and resolved["surfaces"]["rate"] == 0.03
+    fw = volfast.surface.read_output(out, "forwards").to_pandas()
+    ok = fw.status == ForwardStatus.OK
+    assert ok.any()
+    np.testing.assert_array_equal(fw.discount_factor[ok], np.exp(-0.03 * fw.expiry_years[ok]))
