@@ -658,3 +658,58 @@ def test_surfaces_settings_in_the_build_toml_and_cli(tmp_path: Path) -> None:
     ok = fw.status == ForwardStatus.OK
     assert ok.any()
     np.testing.assert_array_equal(fw.discount_factor[ok], np.exp(-0.03 * fw.expiry_years[ok]))
+
+
+def test_quick_metadata_agrees_with_the_databento_decoder(shared_dbn: Path) -> None:
+    from volfast.io.dbn import DBNFile, DBNReadError, _quick_metadata
+
+    n = 0
+    for p in sorted(shared_dbn.rglob("*.dbn*")):
+        try:
+            f = DBNFile(p)
+        except DBNReadError:
+            with pytest.raises(DBNReadError):
+                _quick_metadata(p)
+            continue
+        assert _quick_metadata(p) == (f.dataset, f.schema, f.start_ns, f.end_ns), p.name
+        n += 1
+    assert n > 50
+
+
+def test_build_reads_api_named_opra_files(shared_dbn: Path, tmp_path: Path) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    data.mkdir()
+    qqq = (
+        shared_dbn
+        / "derived_from_bentoclient"
+        / "opra-pillar.QQQ.OPT.20250428T142952-143002Z.cbbo-1s.v3.dbn.zst"
+    )
+    shutil.copy(qqq, data / API_NAME)
+    toml = tmp_path / "b.toml"
+    toml.write_text('[snapshot]\ncut = "10:30"\n')
+    out = tmp_path / "out"
+    r = CliRunner().invoke(
+        main,
+        [
+            "build",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--config",
+            str(toml),
+            "--executor",
+            "serial",
+            "--quiet",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    days = volfast.surface.read_output(out, "days").to_pandas()
+    assert days.date.astype(str).tolist() == ["2025-04-28"]
+    import json
+
+    counts = json.loads(days.counts.iloc[0])
+    assert counts["exercise"] == "american"  # OPRA metadata -> American handling (exercise = "auto")
+    assert counts["expiries_with_forward"] >= 3

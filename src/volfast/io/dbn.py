@@ -799,9 +799,9 @@ _U16_MAX = 2**16 - 1
 def _quick_metadata(p: Path) -> tuple[str, str | None, int, int | None]:
     """``(dataset, schema or None when mixed, start_ns, end_ns or None)`` from the fixed fields at the start
     of a DBN metadata header (``DBN``, version, length, dataset[16], schema u16, start u64, end u64, little
-    endian; the same in v1-v3), decompressing only its first bytes: a folder of a year of full-scale files
-    is scanned in milliseconds, where decoding every header's symbol mappings (``DBNFile``) takes tens of
-    milliseconds a file. Raises :class:`DBNReadError`."""
+    endian; the same in v1-v3), decompressing only its first bytes rather than decoding the whole header
+    with its symbol mappings (``DBNFile``), which a scan of a year's folder would do for every file.
+    Raises :class:`DBNReadError`."""
     try:
         with open(p, "rb") as fh:
             magic = fh.read(4)
