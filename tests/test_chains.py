@@ -713,3 +713,12 @@ def test_build_reads_api_named_opra_files(shared_dbn: Path, tmp_path: Path) -> N
     counts = json.loads(days.counts.iloc[0])
     assert counts["exercise"] == "american"  # OPRA metadata -> American handling (exercise = "auto")
     assert counts["expiries_with_forward"] >= 3
+
+
+def test_csv_with_a_byte_order_mark_and_padded_headers(tmp_path: Path) -> None:
+    f = _synthetic_chain(expiries=(0.5,))[["expiration", "strike", "cp", "bid", "ask"]]
+    f.columns = [" Expiration", "STRIKE ", "CP", "Bid", "Ask"]
+    p = tmp_path / "excel.csv"
+    f.to_csv(p, index=False, encoding="utf-8-sig")
+    day = from_quotes(p, asof=ASOF, rate=R)
+    assert day.counts["input"]["rows_used"] == len(f) and day.forwards.num_rows == 1

@@ -99,7 +99,11 @@ def _load(quotes: Any) -> tuple[Any, str, int]:
 
                 return pq.read_table(p).to_pandas(), str(p), 0
             # every column as text: numbers are parsed below, so a bad cell is a counted row, not a crash
-            return pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True), str(p), 2
+            return (
+                pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig"),
+                str(p),
+                2,
+            )
         except (OSError, ValueError, pd.errors.ParserError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ChainError(f"{p}: cannot read the chain ({first})") from None
