@@ -160,10 +160,14 @@ def _resolve(df: Any, columns: Mapping[str, str] | None, name: str) -> dict[str,
 
 
 def _text(values: Any) -> np.ndarray:
-    return np.array(
-        ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip() for v in values],
-        dtype=object,
-    )
+    """Stripped strings (object array); missing cells are ""."""
+    import pandas as pd
+
+    ser = pd.Series(values).astype(object).reset_index(drop=True)
+    miss = ser.isna().to_numpy()
+    out = ser.astype(str).str.strip().to_numpy(dtype=object)
+    out[miss] = ""
+    return out
 
 
 def _row(i: int, first_line: int) -> str:
@@ -245,44 +249,42 @@ def _expirations(
         if ts.tz is None:
             ts = ts.tz_localize(tz)
         return ts.tz_convert("UTC").asi8.astype(np.int64)
-    values = list(raw)
-    cache: dict[tuple[str, str], int] = {}
-    for i, v in enumerate(values):
-        key_s = "" if settle is None else settle[i]
-        if isinstance(v, _dt.datetime) or isinstance(v, pd.Timestamp):
+    values = raw.to_numpy(dtype=object)
+    text = _text(values)
+    key = text if settle is None else np.char.add(np.char.add(text.astype(str), "|"), settle.astype(str))
+    uniq, first, inverse = np.unique(np.asarray(key, dtype=str), return_index=True, return_inverse=True)
+    parsed = np.empty(uniq.size, dtype=np.int64)
+    for u in np.argsort(first):  # each distinct (expiration, settlement) once, in row order
+        i = int(first[u])
+        v = values[i]
+        key_s = "" if settle is None else str(settle[i])
+        if isinstance(v, (_dt.datetime, pd.Timestamp)):
             t = pd.Timestamp(v)
-            if t.tzinfo is None:
-                t = t.tz_localize(tz)
-            out[i] = int(t.tz_convert("UTC").value)
+            parsed[u] = int((t.tz_localize(tz) if t.tzinfo is None else t).tz_convert("UTC").value)
             continue
-        if isinstance(v, _dt.date):
-            v = v.isoformat()
-        text = "" if v is None else str(v).strip()
-        key = (text, key_s)
-        if key in cache:
-            out[i] = cache[key]
-            continue
-        if not text or text.lower() in ("nan", "nat", "none"):
+        txt = v.isoformat() if isinstance(v, _dt.date) else str(text[i])
+        if not txt or txt.lower() in ("nan", "nat", "none"):
             raise ChainError(f"{name}: column {col!r}, {_row(i, first_line)}: missing expiration")
         try:
-            if _DATE_ONLY.match(text):
+            if _DATE_ONLY.match(txt):
                 d = (
-                    _dt.date.fromisoformat(text)
-                    if "-" in text
-                    else _dt.datetime.strptime(text, "%Y%m%d").date()
+                    _dt.date.fromisoformat(txt)
+                    if "-" in txt
+                    else _dt.datetime.strptime(txt.strip(), "%Y%m%d").date()
                 )
                 hm = _hhmm(_SETTLEMENT_TIMES[key_s], "settlement") if key_s else expiry_time
                 t = pd.Timestamp(_dt.datetime.combine(d, hm), tz=tz)
             else:
-                t = pd.Timestamp(text)
+                t = pd.Timestamp(txt)
                 if t.tzinfo is None:
                     t = t.tz_localize(tz)
         except (ValueError, TypeError, OverflowError):
             raise ChainError(
-                f"{name}: column {col!r}, {_row(i, first_line)}: cannot parse expiration {text!r} "
+                f"{name}: column {col!r}, {_row(i, first_line)}: cannot parse expiration {txt!r} "
                 "(ISO date or date-time, e.g. 2025-12-19 or 2025-12-19T16:00-05:00)"
             ) from None
-        cache[key] = out[i] = int(t.tz_convert("UTC").value)
+        parsed[u] = int(t.tz_convert("UTC").value)
+    out[:] = parsed[inverse.reshape(-1)]
     return out
 
 
