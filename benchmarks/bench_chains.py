@@ -75,7 +75,11 @@ def diy_chain(path: Path) -> dict[tuple[str, str], dict[str, float]]:
         for k, call, px in zip(otm.strike, otm.cp == "C", (otm.bid + otm.ask) / 2, strict=True):
             try:
                 ivs.append(
-                    brentq(lambda v, k=k, call=call, px=px: _black(f, k, t, d, v, call) - px, 1e-4, 5.0)
+                    brentq(
+                        lambda v, k=k, call=call, px=px, f=f, t=t, d=d: _black(f, k, t, d, v, call) - px,
+                        1e-4,
+                        5.0,
+                    )
                 )
                 kk.append(math.log(k / f))
             except ValueError:
@@ -88,7 +92,7 @@ def diy_chain(path: Path) -> dict[tuple[str, str], dict[str, float]]:
             return a + b * (rho * (k - m) + np.sqrt((k - m) ** 2 + sg * sg))
 
         fit = least_squares(
-            lambda q: svi(q, k_arr) - w,
+            lambda q, k_arr=k_arr, w=w: svi(q, k_arr) - w,
             [w.min(), 0.1, -0.5, 0.0, 0.1],
             bounds=([-1, 0, -0.999, -2, 1e-4], [1, 10, 0.999, 2, 5]),
         )
