@@ -462,6 +462,9 @@ def surfaces(
         )
         if not r.valid and r.reason:
             click.secho(f"    {r.reason}", fg="yellow", err=True)
+        for w in r.warnings:
+            if w.startswith("arbitrage check:"):  # --arbitrage check: the flagged slices, day by day
+                click.secho(f"    {w}", fg="yellow", err=True)
 
     assert snapshots is not None
     try:
