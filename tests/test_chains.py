@@ -722,3 +722,12 @@ def test_csv_with_a_byte_order_mark_and_padded_headers(tmp_path: Path) -> None:
     f.to_csv(p, index=False, encoding="utf-8-sig")
     day = from_quotes(p, asof=ASOF, rate=R)
     assert day.counts["input"]["rows_used"] == len(f) and day.forwards.num_rows == 1
+
+
+def test_replace_keeps_the_arbitrage_setting() -> None:
+    import dataclasses
+
+    for mode in ("enforce", "check", "off"):
+        c = dataclasses.replace(SurfaceConfig(arbitrage=mode), rate=0.01)
+        assert c.arbitrage == mode and c.rate == 0.01
+    assert dataclasses.replace(SurfaceConfig(arbitrage="off"), arbitrage="enforce").arbitrage == "enforce"
