@@ -731,3 +731,21 @@ def test_replace_keeps_the_arbitrage_setting() -> None:
         c = dataclasses.replace(SurfaceConfig(arbitrage=mode), rate=0.01)
         assert c.arbitrage == mode and c.rate == 0.01
     assert dataclasses.replace(SurfaceConfig(arbitrage="off"), arbitrage="enforce").arbitrage == "enforce"
+
+
+def test_is_call_column_and_several_underlyings() -> None:
+    a = _synthetic_chain(expiries=(0.5, 1.0))
+    b = a.copy()
+    a["underlying"], b["underlying"] = "AAA", "BBB"
+    both = pd.concat([a, b], ignore_index=True)
+    both["is_call"] = both.pop("cp").eq("C")
+    day = from_quotes(both, asof=ASOF, rate=R)
+    fw = day.forwards.to_pandas()
+    assert sorted(zip(fw.underlying, fw.expiry_years.round(3), strict=True)) == sorted(
+        (u, round(t, 3)) for u in ("AAA", "BBB") for t in a["T"].unique()
+    )
+    assert (fw.status == ForwardStatus.OK).all()
+    both["is_call"] = both["is_call"].map({True: "true", False: "false"})
+    both.loc[5, "is_call"] = "maybe"
+    with pytest.raises(ChainError, match=r"column 'is_call', row 6: 'maybe' is not a boolean"):
+        from_quotes(both, asof=ASOF)
