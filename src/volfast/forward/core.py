@@ -364,7 +364,10 @@ def implied_forward(
         Huber-weighted parity regression; Gibbs posterior (:mod:`volfast.forward.bayes`); or the CBOE rule
         (the strike with the smallest ``|C - P|``; D from the median adjacent box spread).
     pool_discount : bool
-        Pool a zero-rate curve across the slices and use it where a slice's own D is uninformative.
+        Pool a zero-rate curve across the slices and use it where a slice's own D is uninformative; a slice
+        whose own D is uninformative and that has no other slice to pool with gets
+        ``DISCOUNT_UNIDENTIFIED``. False keeps every slice's own D (the caller takes it as it is; the
+        ``rate_band`` check still applies).
     discount_factor : None, float or array_like (n_slices,)
         Fix D (NaN entries are estimated). Fixed slices are reported ``OK``.
     seed : int
