@@ -25,7 +25,8 @@ option_symbol     optional, kept as ``raw_symbol`` (aliases raw_symbol, symbol_o
 A missing column, an unparseable expiration, or a side that is not C/P is an error naming the column and
 the row (:class:`ChainError`, one line). Rows with a strike or price that is not a number (or a strike
 <= 0) are skipped and counted (``counts["rows_skipped"]``, by reason); empty bid / ask cells are missing
-sides, not bad rows. Expirations at or before ``asof`` are dropped and counted.
+sides, not bad rows. Expirations at or before ``asof`` are dropped and counted. In the output tables
+``instrument_id`` is the input row (0-based), so results join back to the input.
 """
 
 from __future__ import annotations
