@@ -579,6 +579,14 @@ def test_dbn_files_are_found_by_metadata_not_by_name(shared_dbn: Path, tmp_path:
     import pyarrow.parquet as pq
 
     assert pq.read_table(out / "date=2025-04-28" / "part-0.parquet").num_rows > 0
+    # volfast surfaces takes the dataset from the snapshot's manifest: OPRA -> American handling
+    surf = tmp_path / "surf"
+    r = CliRunner().invoke(main, ["surfaces", "--snapshots", str(out), "--out", str(surf)])
+    assert r.exit_code == 0, r.output
+    import json
+
+    days = volfast.surface.read_output(surf, "days").to_pandas()
+    assert json.loads(days.counts.iloc[0])["exercise"] == "american"
 
 
 def test_a_folder_without_a_quote_file_says_what_it_found(shared_dbn: Path, tmp_path: Path) -> None:
