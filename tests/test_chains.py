@@ -632,6 +632,16 @@ def test_surfaces_settings_in_the_build_toml_and_cli(tmp_path: Path) -> None:
     bad.write_text('[surfaces]\narbitrage = "maybe"\n')
     with pytest.raises(UsageError, match="arbitrage must be one of enforce, check, off"):
         SurfaceConfig.from_dict(load_config(bad).surfaces_params())
+    # a bad setting stops volfast build at once, in one line naming the file
+    r = CliRunner().invoke(
+        main, ["build", "--data", str(tmp_path), "--out", str(tmp_path / "x"), "--config", str(bad)]
+    )
+    assert r.exit_code == 1 and str(bad) in r.output and "arbitrage must be one of" in r.output
+    r = CliRunner().invoke(
+        main, ["build", "--data", str(tmp_path), "--out", str(tmp_path / "x"), "--rate", "5"]
+    )
+    assert r.exit_code == 1 and "surfaces.rate must be a finite fraction" in r.output
+    assert not (tmp_path / "x").exists()
     # the CLI options land in the resolved build config
     synth = tmp_path / "synth"
     import datetime as dt

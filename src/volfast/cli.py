@@ -609,6 +609,12 @@ def build(
 
             top["surfaces"] = _freeze({**cfg.surfaces_params(), **surf})
         cfg = cfg.replace(executor=ex, **top)
+        from volfast.surface.day import SurfaceConfig
+
+        try:  # a bad [surfaces] setting (TOML or option) is one error now, not a failure on every day
+            SurfaceConfig.from_dict(cfg.surfaces_params())
+        except (ValueError, TypeError) as exc:
+            raise click.ClickException(f"{config_path}: {exc}" if config_path else str(exc)) from None
         first = _as_date(start) if start else None
         last = _as_date(end) if end else None
         days = [_as_date(d) for d in dates] or None
