@@ -199,7 +199,10 @@ def test_outlier_quote_is_downweighted() -> None:
     b[3] += 3.0
     a[3] += 3.0  # one call 3 points rich: far outside its spread
     fit = implied_forward(s, c, b, a, expiry_years=0.5, offsets=[0, s.size], pool_discount=False)
-    assert fit.status[0] == ForwardStatus.OK and fit.n_outside[0] == 1
+    # the stray quote empties the box-spread bounds: the robust fit is kept, and flagged
+    assert fit.status[0] == ForwardStatus.FLAGGED_BOX_BOUNDS and fit.n_outside[0] == 1
+    assert fit.discount_lo[0] > fit.discount_hi[0] and "empty box-spread bounds" in fit.reason[0]
+    assert fit.ok[0]
     assert fit.forward[0] == pytest.approx(f, abs=0.01) and fit.discount_factor[0] == pytest.approx(
         d, abs=1e-3
     )

@@ -49,8 +49,9 @@ _NS_PER_YEAR = 365 * 86400 * 1_000_000_000
 
 
 class ForwardStatus(enum.IntEnum):
-    """Outcome of one expiry's fit (``ForwardFit.status``, uint8). ``OK`` and ``POOLED_DISCOUNT`` are
-    successes; every other code comes with a NaN forward and a ``reason``."""
+    """Outcome of one expiry's fit (``ForwardFit.status``, uint8). ``OK``, ``POOLED_DISCOUNT`` and
+    ``FLAGGED_BOX_BOUNDS`` are successes (the last two say why in ``reason``); every other code comes with a
+    NaN forward and a ``reason``."""
 
     OK = 0
     POOLED_DISCOUNT = 1  # the forward is fitted; D came from the pooled curve (or was given)
@@ -63,9 +64,14 @@ class ForwardStatus(enum.IntEnum):
     DISCOUNT_UNIDENTIFIED = 8  # the expiry's own quotes do not pin D; no other expiry to pool with
     RATE_OUT_OF_BAND = 9  # its own rate -ln(D)/T lies outside ``rate_band``; nothing to fall back on
     EMPTY_BOX_BOUNDS = 10  # unidentified D and no D prices every box inside its bid/ask (lo > hi)
+    FLAGGED_BOX_BOUNDS = 11  # a success, flagged: the robust fit's own D is kept though lo > hi (see reason)
 
 
-_SUCCESS = (int(ForwardStatus.OK), int(ForwardStatus.POOLED_DISCOUNT))
+_SUCCESS = (
+    int(ForwardStatus.OK),
+    int(ForwardStatus.POOLED_DISCOUNT),
+    int(ForwardStatus.FLAGGED_BOX_BOUNDS),
+)
 
 
 # -- chains ----------------------------------------------------------------------------------------------
@@ -633,6 +639,8 @@ def implied_forward(
             float(frac_out[s]),
             max_outside,
         )
+        if st == ForwardStatus.OK and empty_box[s]:
+            st = int(ForwardStatus.FLAGGED_BOX_BOUNDS)
         status[s] = st
         reasons[s] = why
         if flagged[s] or unidentified[s] or (empty_box[s] and int(st) in _SUCCESS):
@@ -699,7 +707,7 @@ def _discount_flag(
             f"(standard error above {pool_rate_se:.2%})"
         )
     head = "; ".join(flags)
-    if st == ForwardStatus.OK:  # empty bounds only: the robust fit is kept, the note stays
+    if st == ForwardStatus.FLAGGED_BOX_BOUNDS:  # empty bounds only: the robust fit is kept, flagged
         return f"{head}; the Huber fit's own discount factor is kept" + (f"; {why}" if why else "")
     if st == ForwardStatus.POOLED_DISCOUNT:
         return f"{head}; discount factor from the pooled curve of the other expiries"
