@@ -29,7 +29,7 @@ def _truth_days(root: Path) -> list[tuple]:
     for d in list_dates(root):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", IngestWarning)
-            snap = volfast.snapshot(data=root, date=d)
+            snap = volfast.take_snapshot(data=root, date=d)
         ch = option_chains(snap.table, cut_ns=snap.cut_ns)
         tr = pq.read_table(root / "truth" / f"date={d}" / "part-0.parquet").to_pandas()
         ex = tr[tr.kind == "expiry"]
@@ -350,7 +350,7 @@ def test_option_chains_from_table() -> None:
 # -- real quotes ------------------------------------------------------------------------------------------
 @pytest.mark.realdata
 def test_qqq_real_chain_forwards(shared_dbn: Path) -> None:
-    snap = volfast.snapshot(shared_dbn / QQQ, cut="10:30", date="2025-04-28", lookback="10m")
+    snap = volfast.take_snapshot(shared_dbn / QQQ, cut="10:30", date="2025-04-28", lookback="10m")
     ch = option_chains(snap.table, cut_ns=snap.cut_ns)
     assert len(ch) == 4 and set(ch.underlying) == {"QQQ"}
     # OCC symbols carry dates only: the same-day (0DTE) expiry counts to 16:00 New York (20:00 UTC in April)

@@ -70,9 +70,13 @@ def tree(out: Path) -> dict[str, float]:
 
 
 def no_partial(out: Path, day: dt.date) -> None:
+    """No data file of ``day`` is left, and a manifest left there does not claim a complete day."""
     folder = snapshot_folder(out, day)
     left = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
-    assert left == [], f"{folder} holds {left}"
+    assert left in ([], ["_manifest.json"]), f"{folder} holds {left}"
+    if left:
+        m = json.loads((folder / "_manifest.json").read_text())
+        assert m["status"] in ("running", "failed") and m["outputs"] == [], m
 
 
 # -- config ---------------------------------------------------------------------------------------------
@@ -138,7 +142,7 @@ def test_build_writes_the_snapshot_of_each_day_with_a_manifest(data: Path, tmp_p
     for day in DAYS:
         folder = snapshot_folder(out, day)
         got = pq.read_table(folder / "part-0.parquet")
-        want = volfast.snapshot(data=data, date=day).table  # the stage is the public function, unchanged
+        want = volfast.take_snapshot(data=data, date=day).table  # the stage is the public function, unchanged
         assert got.schema.equals(want.schema, check_metadata=True)
         assert got.to_pandas().equals(want.to_pandas())  # NaN-aware, unlike Table.equals
         m = json.loads((folder / "_manifest.json").read_text())
@@ -241,7 +245,7 @@ def _rewrite_without_options(path: Path, option_ids: set[int]) -> None:
 def test_day_without_options_is_invalid_with_its_reason_and_stays_done(data: Path, tmp_path: Path) -> None:
     import numpy as np
 
-    t = volfast.snapshot(data=data, date=DAYS[2]).table
+    t = volfast.take_snapshot(data=data, date=DAYS[2]).table
     cls = np.asarray(t.column("instrument_class").to_pylist(), dtype=object)
     ids = set(np.asarray(t.column("instrument_id"))[np.isin(cls, ["C", "P"])].tolist())
     assert len(ids) > 100
@@ -437,17 +441,32 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(data: Path, tmp_path: Pat
         start_new_session=True,
     )
     deadline = time.monotonic() + 60
-    while not list((out / "snapshots").glob("*/_manifest.json")) and time.monotonic() < deadline:
+
+    def completed() -> bool:
+        for p in (out / "snapshots").glob("*/_manifest.json"):
+            try:
+                if json.loads(p.read_text())["status"] == "complete":
+                    return True
+            except (OSError, ValueError):
+                continue
+        return False
+
+    while not completed() and time.monotonic() < deadline:
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "INTERRUPTED" in stdout
-    done = {p.parent.name for p in (out / "snapshots").glob("*/_manifest.json")}
+    status = {
+        p.parent.name: json.loads(p.read_text())["status"] for p in (out / "snapshots").glob("*/_manifest.json")
+    }
+    done = {d for d, st in status.items() if st == "complete"}
     assert 1 <= len(done) < 8
     for folder in (out / "snapshots").iterdir():  # no half-written partition under its final name
         names = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
-        assert names in ({"part-0.parquet", "_manifest.json"}, {"part-0.parquet"}, set()), names
+        assert names in ({"part-0.parquet", "_manifest.json"}, {"part-0.parquet"}, set(), {"_manifest.json"})
+        if names and status.get(folder.name) != "complete":  # interrupted: recorded as such
+            assert status.get(folder.name) == "running", (folder, status)
     summary = json.loads((out / "build-summary.json").read_text())
     assert summary["interrupted"] and summary["not_run"]
     s = run_build(more, out, config=serial(), progress=False)

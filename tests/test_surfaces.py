@@ -194,7 +194,7 @@ def _truth(synth: Path, date: str) -> tuple[object, object]:
 
 @pytest.fixture(scope="module")
 def day0(synth_wide: Path) -> volfast.surface.SurfaceDay:
-    snap = volfast.snapshot(data=synth_wide, date="2024-03-04")
+    snap = volfast.take_snapshot(data=synth_wide, date="2024-03-04")
     return surface_snapshot(snap)
 
 
@@ -269,7 +269,7 @@ def test_synth_day_grids_vs_truth_grids(day0: volfast.surface.SurfaceDay, synth_
 
 def test_bad_expiries_get_statuses_and_the_day_goes_on(synth_wide: Path) -> None:
     """One expiry one-sided (asks only), one with every market crossed, one with zero/negative prices."""
-    snap = volfast.snapshot(data=synth_wide, date="2024-03-04")
+    snap = volfast.take_snapshot(data=synth_wide, date="2024-03-04")
     t = snap.table
     exp = t.column("expiration").cast(pa.int64()).to_numpy(zero_copy_only=False)
     opt = np.asarray(t.column("is_call").is_valid())
@@ -382,7 +382,7 @@ def test_thin_day_is_invalid_with_its_reason(tmp_path: Path) -> None:
         dt.date(2024, 3, 4), 1, data, seed=3, config=SynthConfig.for_scale("small", p_thin_day=1.0)
     )
     assert res[0].thin_day
-    d = surface_snapshot(volfast.snapshot(data=data, date="2024-03-04"), out=tmp_path / "surf")
+    d = surface_snapshot(volfast.take_snapshot(data=data, date="2024-03-04"), out=tmp_path / "surf")
     assert not d.valid and d.grids is None
     assert "expiries pass the validity checks (need 3)" in d.reason
     assert d.reason.startswith("0 of") and "no acceptable forward/SVI fit" in d.reason
@@ -449,7 +449,7 @@ def test_qqq_chain_forwards_vols_svi(shared_dbn: Path) -> None:
         pytest.skip(f"{path} not found")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        snap = volfast.snapshot(path, cut="10:30", date="2025-04-28", lookback="10m")
+        snap = volfast.take_snapshot(path, cut="10:30", date="2025-04-28", lookback="10m")
     # The raw SVI fits: whether forwards, vols and the fit agree with the quotes. The arbitrage repair
     # (default) trades closeness for g(k) >= 0 and calendar order; it is checked for that below.
     d = surface_snapshot(snap, config=SurfaceConfig(arbitrage_free=False))

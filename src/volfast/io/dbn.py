@@ -123,13 +123,15 @@ class DBNFile:
     store: Any = field(repr=False)
     compressed: bool
     size_bytes: int
+    mtime_ns: int
     sha256: str | None = None  # from a valid sidecar, else set once iter_chunks has streamed the file
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise DBNReadError(self.path, "no such file")
-        self.size_bytes = self.path.stat().st_size
+        st = self.path.stat()
+        self.size_bytes, self.mtime_ns = st.st_size, st.st_mtime_ns
         if self.size_bytes == 0:
             raise DBNReadError(self.path, "empty file")
         with open(self.path, "rb") as fh:
@@ -212,6 +214,7 @@ class DBNFile:
         return {
             "name": self.path.name,
             "size": self.size_bytes,
+            "mtime_ns": self.mtime_ns,
             "sha256": self.sha256 if self.sha256 is not None else file_sha256(self.path),
             "dataset": self.dataset,
             "schema": self.schema,
@@ -747,7 +750,9 @@ def _as_date(date: str | _dt.date) -> _dt.date:
     try:
         return _dt.date.fromisoformat(s) if "-" in s else _dt.datetime.strptime(s, "%Y%m%d").date()
     except ValueError:
-        raise ValueError(f"date must be YYYY-MM-DD or YYYYMMDD, got {date!r}") from None
+        from volfast.errors import UsageError
+
+        raise UsageError(f"date must be a real date as YYYY-MM-DD or YYYYMMDD, got {date!r}") from None
 
 
 def find_day_files(data: str | os.PathLike[str], date: str | _dt.date) -> DayFiles:

@@ -138,6 +138,9 @@ def run_build(
     days = plan_days(data, start=start, end=end, dates=dates)
     out_p = Path(out)
     out_p.mkdir(parents=True, exist_ok=True)
+    from volfast.io.output import clean_temporaries
+
+    clean_temporaries(out_p)  # whatever a killed run left, in every table's folders
     atomic_write_bytes(
         out_p / CONFIG_NAME, (json.dumps(cfg.to_dict(), indent=2, default=str) + "\n").encode()
     )

@@ -5,7 +5,7 @@ A file looks like this (every key optional; the values shown are the defaults)::
     seed = 0                            # master seed; day d gets day_seed(seed, d)
     stages = ["snapshot", "surfaces"]   # run in this order; a later stage reads the earlier one's output
 
-    [snapshot]                          # passed to volfast.snapshot()
+    [snapshot]                          # passed to volfast.take_snapshot()
     cut = "15:48"                       # time of day in tz
     tz = "America/New_York"
     lookback = "10m"
@@ -56,7 +56,7 @@ class ConfigError(VolfastError, ValueError):
 
 @dataclass(frozen=True)
 class SnapshotStageConfig:
-    """Parameters of :func:`volfast.snapshot` for the build (see its docstring for units)."""
+    """Parameters of :func:`volfast.take_snapshot` for the build (see its docstring for units)."""
 
     cut: str = "15:48"  # time of day in ``tz``
     tz: str = "America/New_York"
@@ -66,7 +66,7 @@ class SnapshotStageConfig:
     chunk_records: int = 1 << 16  # records per chunk (about 80 bytes each): the memory bound of a day
 
     def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`volfast.snapshot`."""
+        """Keyword arguments for :func:`volfast.take_snapshot`."""
         return dataclasses.asdict(self)
 
 

@@ -50,8 +50,10 @@ __all__ = [
     "SnapshotResult",
     "parse_duration",
     "resolve_cut",
+    "check_tz",
     "snapshot",
     "snapshot_schema",
+    "take_snapshot",
 ]
 
 _UNDEF_PRICE = np.iinfo(np.int64).max
@@ -156,10 +158,10 @@ def parse_duration(value: str | float | int | _dt.timedelta, *, name: str = "dur
     else:
         m = _DUR.match(str(value))
         if m is None:
-            raise ValueError(f"{name}: cannot parse {value!r}; use e.g. 10m, 90s, 1h, 250ms")
+            raise SnapshotError(f"{name}: cannot parse {value!r}; use e.g. 10m, 90s, 1h, 250ms")
         sec = float(m[1]) * {"ms": 1e-3, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}[m[2]]
     if not np.isfinite(sec) or sec < 0:
-        raise ValueError(f"{name} must be a non-negative duration, got {value!r}")
+        raise SnapshotError(f"{name} must be a non-negative duration, got {value!r}")
     return sec
 
 
@@ -189,7 +191,7 @@ def resolve_cut(
                 hour, minute, second, micro = [*parts, 0, 0, 0][:4]
                 t = _dt.time(hour, minute, second, micro)
             except (TypeError, ValueError):
-                raise ValueError(f"cut: cannot parse {cut!r}; use HH:MM[:SS] or an ISO datetime") from None
+                raise SnapshotError(f"cut: cannot parse {cut!r}; use HH:MM[:SS] or an ISO datetime") from None
         elif isinstance(cut, _dt.time):
             t = cut
         else:  # a bool (an int subclass, refused as nanoseconds above) or another type
@@ -218,8 +220,21 @@ def _as_paths(x: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Non
     return [Path(p) for p in x]
 
 
+def check_tz(tz: str) -> str:
+    """``tz`` when it names an IANA time zone this machine knows, else :class:`SnapshotError` naming it."""
+    from zoneinfo import ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(str(tz))
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise SnapshotError(
+            f"unknown time zone {tz!r} (tz); use an IANA name such as America/New_York or UTC"
+        ) from None
+    return str(tz)
+
+
 # -- main entry ------------------------------------------------------------------------------------
-def snapshot(
+def take_snapshot(
     quotes: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     *,
     definitions: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Definitions | None = None,
@@ -282,7 +297,8 @@ def snapshot(
     from volfast._native import core
 
     if venues not in ("auto", "consolidate", "single"):
-        raise ValueError(f"venues must be 'auto', 'consolidate' or 'single', got {venues!r}")
+        raise SnapshotError(f"venues must be 'auto', 'consolidate' or 'single', got {venues!r}")
+    check_tz(tz)
     lookback_s = parse_duration(lookback, name="lookback")
     stale_s = parse_duration(stale_after, name="stale_after")
     day = _as_date(date) if date is not None else None
@@ -466,6 +482,11 @@ def snapshot(
         inputs=inputs,
         config=config,
     )
+
+
+#: The same function under the name its subpackage had before: ``volfast.snapshot`` is the subpackage,
+#: ``volfast.take_snapshot`` (and ``volfast.snapshot.take_snapshot``) the function.
+snapshot = take_snapshot
 
 
 def _raw_symbols(metadata: Any) -> dict[int, str]:
