@@ -529,14 +529,19 @@ def test_sha256_sidecar_is_trusted_only_while_the_file_is_unchanged(dbn_writer) 
     assert f.sha256 is None  # no sidecar: hashed while streaming
     sum(len(a) for a in f.iter_chunks(64))
     assert f.sha256 == real
-    # a sidecar is believed without reading the file (shown with a made-up hash of the right form) ...
+    # a sidecar is believed for manifests without hashing the file first (shown with a made-up hash) ...
     fake = "ab" * 32
     side = write_sha256_sidecar(p, fake)
     assert side.name == "s.dbn.zst.sha256.json" and read_sha256_sidecar(p) == fake
     f = DBNFile(p)
     assert f.sha256 == fake and f.describe()["sha256"] == fake
+    # ... but a read to the end verifies it (issue 14): a file that differs from its sidecar is named
+    with pytest.raises(DBNReadError, match=r"s\.dbn\.zst.*differs from its sidecar s\.dbn\.zst\.sha256\.json"):
+        sum(len(a) for a in f.iter_chunks(64))
+    write_sha256_sidecar(p, real)
+    f = DBNFile(p)
     sum(len(a) for a in f.iter_chunks(64))
-    assert f.sha256 == fake  # streaming does not hash again
+    assert f.sha256 == real
     # ... until the file's modification time or size changes: then the file is hashed again
     st = p.stat()
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))

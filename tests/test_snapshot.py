@@ -395,7 +395,11 @@ def test_failure_mid_write_leaves_no_partial_parquet(dbn_writer, tmp_path: Path,
     with pytest.raises(KeyboardInterrupt):
         write_snapshot(res, tmp_path / "out")
     folder = tmp_path / "out" / "date=2024-03-04"
-    assert list(folder.iterdir()) == []  # no part file, no temp file, no manifest
+    # no part file, no temp file; the manifest says the day is running (interrupted), not complete
+    assert [p.name for p in folder.iterdir()] == ["_manifest.json"]
+    import json
+
+    assert json.loads((folder / "_manifest.json").read_text())["status"] == "running"
 
 
 def _warned(fn, *args, **kw):
@@ -445,12 +449,18 @@ def test_wrong_schema_and_dataset_are_named(dbn_writer, shared_dbn: Path) -> Non
         volfast.take_snapshot(q, definitions=shared_dbn / "dbn/xnas-itch.MSFT.definition.v3.dbn.zst", cut=CUT)
     with pytest.raises(DBNReadError, match="expected 'OPRA.PILLAR'"):
         volfast.take_snapshot(q, cut=CUT, dataset="OPRA.PILLAR")
-    renamed = dbn_writer.root / "opra-pillar-20240304.cbbo-1s.dbn.zst"
+    renamed = dbn_writer.root / "opra-pillar-20240304.mbp-1.dbn.zst"
     renamed.write_bytes(q.read_bytes())
     with pytest.raises(
         DBNReadError, match="file name says dataset OPRA.PILLAR but its metadata says GLBX.MDP3"
     ):
         volfast.take_snapshot(renamed, cut=CUT)
+    # the schema in the metadata must be the one the name says (issue 14)
+    renamed = dbn_writer.root / "glbx-mdp3-20240304.cbbo-1s.dbn.zst"
+    renamed.write_bytes(q.read_bytes())
+    with pytest.raises(DBNReadError, match="file name says schema cbbo-1s but its metadata says mbp-1"):
+        volfast.take_snapshot(renamed, cut=CUT)
+    renamed.unlink()
 
 
 # -- real samples ----------------------------------------------------------------------------------
@@ -698,3 +708,124 @@ def test_resolve_cut_rejects_what_is_not_a_time() -> None:
         resolve_cut("15:48:00:00:00", date=_dt.date(2024, 3, 4), tz="America/New_York")
     with pytest.raises(ValueError, match="cannot parse"):
         resolve_cut("25:00", date=_dt.date(2024, 3, 4), tz="America/New_York")
+
+
+# -- issue 14: corruption is caught ----------------------------------------------------------------------
+def _frames(blob: bytes) -> list[tuple[int, int, bool]]:
+    """(offset, length, has_checksum) of each zstd frame, found by an independent walk of the format."""
+    import zstandard
+
+    out, off = [], 0
+    while off < len(blob):
+        assert blob[off : off + 4] == b"\x28\xb5\x2f\xfd", off
+        n = zstandard.frame_content_size(blob[off:])  # noqa: F841 - the header parses
+        params = zstandard.get_frame_parameters(blob[off:])
+        d = zstandard.ZstdDecompressor().decompressobj()
+        d.decompress(blob[off:])
+        length = len(blob) - off - len(d.unused_data)
+        out.append((off, length, bool(params.has_checksum)))
+        off += length
+    return out
+
+
+@pytest.fixture()
+def framed_day(tmp_path: Path, monkeypatch) -> Path:
+    """One small synthetic day whose files are cut into 64 KiB frames (many frames, some past the cut)."""
+    import volfast.synth.dbn as sdbn
+    from volfast.synth import generate_days
+
+    monkeypatch.setattr(sdbn, "FRAME_BYTES", 64 << 10)
+    generate_days(dt.date(2024, 3, 4), 1, tmp_path / "d", seed=2, scale="small")
+    return tmp_path / "d"
+
+
+def test_synth_writes_checksummed_frames_and_a_flipped_byte_fails_the_day(framed_day: Path) -> None:
+    q = framed_day / "glbx-mdp3-20240304.mbp-1.dbn.zst"
+    good = q.read_bytes()
+    frames = _frames(good)
+    assert len(frames) > 3 and all(c for _, _, c in frames)
+    ok = volfast.take_snapshot(data=framed_day, date="2024-03-04")
+    assert ok.counts["stopped_at_cut"] == [q.name]
+    # the frame the snapshot stops in, and one it reads whole: each flipped byte fails the day, by name
+    n_read = ok.counts["per_file"][q.name]["records"]
+    assert 0 < n_read
+    for off, length, _ in frames[1:3]:
+        bad = bytearray(good)
+        bad[off + length // 2] ^= 0x20
+        q.write_bytes(bytes(bad))
+        with pytest.raises(DBNReadError, match=rf"{re.escape(q.name)}.*(zstd|checksum)") as ei:
+            volfast.take_snapshot(data=framed_day, date="2024-03-04")
+        assert "byte" in str(ei.value) and "\n" not in str(ei.value)
+    # a flipped byte past the cut: not read when stopping at the cut, caught when reading everything
+    off, length, _ = frames[-1]
+    bad = bytearray(good)
+    bad[off + length // 2] ^= 0x20
+    q.write_bytes(bytes(bad))
+    same = volfast.take_snapshot(data=framed_day, date="2024-03-04")
+    assert same.table.to_pandas().equals(ok.table.to_pandas())  # (NaN == NaN here)
+    with pytest.raises(DBNReadError, match=re.escape(q.name)):
+        volfast.take_snapshot(data=framed_day, date="2024-03-04", stop_at_cut=False)
+
+
+def test_stopping_at_the_cut_verifies_the_frame_it_stops_in(tmp_path: Path, monkeypatch) -> None:
+    """The checksum of the frame holding the cut is checked although the reader stops inside it: a byte
+    flipped after the last record read, in the same frame, still fails."""
+    import zstandard
+
+    import volfast.synth.dbn as sdbn
+    from volfast.io import dbn
+    from volfast.synth import generate_days
+
+    monkeypatch.setattr(sdbn, "FRAME_BYTES", 1 << 20)  # frames of several 128 KiB zstd blocks
+    generate_days(dt.date(2024, 3, 4), 1, tmp_path / "d", seed=2, scale="small")
+    monkeypatch.setattr(dbn, "_READ_BYTES", 1 << 10)  # 1 KiB reads: the reader stops inside frame 0
+    q = tmp_path / "d" / "glbx-mdp3-20240304.mbp-1.dbn.zst"
+    good = q.read_bytes()
+    frames = _frames(good)
+    f = DBNFile(q)
+    it = f.iter_chunks(1 << 30)
+    first = next(it)  # the first block only
+    it.close()
+    assert len(first) > 0
+    # damage the end of the first frame's data (the checksum itself, its last 4 bytes)
+    off, length, _ = frames[0]
+    bad = bytearray(good)
+    bad[off + length - 2] ^= 0xFF
+    q.write_bytes(bytes(bad))
+    f = DBNFile(q)
+    it = f.iter_chunks(1 << 30)
+    next(it)
+    with pytest.raises(DBNReadError, match=rf"{re.escape(q.name)}: corrupt zstd data in the frame from byte 0"):
+        it.close()
+    assert zstandard  # the format walk above used it
+
+
+def test_record_sanity_counts_reach_the_manifest(dbn_writer, tmp_path: Path) -> None:
+    """Negative prices, crossed records and timestamps outside the file's range are counted (and the
+    first named in a warning); a clean file counts zero of each."""
+    q, recs = _day_files(dbn_writer)
+    with pytest.warns(IngestWarning):
+        clean = volfast.take_snapshot(q, cut="15:48", date="2024-03-04")
+    both = (recs["bid_px_00"] != UNDEF) & (recs["ask_px_00"] != UNDEF)
+    want_crossed = int((both & (recs["bid_px_00"] > recs["ask_px_00"])).sum())
+    assert clean.counts["records_negative_price"] == 0 and clean.counts["records_outside_file_range"] == 0
+    assert clean.counts["records_crossed"] == want_crossed
+    recs = recs.copy()
+    recs["bid_px_00"][50] = -9_200_000_000_000_000_000
+    recs["bid_px_00"][60] = 5 * 250_000_000 * 1000
+    recs["ask_px_00"][60] = 250_000_000
+    q.unlink()
+    q = dbn_writer.write(
+        "glbx-mdp3-20240304.mbp-1.dbn.zst",
+        recs,
+        start=DAY,
+        end=int(recs["ts_recv"][-2]),
+        mappings={f"ESH4 C{5000 + 5 * i}": 100 + i for i in range(8)},
+    )
+    with pytest.warns(IngestWarning) as rec:
+        res = volfast.take_snapshot(q, cut="15:48", date="2024-03-04", stop_at_cut=False)
+    assert res.counts["records_negative_price"] == 1
+    assert res.counts["records_crossed"] == want_crossed + 1
+    assert res.counts["records_outside_file_range"] == int((recs["ts_recv"] > recs["ts_recv"][-2]).sum())
+    msgs = [str(w.message) for w in rec]
+    assert any(m.startswith("1 records with a negative bid or ask, first in glbx-mdp3") for m in msgs)

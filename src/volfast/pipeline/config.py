@@ -185,6 +185,23 @@ def _check(c: BuildConfig) -> None:
         raise ConfigError(f"snapshot.venues must be auto, consolidate or single, got {s.venues!r}")
     if isinstance(s.chunk_records, bool) or not isinstance(s.chunk_records, int) or s.chunk_records < 1:
         raise ConfigError(f"snapshot.chunk_records must be a positive integer, got {s.chunk_records!r}")
+    # Every value is checked now, when the config is read, not by each day as it runs.
+    from volfast.snapshot.run import snapshot_settings
+
+    try:
+        snapshot_settings(**s.kwargs())
+    except VolfastError as exc:
+        raise ConfigError(f"[snapshot] {exc}") from None
+    if c.surfaces:
+        try:
+            from volfast.surface.day import SurfaceConfig
+        except ImportError:  # a build without the surfaces stage: resolve_stages says so
+            SurfaceConfig = None  # noqa: N806
+        if SurfaceConfig is not None:
+            try:
+                SurfaceConfig.from_dict(c.surfaces_params())
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"[surfaces] {exc}") from None
     e = c.executor
     if e.kind not in EXECUTOR_KINDS:
         raise ConfigError(f"executor.kind must be one of {', '.join(EXECUTOR_KINDS)}, got {e.kind!r}")

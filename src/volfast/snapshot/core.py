@@ -374,26 +374,33 @@ def take_snapshot(
     reducer = core().snapshot.Reducer(cut_ns, lookback_ns, by_venue)
     per_file: list[dict[str, Any]] = []
     stopped: list[str] = []
+    sanity = _Sanity()
     defs_pending = bool(dfiles)
     for f in qfiles:
         before = dict(reducer.counters)
-        for arr in f.iter_chunks(chunk_records):
-            ts = arr["ts_recv"]
-            reducer.update(
-                ts,
-                arr["instrument_id"],
-                arr["bid_px_00"],
-                arr["ask_px_00"],
-                arr["bid_sz_00"],
-                arr["ask_sz_00"],
-                arr["publisher_id"],
-            )
-            if defs_pending:  # read them while the reader's thread decompresses the next quote blocks
-                defs, defs_pending = load_definitions(dfiles)[0], False
-            if stop_at_cut and len(ts) and int(ts[-1]) > cut_ns:
-                if reducer.counters["out_of_order"] == before["out_of_order"]:
-                    stopped.append(f.path.name)
-                    break  # sorted so far: nothing after this chunk can be in the window
+        # closed explicitly: an early stop at the cut still verifies the checksum of the frame it is in
+        chunks = f.iter_chunks(chunk_records)
+        try:
+            for arr in chunks:
+                ts = arr["ts_recv"]
+                sanity.update(f, arr, ts)
+                reducer.update(
+                    ts,
+                    arr["instrument_id"],
+                    arr["bid_px_00"],
+                    arr["ask_px_00"],
+                    arr["bid_sz_00"],
+                    arr["ask_sz_00"],
+                    arr["publisher_id"],
+                )
+                if defs_pending:  # read them while the reader's thread decompresses the next quote blocks
+                    defs, defs_pending = load_definitions(dfiles)[0], False
+                if stop_at_cut and len(ts) and int(ts[-1]) > cut_ns:
+                    if reducer.counters["out_of_order"] == before["out_of_order"]:
+                        stopped.append(f.path.name)
+                        break  # sorted so far: nothing after this chunk can be in the window
+        finally:
+            chunks.close()
         after = reducer.counters
         per_file.append({k: after[k] - before[k] for k in ("records", "in_window")})
     if defs_pending:  # the quote files hold no records
@@ -439,6 +446,8 @@ def take_snapshot(
             f"(instrument_id {head}{more})"
         )
 
+    for msg in sanity.warnings():
+        warn(msg)
     has = np.asarray(res["has_quote"], bool)
     counts = {
         "records": int(c["records"]),
@@ -455,6 +464,7 @@ def take_snapshot(
         ),
         "first_ts_recv": _fmt_ns(c["min_ts"]),
         "last_ts_recv": _fmt_ns(c["max_ts"]),
+        **sanity.counts(),
         "per_file": {f.path.name: pf for f, pf in zip(qfiles, per_file, strict=True)},
         "stopped_at_cut": stopped,
     }
@@ -482,6 +492,59 @@ def take_snapshot(
         inputs=inputs,
         config=config,
     )
+
+
+class _Sanity:
+    """Record sanity checks, per chunk, with counts for the manifest: negative prices (defined ones: the
+    reader has already checked each frame's checksum, so these are in the file as written), crossed
+    records (bid > ask, both defined), and ``ts_recv`` outside the file's [start, end] range. Cheap
+    reductions first; the counting passes run only when a reduction says there is something to count."""
+
+    def __init__(self) -> None:
+        self.negative = 0
+        self.crossed = 0
+        self.outside = 0
+        self.first: dict[str, str] = {}  # kind -> "file at byte N"
+
+    def _where(self, kind: str, f: DBNFile, arr: np.ndarray, mask: np.ndarray) -> None:
+        if kind not in self.first:
+            i = int(np.flatnonzero(mask)[0])
+            self.first[kind] = (
+                f"{f.path.name} (ts_recv {int(arr['ts_recv'][i])}, instrument_id {int(arr['instrument_id'][i])})"
+            )
+
+    def update(self, f: DBNFile, arr: np.ndarray, ts: np.ndarray) -> None:
+        if not len(arr):
+            return
+        bid, ask = arr["bid_px_00"], arr["ask_px_00"]
+        if bid.min() < 0 or ask.min() < 0:
+            m = (bid < 0) | (ask < 0)
+            self.negative += int(m.sum())
+            self._where("negative", f, arr, m)
+        lo, hi = f.start_ns, f.end_ns
+        if ts.min() < lo or (hi is not None and ts.max() > hi):  # interval schemas stamp the end itself
+            m = (ts < lo) | (ts > hi) if hi is not None else ts < lo
+            self.outside += int(m.sum())
+            self._where("outside", f, arr, m)
+        self.crossed += int(np.count_nonzero((bid > ask) & (bid != _UNDEF_PRICE) & (ask != _UNDEF_PRICE)))
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "records_negative_price": self.negative,
+            "records_crossed": self.crossed,
+            "records_outside_file_range": self.outside,
+        }
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.negative:
+            out.append(f"{self.negative} records with a negative bid or ask, first in {self.first['negative']}")
+        if self.outside:
+            out.append(
+                f"{self.outside} records with ts_recv outside the file's time range, first in "
+                f"{self.first['outside']}"
+            )
+        return out
 
 
 #: The same function under the name its subpackage had before: ``volfast.snapshot`` is the subpackage,
