@@ -28,7 +28,7 @@ of workers never redoes a day.
 
 from __future__ import annotations
 
-from volfast.errors import VolfastError
+from volfast.errors import UsageError, VolfastError
 
 import dataclasses
 import os
@@ -50,8 +50,8 @@ STAGE_NAMES: tuple[str, ...] = ("snapshot", "surfaces")
 EXECUTOR_KINDS: tuple[str, ...] = ("local", "dask", "serial")
 
 
-class ConfigError(VolfastError, ValueError):
-    """A configuration that cannot be used (names the file, the key and what is wrong)."""
+class ConfigError(UsageError):
+    """A configuration that cannot be used (names the file, the key and what is wrong); exit code 2."""
 
 
 @dataclass(frozen=True)

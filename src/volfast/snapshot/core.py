@@ -18,7 +18,7 @@ Rule (the C++ reducer in ``volfast._core.snapshot`` implements it; ``_reference.
 
 from __future__ import annotations
 
-from volfast.errors import VolfastError
+from volfast.errors import UsageError, VolfastError
 
 import datetime as _dt
 import os
@@ -63,6 +63,10 @@ _SYMBOL_SOURCES = ("occ_symbol", "cme_symbol")
 
 class SnapshotError(VolfastError, ValueError):
     """A snapshot cannot be made (no quote file for the day, inconsistent inputs)."""
+
+
+class SnapshotSettingsError(SnapshotError, UsageError):
+    """A snapshot setting that cannot work (time zone, duration, cut, venues); exit code 2 in the CLI."""
 
 
 def snapshot_schema() -> Any:
@@ -158,10 +162,10 @@ def parse_duration(value: str | float | int | _dt.timedelta, *, name: str = "dur
     else:
         m = _DUR.match(str(value))
         if m is None:
-            raise SnapshotError(f"{name}: cannot parse {value!r}; use e.g. 10m, 90s, 1h, 250ms")
+            raise SnapshotSettingsError(f"{name}: cannot parse {value!r}; use e.g. 10m, 90s, 1h, 250ms")
         sec = float(m[1]) * {"ms": 1e-3, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}[m[2]]
     if not np.isfinite(sec) or sec < 0:
-        raise SnapshotError(f"{name} must be a non-negative duration, got {value!r}")
+        raise SnapshotSettingsError(f"{name} must be a non-negative duration, got {value!r}")
     return sec
 
 
@@ -191,7 +195,7 @@ def resolve_cut(
                 hour, minute, second, micro = [*parts, 0, 0, 0][:4]
                 t = _dt.time(hour, minute, second, micro)
             except (TypeError, ValueError):
-                raise SnapshotError(f"cut: cannot parse {cut!r}; use HH:MM[:SS] or an ISO datetime") from None
+                raise SnapshotSettingsError(f"cut: cannot parse {cut!r}; use HH:MM[:SS] or an ISO datetime") from None
         elif isinstance(cut, _dt.time):
             t = cut
         else:  # a bool (an int subclass, refused as nanoseconds above) or another type
@@ -227,7 +231,7 @@ def check_tz(tz: str) -> str:
     try:
         ZoneInfo(str(tz))
     except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise SnapshotError(
+        raise SnapshotSettingsError(
             f"unknown time zone {tz!r} (tz); use an IANA name such as America/New_York or UTC"
         ) from None
     return str(tz)
@@ -297,7 +301,7 @@ def take_snapshot(
     from volfast._native import core
 
     if venues not in ("auto", "consolidate", "single"):
-        raise SnapshotError(f"venues must be 'auto', 'consolidate' or 'single', got {venues!r}")
+        raise SnapshotSettingsError(f"venues must be 'auto', 'consolidate' or 'single', got {venues!r}")
     check_tz(tz)
     lookback_s = parse_duration(lookback, name="lookback")
     stale_s = parse_duration(stale_after, name="stale_after")
