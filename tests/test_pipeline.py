@@ -458,7 +458,8 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(data: Path, tmp_path: Pat
     assert proc.returncode == 130, stderr
     assert "INTERRUPTED" in stdout
     status = {
-        p.parent.name: json.loads(p.read_text())["status"] for p in (out / "snapshots").glob("*/_manifest.json")
+        p.parent.name: json.loads(p.read_text())["status"]
+        for p in (out / "snapshots").glob("*/_manifest.json")
     }
     done = {d for d, st in status.items() if st == "complete"}
     assert 1 <= len(done) < 8
@@ -523,7 +524,8 @@ def test_build_redoes_a_day_for_each_setting_and_says_why(
     (r,) = s.results
     assert r["status"] == "ok" and r["stages"]["snapshot"]["reason"] == f"settings changed: {key}", r
     m = json.loads((snapshot_folder(out, DAYS[0]) / "_manifest.json").read_text())
-    assert m["status"] == "complete" and m["config"] == serial(SNAP.replace(**change)).stage_config("snapshot")
+    assert m["status"] == "complete"
+    assert m["config"] == serial(SNAP.replace(**change)).stage_config("snapshot")
     s = run_build(data, out, config=serial(SNAP.replace(**change)), dates=DAYS[:1], progress=False)
     assert s.results[0]["status"] == "skipped"
 

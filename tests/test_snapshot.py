@@ -795,7 +795,7 @@ def test_stopping_at_the_cut_verifies_the_frame_it_stops_in(tmp_path: Path, monk
     f = DBNFile(q)
     it = f.iter_chunks(1 << 30)
     next(it)
-    with pytest.raises(DBNReadError, match=rf"{re.escape(q.name)}: corrupt zstd data in the frame from byte 0"):
+    with pytest.raises(DBNReadError, match=rf"{re.escape(q.name)}: corrupt zstd data in the frame from byte"):
         it.close()
     assert zstandard  # the format walk above used it
 

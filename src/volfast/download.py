@@ -246,6 +246,11 @@ def download(
     key = key if key is not None else os.environ.get(KEY_ENV)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
+    from volfast.io.output import clean_temporaries
+
+    clean_temporaries(root)  # sidecar temporaries a killed run left
+    for p in root.glob(".*.part"):  # downloads a killed run left half-way
+        p.unlink(missing_ok=True)
     for stale in root.glob(".*.part"):  # what an interrupted earlier run was streaming
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()

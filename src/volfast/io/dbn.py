@@ -365,8 +365,9 @@ class DBNFile:
                 if k and (want >> 8) not in allowed:
                     raise DBNReadError(
                         self.path,
-                        f"record type {want >> 8:#04x} at byte {self._record_byte(done + off)} is not that of "
-                        f"the schema in the metadata ({self.schema}: {', '.join(f'{r:#04x}' for r in allowed)})",
+                        f"record type {want >> 8:#04x} at byte {self._record_byte(done + off)} is not that "
+                        f"of the schema in the metadata ({self.schema}: "
+                        f"{', '.join(f'{r:#04x}' for r in allowed)})",
                         done + off,
                     )
             if (hdr != want).any():
@@ -458,7 +459,8 @@ class DBNFile:
         )
         sidecar = self.sha256 if verify and not hash_bytes else None  # verified when read to the end
         if sidecar is not None:
-            h = _ThreadedHash() if self.size_bytes >= _BACKGROUND_MIN_BYTES and not _one_thread() else hashlib.sha256()
+            big = self.size_bytes >= _BACKGROUND_MIN_BYTES and not _one_thread()
+            h = _ThreadedHash() if big else hashlib.sha256()
         try:
             with open(self.path, "rb") as fh:
                 if not self.compressed:
@@ -762,12 +764,9 @@ def write_sha256_sidecar(path: str | os.PathLike[str], sha256: str) -> Path:
     st = p.stat()
     doc = {"name": p.name, "sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     side = Path(f"{p}{SIDECAR_SUFFIX}")
-    tmp = side.with_name(f".{side.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(doc) + "\n")
-        os.replace(tmp, side)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from volfast.io.output import atomic_write_bytes
+
+    atomic_write_bytes(side, (json.dumps(doc) + "\n").encode())
     return side
 
 

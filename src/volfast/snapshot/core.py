@@ -195,7 +195,9 @@ def resolve_cut(
                 hour, minute, second, micro = [*parts, 0, 0, 0][:4]
                 t = _dt.time(hour, minute, second, micro)
             except (TypeError, ValueError):
-                raise SnapshotSettingsError(f"cut: cannot parse {cut!r}; use HH:MM[:SS] or an ISO datetime") from None
+                raise SnapshotSettingsError(
+                    f"cut: cannot parse {cut!r}; use HH:MM[:SS] or an ISO datetime"
+                ) from None
         elif isinstance(cut, _dt.time):
             t = cut
         else:  # a bool (an int subclass, refused as nanoseconds above) or another type
@@ -514,7 +516,8 @@ class _Sanity:
         if kind not in self.first:
             i = int(np.flatnonzero(mask)[0])
             self.first[kind] = (
-                f"{f.path.name} (ts_recv {int(arr['ts_recv'][i])}, instrument_id {int(arr['instrument_id'][i])})"
+                f"{f.path.name} (ts_recv {int(arr['ts_recv'][i])}, "
+                f"instrument_id {int(arr['instrument_id'][i])})"
             )
 
     def update(self, f: DBNFile, arr: np.ndarray, ts: np.ndarray) -> None:
@@ -542,7 +545,9 @@ class _Sanity:
     def warnings(self) -> list[str]:
         out = []
         if self.negative:
-            out.append(f"{self.negative} records with a negative bid or ask, first in {self.first['negative']}")
+            out.append(
+                f"{self.negative} records with a negative bid or ask, first in {self.first['negative']}"
+            )
         if self.outside:
             out.append(
                 f"{self.outside} records with ts_recv outside the file's time range, first in "

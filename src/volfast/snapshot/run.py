@@ -55,7 +55,9 @@ def snapshot_settings(**kwargs: Any) -> dict[str, Any]:
     out = {n: p.default for n, p in params.items() if n not in per_day}
     unknown = sorted(set(kwargs) - set(out))
     if unknown:
-        raise SnapshotSettingsError(f"unknown snapshot setting(s) {', '.join(unknown)}; known: {', '.join(out)}")
+        raise SnapshotSettingsError(
+            f"unknown snapshot setting(s) {', '.join(unknown)}; known: {', '.join(out)}"
+        )
     out.update(kwargs)
     try:
         out["lookback"] = parse_duration(out["lookback"], name="lookback")
@@ -66,7 +68,9 @@ def snapshot_settings(**kwargs: Any) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise SnapshotSettingsError(str(exc)) from None
     if out["venues"] not in ("auto", "consolidate", "single"):
-        raise SnapshotSettingsError(f"venues must be 'auto', 'consolidate' or 'single', got {out['venues']!r}")
+        raise SnapshotSettingsError(
+            f"venues must be 'auto', 'consolidate' or 'single', got {out['venues']!r}"
+        )
     if isinstance(out["cut"], _dt.time):
         out["cut"] = out["cut"].isoformat()
     return {k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v)) for k, v in out.items()}
