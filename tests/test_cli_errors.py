@@ -181,3 +181,17 @@ def test_json_summary_is_valid_after_an_ok_build(synth1: Path, tmp_path: Path) -
     assert r.code == 0, r.out
     s = json.loads((tmp_path / "o" / "build-summary.json").read_text())
     assert s["counts"]["ok"] == 1 and s["interrupted"] is False
+
+
+def test_one_status_table_documented_from_the_enums() -> None:
+    """The README's status-code table is the one status_table() renders from the IV / forward enums."""
+    from volfast.status import status_table
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    if not readme.is_file():
+        pytest.skip("no README beside the tests")
+    text = readme.read_text()
+    rows = [r for r in status_table().splitlines() if r.startswith(("| `implied_vol`", "| `implied_forward`"))]
+    assert len(rows) == 13
+    missing = [r for r in rows if r not in text]
+    assert missing == []

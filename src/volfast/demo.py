@@ -311,7 +311,8 @@ def run_pipeline(
     task = progress.add_task("volfast demo", total=len(names))
     say: Callable[[str], Any] = progress.console.print
     t_all = time.perf_counter()
-    torch.set_num_threads(1)  # the models are tiny: one thread is fastest and leaves a core to the rest
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the models are tiny: one thread is fastest (restored when the demo ends)
 
     def stage(name: str, key: str, marker: Path, fn: Callable[[], Any], *, live: bool = True) -> bool:
         """Run ``fn`` unless the stage is fresh; returns whether it ran."""
@@ -485,6 +486,7 @@ def run_pipeline(
         stage("report", k_report, lay.report / "report.html", lambda: build_report(lay.root, log=say))
     finally:
         progress.stop()
+        torch.set_num_threads(threads_before)  # no global side effect outlives the call
     total = time.perf_counter() - t_all
     ran = ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) or "nothing to do"
     console.print(

@@ -44,7 +44,7 @@ class ForwardStatus(enum.IntEnum):
     """Outcome of one expiry's fit (``ForwardFit.status``, uint8). ``OK`` and ``POOLED_DISCOUNT`` are
     successes; every other code comes with a NaN forward and a ``reason``."""
 
-    OK = 0
+    OK = 0  # forward and discount factor both fitted from this expiry's quotes
     POOLED_DISCOUNT = 1  # the forward is fitted; D came from the pooled curve (or was given)
     TOO_FEW_PAIRS = 2  # fewer than ``min_pairs`` strikes with a usable call and put
     ONE_SIDED = 3  # only calls or only puts, or quotes missing a side

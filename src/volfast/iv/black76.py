@@ -23,7 +23,7 @@ ArrayLike = Any
 class IVStatus(enum.IntEnum):
     """Per-quote outcome of :func:`implied_vol` (stored as uint8)."""
 
-    OK = 0
+    OK = 0  # the implied vol is in ``iv``
     BELOW_INTRINSIC = 1  # price below intrinsic value, or negative
     ABOVE_MAXIMUM = 2  # price at or above D*F (call) / D*K (put): no finite vol
     INVALID_INPUT = 3  # NaN/inf, or forward/strike/expiry/discount factor not > 0
