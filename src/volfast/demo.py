@@ -268,10 +268,10 @@ class _State:
         return self.done.get(stage) == key and marker.exists()
 
     def mark(self, stage: str, key: str) -> None:
+        from volfast.io.output import atomic_write_bytes
+
         self.done[stage] = key
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.done, indent=2))
-        os.replace(tmp, self.path)
+        atomic_write_bytes(self.path, json.dumps(self.done, indent=2).encode())
 
 
 def run_pipeline(
