@@ -326,7 +326,8 @@ def test_cli_build_summary_exit_code_and_rerun_command(data: Path, tmp_path: Pat
     r = CliRunner().invoke(
         cli, ["build", "--data", str(data), "--out", str(out), "--config", str(tmp_path / "x")]
     )
-    assert r.exit_code == 1 and "config file not found" in r.output
+    assert r.exit_code == 2 and "config file not found" in r.output  # a usage error (issue 14)
+    assert r.output.startswith("Error: ") and "Traceback" not in r.output
 
 
 # -- executors -----------------------------------------------------------------------------------------
