@@ -196,3 +196,11 @@ def test_one_status_table_documented_from_the_enums() -> None:
     assert len(rows) == 13
     missing = [r for r in rows if r not in text]
     assert missing == []
+
+
+def test_surfaces_bad_date_is_a_usage_error(synth1: Path, tmp_path: Path) -> None:
+    snaps = tmp_path / "snaps"
+    r = _run(["snapshot", "--data", str(synth1), "--out", str(snaps)])
+    assert r.code == 0, r.out
+    r = _run(["surfaces", "--snapshots", str(snaps), "--out", str(tmp_path / "s"), "--date", "2024-13-01"])
+    assert r.code == 2 and _one_error_line(r.out).startswith("Error: date must be a real date"), r.out

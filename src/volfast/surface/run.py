@@ -361,11 +361,9 @@ def surfaces_days(
     root = Path(snapshots)
     if not root.is_dir():
         raise SurfacesError(f"{root}: not a folder of snapshot days")
-    days = (
-        [d if isinstance(d, _dt.date) else _dt.date.fromisoformat(str(d)) for d in dates]
-        if dates
-        else _snapshot_days(root)
-    )
+    from volfast.io.dbn import _as_date
+
+    days = [_as_date(d) for d in dates] if dates else _snapshot_days(root)  # a bad date: UsageError
     if not days:
         raise SurfacesError(
             f"{root}: no snapshot days (date=YYYY-MM-DD/part-0.parquet); run `volfast snapshot`"
