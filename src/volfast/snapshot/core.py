@@ -389,7 +389,7 @@ def take_snapshot(
         try:
             for arr in chunks:
                 ts = arr["ts_recv"]
-                sanity.update(f, arr, ts)
+                ooo = reducer.counters["out_of_order"] if len(ts) else 0
                 reducer.update(
                     ts,
                     arr["instrument_id"],
@@ -399,6 +399,8 @@ def take_snapshot(
                     arr["ask_sz_00"],
                     arr["publisher_id"],
                 )
+                if len(ts):
+                    sanity.update(f, arr, ts, sorted_=reducer.counters["out_of_order"] == ooo)
                 if defs_pending:  # read them while the reader's thread decompresses the next quote blocks
                     defs, defs_pending = load_definitions(dfiles)[0], False
                 if stop_at_cut and len(ts) and int(ts[-1]) > cut_ns:
@@ -471,6 +473,7 @@ def take_snapshot(
         "first_ts_recv": _fmt_ns(c["min_ts"]),
         "last_ts_recv": _fmt_ns(c["max_ts"]),
         **sanity.counts(),
+        "instruments_crossed": int(np.asarray(table.column("crossed")).sum()),
         "per_file": {f.path.name: pf for f, pf in zip(qfiles, per_file, strict=True)},
         "stopped_at_cut": stopped,
     }
@@ -501,14 +504,14 @@ def take_snapshot(
 
 
 class _Sanity:
-    """Record sanity checks, per chunk, with counts for the manifest: negative prices (defined ones: the
-    reader has already checked each frame's checksum, so these are in the file as written), crossed
-    records (bid > ask, both defined), and ``ts_recv`` outside the file's [start, end] range. Cheap
-    reductions first; the counting passes run only when a reduction says there is something to count."""
+    """Record sanity checks, per chunk, with counts for the manifest: negative prices (the reader has
+    already checked each frame's checksum, so these are in the file as written) and ``ts_recv`` outside the
+    file's [start, end] range. (Crossed quotes are flagged per instrument in the table and counted from it.)
+    Cheap checks first (two min reductions; the range from the chunk's first and last ``ts_recv`` when the
+    reducer saw the chunk in order); the counting passes run only when a check says there is something."""
 
     def __init__(self) -> None:
         self.negative = 0
-        self.crossed = 0
         self.outside = 0
         self.first: dict[str, str] = {}  # kind -> "file at byte N"
 
@@ -520,27 +523,21 @@ class _Sanity:
                 f"instrument_id {int(arr['instrument_id'][i])})"
             )
 
-    def update(self, f: DBNFile, arr: np.ndarray, ts: np.ndarray) -> None:
-        if not len(arr):
-            return
+    def update(self, f: DBNFile, arr: np.ndarray, ts: np.ndarray, *, sorted_: bool) -> None:
         bid, ask = arr["bid_px_00"], arr["ask_px_00"]
         if bid.min() < 0 or ask.min() < 0:
             m = (bid < 0) | (ask < 0)
             self.negative += int(m.sum())
             self._where("negative", f, arr, m)
         lo, hi = f.start_ns, f.end_ns
-        if ts.min() < lo or (hi is not None and ts.max() > hi):  # interval schemas stamp the end itself
+        t0, t1 = (int(ts[0]), int(ts[-1])) if sorted_ else (int(ts.min()), int(ts.max()))
+        if t0 < lo or (hi is not None and t1 > hi):  # interval schemas stamp the end itself
             m = (ts < lo) | (ts > hi) if hi is not None else ts < lo
             self.outside += int(m.sum())
             self._where("outside", f, arr, m)
-        self.crossed += int(np.count_nonzero((bid > ask) & (bid != _UNDEF_PRICE) & (ask != _UNDEF_PRICE)))
 
     def counts(self) -> dict[str, int]:
-        return {
-            "records_negative_price": self.negative,
-            "records_crossed": self.crossed,
-            "records_outside_file_range": self.outside,
-        }
+        return {"records_negative_price": self.negative, "records_outside_file_range": self.outside}
 
     def warnings(self) -> list[str]:
         out = []
