@@ -121,3 +121,16 @@ def test_demo_rejects_negative_days(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["demo", "--days", "-1", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and r.output.startswith("Error: days must be >= 0"), r.output
     assert "Traceback" not in r.output and not (tmp_path / "o").exists()
+
+
+def test_demo_stage_keys_follow_the_code_identity(monkeypatch) -> None:
+    """Issue 14: the demo fingerprinted only its own settings, so a new volfast reused old models."""
+    from volfast.demo import DemoConfig
+    from volfast.io import freshness
+
+    cfg = DemoConfig(days=40, seed=1)
+    before = cfg.fingerprint("train cvae", "k", "epochs")
+    assert cfg.fingerprint("train cvae", "k", "epochs") == before
+    other = dict(freshness.code_identity(), core_sha256="0" * 64)
+    monkeypatch.setattr(freshness, "code_identity", lambda: other)
+    assert cfg.fingerprint("train cvae", "k", "epochs") != before
