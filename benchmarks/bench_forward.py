@@ -89,9 +89,12 @@ def test_fits_per_second(benchmark, markets, method: str) -> None:
     b = _batch(markets["default"])
     ns = b["offsets"].size - 1
     kw = dict(expiry_years=b["expiry_years"], offsets=b["offsets"], method=method, pool_discount=False)
-    implied_forward(b["strike"], b["is_call"], b["bid"], b["ask"], **kw)  # compile outside the timing
+    # compile outside the timing
+    implied_forward(strike=b["strike"], is_call=b["is_call"], bid=b["bid"], ask=b["ask"], **kw)
     benchmark.group = "forward fits"
-    fit = benchmark(implied_forward, b["strike"], b["is_call"], b["bid"], b["ask"], **kw)
+    fit = benchmark(
+        implied_forward, strike=b["strike"], is_call=b["is_call"], bid=b["bid"], ask=b["ask"], **kw
+    )
     ok = fit.ok
     err = np.abs(fit.forward[ok] / b["F"][ok] - 1) * 1e4
     assert ok.mean() > 0.9 and np.median(err) < (1.0 if method == "naive" else 0.3)
@@ -131,11 +134,11 @@ def test_error_table(markets) -> None:
     times = {}
     for method in ("huber", "naive", "bayes"):
         kw = dict(expiry_years=b["expiry_years"], offsets=b["offsets"], method=method, pool_discount=False)
-        implied_forward(b["strike"], b["is_call"], b["bid"], b["ask"], **kw)
+        implied_forward(strike=b["strike"], is_call=b["is_call"], bid=b["bid"], ask=b["ask"], **kw)
         reps = []
         for _ in range(3):
             t0 = time.perf_counter()
-            implied_forward(b["strike"], b["is_call"], b["bid"], b["ask"], **kw)
+            implied_forward(strike=b["strike"], is_call=b["is_call"], bid=b["bid"], ask=b["ask"], **kw)
             reps.append(time.perf_counter() - t0)
         times[method] = float(np.median(reps))
     ns = b["offsets"].size - 1

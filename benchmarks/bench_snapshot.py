@@ -91,7 +91,7 @@ def reduce_chunks(chunks: list[np.ndarray], cut_ns: int) -> dict:
 
 
 def end_to_end(big: dict):
-    return volfast.snapshot(big["mbp"], definitions=big["defs"], cut="15:48", date=DAY, lookback="10m")
+    return volfast.take_snapshot(big["mbp"], definitions=big["defs"], cut="15:48", date=DAY, lookback="10m")
 
 
 def pandas_route(big: dict):
@@ -151,7 +151,7 @@ def test_bars(big_day) -> None:
         "decompress+decode (databento to_ndarray)": (decode_databento, big_day["mbp"]),
         "decompress+decode (volfast DBNFile)": (decode_volfast, big_day["mbp"]),
         "reduce decoded arrays (C++, 1 thread)": (reduce_chunks, big_day["chunks"], big_day["cut_ns"]),
-        "end to end volfast.snapshot(.dbn.zst)": (end_to_end, big_day),
+        "end to end volfast.take_snapshot(.dbn.zst)": (end_to_end, big_day),
         "pandas route (to_df + groupby-last)": (pandas_route, big_day),
     }
     times: dict[str, list[float]] = {k: [] for k in routes}
@@ -161,7 +161,7 @@ def test_bars(big_day) -> None:
             t0 = time.perf_counter()
             fn(*args)
             times[name].append(time.perf_counter() - t0)
-    e2e = times["end to end volfast.snapshot(.dbn.zst)"]
+    e2e = times["end to end volfast.take_snapshot(.dbn.zst)"]
     vs_pandas = statistics.median(
         p / e for p, e in zip(times["pandas route (to_df + groupby-last)"], e2e, strict=True)
     )

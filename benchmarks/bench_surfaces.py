@@ -36,7 +36,7 @@ def _make(tmp: Path, scale: str) -> tuple[object, Path]:
     from volfast.synth.config import SynthConfig
 
     generate_days(DAY, 1, tmp, seed=5, config=SynthConfig.for_scale(scale))
-    return volfast.snapshot(data=tmp, date=DAY), tmp
+    return volfast.take_snapshot(data=tmp, date=DAY), tmp
 
 
 @pytest.fixture(scope="module", params=["small", "full"])

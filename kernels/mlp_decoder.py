@@ -44,6 +44,8 @@ import triton
 import triton.language as tl
 from triton.runtime.errors import OutOfResources
 
+from volfast.errors import VolfastError
+
 __all__ = [
     "DecoderTooLarge",
     "fused_mlp_decoder",
@@ -61,7 +63,7 @@ _CHUNK_N = 128
 _HOPPER_SHARED_BYTES = 232448  # 227 KiB: a block's opt-in maximum on the H100 / H200
 
 
-class DecoderTooLarge(ValueError):
+class DecoderTooLarge(VolfastError, ValueError):
     """The decoder's weights do not fit in one block's shared memory on this device."""
 
 

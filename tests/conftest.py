@@ -68,6 +68,7 @@ class DBNWriter:
         schema: str = "mbp-1",
         dataset: str = "GLBX.MDP3",
         start: int = 0,
+        end: int | None = None,
         mappings: dict | None = None,
         compress: bool = True,
         version: int = 3,
@@ -93,6 +94,7 @@ class DBNWriter:
         md = dd.Metadata(
             dataset=dataset,
             start=start,
+            **({"end": end} if end is not None else {}),
             stype_in=dd.SType.RAW_SYMBOL,
             stype_out=dd.SType.INSTRUMENT_ID,
             schema=dd.Schema(schema),

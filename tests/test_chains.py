@@ -412,7 +412,7 @@ def test_unidentified_short_expiry_alone_is_flagged_and_pooled_with_others() -> 
     strike = np.r_[k, k]
     is_call = np.r_[np.ones(5, bool), np.zeros(5, bool)]
     mid = np.r_[c_mid, p_mid]
-    one = implied_forward(strike, is_call, mid - 0.05, mid + 0.05, expiry_years=t, offsets=[0, 10])
+    one = implied_forward(strike=strike, is_call=is_call, bid=mid - 0.05, ask=mid + 0.05, expiry_years=t, offsets=[0, 10])
     assert one.status[0] == ForwardStatus.DISCOUNT_UNIDENTIFIED and "no other expiry to pool" in one.reason[0]
     assert math.isnan(one.forward[0])
     # the same expiry with a long one beside it: the pooled curve of the other expiry

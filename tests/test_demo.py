@@ -75,3 +75,62 @@ def test_demo_data_folder_without_dbn_files_is_a_clear_error(tmp_path: Path) -> 
     r = CliRunner().invoke(main, args)
     assert r.exit_code != 0
     assert str(empty) in r.output
+
+
+def test_ctrl_c_during_the_demo_build_is_not_reused(tmp_path: Path, monkeypatch) -> None:
+    """Issue 14: Ctrl-C during the demo's build left a partial build that every later demo reused, then
+    failed forever with "6 valid days". The interrupted build is never recorded as done; the next demo
+    runs the build again (which resumes from its per-day manifests)."""
+    import json
+
+    import pytest
+
+    import volfast.pipeline as pipeline
+    from volfast.demo import DemoConfig, DemoError, run_pipeline
+    from volfast.pipeline.summary import BuildSummary
+
+    calls: list[bool] = []
+    real = pipeline.run_build
+
+    def interrupted(data, out, **kw):  # what run_build returns when Ctrl-C stops it
+        calls.append(True)
+        real(data, out, dates=None, **{**kw, "progress": False}, end=None, start=None)
+        return BuildSummary(results=[], command=[], interrupted=True, not_run=["2024-01-05"])
+
+    monkeypatch.setattr(pipeline, "run_build", interrupted)
+    cfg = DemoConfig(days=2, seed=1, epochs=1, executor="serial")
+    con = Console(file=io.StringIO(), width=160)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(tmp_path, cfg, console=con)
+    state = json.loads((tmp_path / "demo-state.json").read_text())
+    assert "data" in state and "build" not in state
+    monkeypatch.setattr(pipeline, "run_build", real)
+    con2 = Console(file=io.StringIO(), width=160)
+    with pytest.raises(DemoError, match="valid days; the world model needs at least 10"):
+        run_pipeline(tmp_path, cfg, console=con2)  # the build ran again: its days are complete now
+    summary = json.loads((tmp_path / "build" / "build-summary.json").read_text())
+    assert summary["interrupted"] is False and summary["counts"]["failed"] == 0
+    assert len(calls) == 1
+
+
+def test_demo_rejects_negative_days(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from volfast.cli import main
+
+    r = CliRunner().invoke(main, ["demo", "--days", "-1", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and r.output.startswith("Error: days must be >= 0"), r.output
+    assert "Traceback" not in r.output and not (tmp_path / "o").exists()
+
+
+def test_demo_stage_keys_follow_the_code_identity(monkeypatch) -> None:
+    """Issue 14: the demo fingerprinted only its own settings, so a new volfast reused old models."""
+    from volfast.demo import DemoConfig
+    from volfast.io import freshness
+
+    cfg = DemoConfig(days=40, seed=1)
+    before = cfg.fingerprint("train cvae", "k", "epochs")
+    assert cfg.fingerprint("train cvae", "k", "epochs") == before
+    other = dict(freshness.code_identity(), core_sha256="0" * 64)
+    monkeypatch.setattr(freshness, "code_identity", lambda: other)
+    assert cfg.fingerprint("train cvae", "k", "epochs") != before

@@ -29,7 +29,7 @@ def _truth_days(root: Path) -> list[tuple]:
     for d in list_dates(root):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", IngestWarning)
-            snap = volfast.snapshot(data=root, date=d)
+            snap = volfast.take_snapshot(data=root, date=d)
         ch = option_chains(snap.table, cut_ns=snap.cut_ns)
         tr = pq.read_table(root / "truth" / f"date={d}" / "part-0.parquet").to_pandas()
         ex = tr[tr.kind == "expiry"]
@@ -136,6 +136,11 @@ def test_kernel_matches_reference(synth_days: list[tuple]) -> None:
 
 
 # -- exact parity quotes -------------------------------------------------------------------------------------
+def _q(strike, is_call, bid, ask) -> dict:
+    """The quote arrays as implied_forward's keyword arguments."""
+    return {"strike": strike, "is_call": is_call, "bid": bid, "ask": ask}
+
+
 def _parity_chain(f, d, strikes, tv, half, rng):
     """Calls and puts priced exactly on C - P = D (F - K), with symmetric spreads around the true price."""
     k = np.asarray(strikes, float)
@@ -166,10 +171,10 @@ def test_exact_parity_quotes_recover_forward_and_discount(f, rate, t, n, seed) -
     s, c, b, a = _parity_chain(f, d, strikes, tv + 0.01, 0.002 * f, rng)
     perm = rng.permutation(s.size)  # any row order
     fit = implied_forward(
-        s[perm],
-        c[perm],
-        b[perm],
-        a[perm],
+        strike=s[perm],
+        is_call=c[perm],
+        bid=b[perm],
+        ask=a[perm],
         expiry_years=t,
         offsets=[0, s.size],
         window=100.0,
@@ -181,11 +186,13 @@ def test_exact_parity_quotes_recover_forward_and_discount(f, rate, t, n, seed) -
     assert fit.forward_lo[0] <= f <= fit.forward_hi[0]
     assert fit.discount_lo[0] <= d * (1 + 1e-12) and d <= fit.discount_hi[0] * (1 + 1e-12)
     assert fit.rmse[0] < 1e-9 * f and fit.n_outside[0] == 0
-    fixed = implied_forward(s, c, b, a, expiry_years=t, offsets=[0, s.size], discount_factor=d, window=100.0)
+    fixed = implied_forward(
+        **_q(s, c, b, a), expiry_years=t, offsets=[0, s.size], discount_factor=d, window=100.0
+    )
     assert fixed.forward[0] == pytest.approx(f, rel=1e-10) and fixed.discount_factor[0] == d
     # pool_discount=False: one expiry of 3 strikes may not pin D alone; this checks the sampler's interval
     bay = implied_forward(
-        s, c, b, a, expiry_years=t, offsets=[0, s.size], method="bayes", n_iter=600, burn=200,
+        **_q(s, c, b, a), expiry_years=t, offsets=[0, s.size], method="bayes", n_iter=600, burn=200,
         pool_discount=False,
     )
     assert bay.forward_lo[0] - 1e-9 * f <= f <= bay.forward_hi[0] + 1e-9 * f
@@ -198,7 +205,7 @@ def test_outlier_quote_is_downweighted() -> None:
     s, c, b, a = _parity_chain(f, d, k, 1.0, 0.05, rng)
     b[3] += 3.0
     a[3] += 3.0  # one call 3 points rich: far outside its spread
-    fit = implied_forward(s, c, b, a, expiry_years=0.5, offsets=[0, s.size], pool_discount=False)
+    fit = implied_forward(**_q(s, c, b, a), expiry_years=0.5, offsets=[0, s.size], pool_discount=False)
     # the stray quote empties the box-spread bounds: the robust fit is kept, and flagged
     assert fit.status[0] == ForwardStatus.FLAGGED_BOX_BOUNDS and fit.n_outside[0] == 1
     assert fit.discount_lo[0] > fit.discount_hi[0] and "empty box-spread bounds" in fit.reason[0]
@@ -235,7 +242,7 @@ def test_bad_slices_get_status_and_reason() -> None:
     one_sided[2] = np.full(one_sided[2].size, np.nan)  # no bids at all
     (s, c, b, a), off = _stack(good, few, calls_only, tuple(crossed), tuple(nonpos), tuple(one_sided), good)
     t = np.array([0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])
-    fit = implied_forward(s, c, b, a, expiry_years=t, offsets=off, pool_discount=False)
+    fit = implied_forward(**_q(s, c, b, a), expiry_years=t, offsets=off, pool_discount=False)
     want = [
         ForwardStatus.OK,
         ForwardStatus.TOO_FEW_PAIRS,
@@ -263,10 +270,10 @@ def test_no_convergence_infeasible_and_invalid_parameters() -> None:
     a = a + np.concatenate([zig, np.zeros(k.size)])
     (s2, c2, b2, a2), off = _stack(good, (s, c, b, a), good, good)
     fit = implied_forward(
-        s2,
-        c2,
-        b2,
-        a2,
+        strike=s2,
+        is_call=c2,
+        bid=b2,
+        ask=a2,
         expiry_years=[0.5, 0.5, -1.0, 0.5],
         offsets=off,
         discount_factor=[np.nan, np.nan, np.nan, 0.0],
@@ -277,7 +284,7 @@ def test_no_convergence_infeasible_and_invalid_parameters() -> None:
     assert fit.status[2] == ForwardStatus.INVALID_INPUT and "expiry_years" in fit.reason[2]
     assert fit.status[3] == ForwardStatus.INVALID_INPUT and "discount_factor" in fit.reason[3]
     slow = implied_forward(
-        *good, expiry_years=0.5, offsets=[0, good[0].size], max_iter=1, pool_discount=False
+        **_q(*good), expiry_years=0.5, offsets=[0, good[0].size], max_iter=1, pool_discount=False
     )
     assert slow.status[0] == ForwardStatus.NO_CONVERGENCE and "did not converge" in slow.reason[0]
     assert np.isnan(slow.forward[0])
@@ -287,25 +294,31 @@ def test_pooled_discount_rescues_a_failed_short_expiry() -> None:
     long = _good(d=float(np.exp(-0.04 * 1.0)), seed=2)
     short = _good(d=float(np.exp(-0.04 * 0.01)), seed=3)
     (s, c, b, a), off = _stack(long, short)
-    fit = implied_forward(s, c, b, a, expiry_years=[1.0, 0.01], offsets=off)
+    fit = implied_forward(**_q(s, c, b, a), expiry_years=[1.0, 0.01], offsets=off)
     assert fit.status[0] == ForwardStatus.OK and fit.status[1] == ForwardStatus.POOLED_DISCOUNT
     assert fit.rate[1] == pytest.approx(0.04, abs=1e-6) and "pooled" in fit.reason[1]
     assert fit.forward[1] == pytest.approx(100.0, rel=1e-9) and fit.pooled_rate["kind"] == "flat"
-    off_pool = implied_forward(s, c, b, a, expiry_years=[1.0, 0.01], offsets=off, pool_discount=False)
+    off_pool = implied_forward(**_q(s, c, b, a), expiry_years=[1.0, 0.01], offsets=off, pool_discount=False)
     assert off_pool.status[1] == ForwardStatus.OK
 
 
 def test_structural_errors_raise() -> None:
     s, c, b, a = _good()
     with pytest.raises(ValueError, match="method"):
-        implied_forward(s, c, b, a, expiry_years=0.5, offsets=[0, s.size], method="magic")
+        implied_forward(
+            strike=s, is_call=c, bid=b, ask=a, expiry_years=0.5, offsets=[0, s.size], method="magic"
+        )
     with pytest.raises(ValueError, match="offsets"):
-        implied_forward(s, c, b, a, expiry_years=0.5, offsets=[0, 3])
+        implied_forward(**_q(s, c, b, a), expiry_years=0.5, offsets=[0, 3])
     with pytest.raises(ValueError, match="rows"):
-        implied_forward(s, c[:-1], b, a, expiry_years=0.5, offsets=[0, s.size])
+        implied_forward(
+            strike=s, is_call=c[:-1], bid=b, ask=a, expiry_years=0.5, offsets=[0, s.size]
+        )
     with pytest.raises(ValueError, match="per slice"):
-        implied_forward(s, c, b, a, expiry_years=[0.5, 0.5], offsets=[0, s.size])
-    empty = implied_forward([], [], [], [], expiry_years=[], offsets=[0])
+        implied_forward(
+            strike=s, is_call=c, bid=b, ask=a, expiry_years=[0.5, 0.5], offsets=[0, s.size]
+        )
+    empty = implied_forward(strike=[], is_call=[], bid=[], ask=[], expiry_years=[], offsets=[0])
     assert len(empty) == 0
 
 
@@ -355,7 +368,7 @@ def test_option_chains_from_table() -> None:
 # -- real quotes ------------------------------------------------------------------------------------------
 @pytest.mark.realdata
 def test_qqq_real_chain_forwards(shared_dbn: Path) -> None:
-    snap = volfast.snapshot(shared_dbn / QQQ, cut="10:30", date="2025-04-28", lookback="10m")
+    snap = volfast.take_snapshot(shared_dbn / QQQ, cut="10:30", date="2025-04-28", lookback="10m")
     ch = option_chains(snap.table, cut_ns=snap.cut_ns)
     assert len(ch) == 4 and set(ch.underlying) == {"QQQ"}
     # OCC symbols carry dates only: the same-day (0DTE) expiry counts to 16:00 New York (20:00 UTC in April)
@@ -378,3 +391,34 @@ def test_qqq_real_chain_forwards(shared_dbn: Path) -> None:
             s["strike"], s["is_call"], s["bid"], s["ask"], discount_factor=fit.discount_factor[i]
         )
         assert ref is not None and fit.forward[i] == pytest.approx(ref["forward"], rel=1e-9)
+
+
+def test_is_call_as_c_p_strings_is_read_correctly_or_refused() -> None:
+    """Issue 14: 'C'/'P' strings were all read as calls (NaN forwards, no error). Now strings, booleans and
+    object arrays give the same fit; anything else raises naming the value."""
+    from volfast.errors import UsageError
+
+    rng = np.random.default_rng(0)
+    f, d, t = 100.0, float(np.exp(-0.03 * 0.5)), 0.5
+    strikes = np.linspace(80.0, 120.0, 9)
+    s, c, b, a = _parity_chain(f, d, strikes, np.full(9, 2.0), 0.05, rng)
+    want = implied_forward(**_q(s, c, b, a), expiry_years=t, offsets=[0, s.size])
+    assert want.status[0] == ForwardStatus.OK
+    letters = np.where(c, "C", "P")
+    for form in (letters, letters.tolist(), np.where(c, "call", "PUT"), np.asarray(letters, dtype=object)):
+        got = implied_forward(strike=s, is_call=form, bid=b, ask=a, expiry_years=t, offsets=[0, s.size])
+        np.testing.assert_array_equal(got.forward, want.forward)
+    for bad in (np.where(c, "C", "X"), np.where(c, "yes", "no"), np.where(c, 2, 0)):
+        with pytest.raises(UsageError, match="is_call: expected booleans"):
+            implied_forward(strike=s, is_call=bad, bid=b, ask=a, expiry_years=t, offsets=[0, s.size])
+    with pytest.raises(TypeError):  # financial arguments are keyword-only
+        implied_forward(s, c, b, a, expiry_years=t, offsets=[0, s.size])  # type: ignore[misc]
+    import volfast
+
+    iv_s = volfast.implied_vol(
+        np.full(2, 5.0), forward=100.0, strike=100.0, expiry_years=0.5, is_call=np.array(["C", "P"])
+    )
+    iv_b = volfast.implied_vol(
+        np.full(2, 5.0), forward=100.0, strike=100.0, expiry_years=0.5, is_call=np.array([True, False])
+    )
+    np.testing.assert_array_equal(iv_s.iv, iv_b.iv)

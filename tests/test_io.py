@@ -529,14 +529,19 @@ def test_sha256_sidecar_is_trusted_only_while_the_file_is_unchanged(dbn_writer) 
     assert f.sha256 is None  # no sidecar: hashed while streaming
     sum(len(a) for a in f.iter_chunks(64))
     assert f.sha256 == real
-    # a sidecar is believed without reading the file (shown with a made-up hash of the right form) ...
+    # a sidecar is believed for manifests without hashing the file first (shown with a made-up hash) ...
     fake = "ab" * 32
     side = write_sha256_sidecar(p, fake)
     assert side.name == "s.dbn.zst.sha256.json" and read_sha256_sidecar(p) == fake
     f = DBNFile(p)
     assert f.sha256 == fake and f.describe()["sha256"] == fake
+    # ... but a read to the end verifies it (issue 14): a file that differs from its sidecar is named
+    with pytest.raises(DBNReadError, match=r"s\.dbn\.zst.*differs from its sidecar s\.dbn\.zst\.sha256"):
+        sum(len(a) for a in f.iter_chunks(64))
+    write_sha256_sidecar(p, real)
+    f = DBNFile(p)
     sum(len(a) for a in f.iter_chunks(64))
-    assert f.sha256 == fake  # streaming does not hash again
+    assert f.sha256 == real
     # ... until the file's modification time or size changes: then the file is hashed again
     st = p.stat()
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
@@ -577,3 +582,47 @@ def test_synthetic_files_come_with_their_sha256(synth_small: Path) -> None:
     assert files
     for p in files:
         assert read_sha256_sidecar(p) == file_sha256(p), p.name
+
+
+# -- issue 14: files honour the umask; temporaries of killed runs are removed -----------------------------
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_outputs_honour_the_umask(tmp_path: Path, mask: int, mode: int) -> None:
+    """Outputs were 0600 whatever the umask (mkstemp); now they get 0666 & ~umask, like open()."""
+    import pyarrow as pa
+
+    from volfast.io import output
+    from volfast.synth import generate_days
+
+    old = os.umask(mask)
+    output._umask.cache_clear()
+    try:
+        a = output.atomic_write_bytes(tmp_path / "a.bin", b"x")
+        b = output.write_parquet_atomic(pa.table({"x": [1]}), tmp_path / "b.parquet")
+        c = output.write_manifest(
+            tmp_path, stage="t", config={}, inputs=[], outputs=[], counts={}, warnings=[]
+        )
+        generate_days(dt.date(2024, 3, 4), 1, tmp_path / "synth", seed=0, scale="small")
+        files = [a, b, c, *sorted((tmp_path / "synth").glob("*.dbn.zst*"))]
+        assert len(files) > 5
+        for p in files:
+            assert p.stat().st_mode & 0o777 == mode, (p, oct(p.stat().st_mode))
+    finally:
+        os.umask(old)
+        output._umask.cache_clear()
+
+
+def test_temporaries_of_killed_runs_are_removed_everywhere(tmp_path: Path) -> None:
+    from volfast.io.output import clean_temporaries
+
+    left = [
+        tmp_path / "snapshots" / "date=2024-03-04" / ".part-0.parquet.k3j2.tmp",
+        tmp_path / "grids" / "date=2024-03-04" / ".part-0.parquet.zz.tmp",
+        tmp_path / "days" / "date=2024-03-04" / "._manifest.json.ab.tmp",
+        tmp_path / ".build-summary.json.q.tmp",
+    ]
+    keep = tmp_path / "grids" / "date=2024-03-04" / "part-0.parquet"
+    for p in [*left, keep]:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"half")
+    assert clean_temporaries(tmp_path) == len(left)
+    assert [p for p in left if p.exists()] == [] and keep.exists()

@@ -70,9 +70,13 @@ def tree(out: Path) -> dict[str, float]:
 
 
 def no_partial(out: Path, day: dt.date) -> None:
+    """No data file of ``day`` is left, and a manifest left there does not claim a complete day."""
     folder = snapshot_folder(out, day)
     left = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
-    assert left == [], f"{folder} holds {left}"
+    assert left in ([], ["_manifest.json"]), f"{folder} holds {left}"
+    if left:
+        m = json.loads((folder / "_manifest.json").read_text())
+        assert m["status"] in ("running", "failed") and m["outputs"] == [], m
 
 
 # -- config ---------------------------------------------------------------------------------------------
@@ -138,7 +142,7 @@ def test_build_writes_the_snapshot_of_each_day_with_a_manifest(data: Path, tmp_p
     for day in DAYS:
         folder = snapshot_folder(out, day)
         got = pq.read_table(folder / "part-0.parquet")
-        want = volfast.snapshot(data=data, date=day).table  # the stage is the public function, unchanged
+        want = volfast.take_snapshot(data=data, date=day).table  # the stage is the public function, unchanged
         assert got.schema.equals(want.schema, check_metadata=True)
         assert got.to_pandas().equals(want.to_pandas())  # NaN-aware, unlike Table.equals
         m = json.loads((folder / "_manifest.json").read_text())
@@ -249,7 +253,7 @@ def _rewrite_without_options(path: Path, option_ids: set[int]) -> None:
 def test_day_without_options_is_invalid_with_its_reason_and_stays_done(data: Path, tmp_path: Path) -> None:
     import numpy as np
 
-    t = volfast.snapshot(data=data, date=DAYS[2]).table
+    t = volfast.take_snapshot(data=data, date=DAYS[2]).table
     cls = np.asarray(t.column("instrument_class").to_pylist(), dtype=object)
     ids = set(np.asarray(t.column("instrument_id"))[np.isin(cls, ["C", "P"])].tolist())
     assert len(ids) > 100
@@ -330,7 +334,8 @@ def test_cli_build_summary_exit_code_and_rerun_command(data: Path, tmp_path: Pat
     r = CliRunner().invoke(
         cli, ["build", "--data", str(data), "--out", str(out), "--config", str(tmp_path / "x")]
     )
-    assert r.exit_code == 1 and "config file not found" in r.output
+    assert r.exit_code == 2 and "config file not found" in r.output  # a usage error (issue 14)
+    assert r.output.startswith("Error: ") and "Traceback" not in r.output
 
 
 # -- executors -----------------------------------------------------------------------------------------
@@ -445,17 +450,33 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(data: Path, tmp_path: Pat
         start_new_session=True,
     )
     deadline = time.monotonic() + 60
-    while not list((out / "snapshots").glob("*/_manifest.json")) and time.monotonic() < deadline:
+
+    def completed() -> bool:
+        for p in (out / "snapshots").glob("*/_manifest.json"):
+            try:
+                if json.loads(p.read_text())["status"] == "complete":
+                    return True
+            except (OSError, ValueError):
+                continue
+        return False
+
+    while not completed() and time.monotonic() < deadline:
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "INTERRUPTED" in stdout
-    done = {p.parent.name for p in (out / "snapshots").glob("*/_manifest.json")}
+    status = {
+        p.parent.name: json.loads(p.read_text())["status"]
+        for p in (out / "snapshots").glob("*/_manifest.json")
+    }
+    done = {d for d, st in status.items() if st == "complete"}
     assert 1 <= len(done) < 8
     for folder in (out / "snapshots").iterdir():  # no half-written partition under its final name
         names = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
-        assert names in ({"part-0.parquet", "_manifest.json"}, {"part-0.parquet"}, set()), names
+        assert names in ({"part-0.parquet", "_manifest.json"}, {"part-0.parquet"}, set(), {"_manifest.json"})
+        if names and status.get(folder.name) != "complete":  # interrupted: recorded as such
+            assert status.get(folder.name) == "running", (folder, status)
     summary = json.loads((out / "build-summary.json").read_text())
     assert summary["interrupted"] and summary["not_run"]
     s = run_build(more, out, config=serial(), progress=False)
@@ -487,3 +508,119 @@ def test_snapshot_then_surfaces_resumes_per_stage(data: Path, tmp_path: Path) ->
     assert [r["stages"]["snapshot"]["status"] for r in s.results] == ["skipped"] * 2
     assert all(r["stages"]["surfaces"]["status"] in ("ok", "invalid") for r in s.results)
     assert tree(out) == snaps
+
+
+# -- issue 14: one freshness rule, no stale days, config checked when read ---------------------------------
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"snapshot": {"lookback": "1s"}}, "snapshot.lookback 10m -> 1s"),
+        ({"snapshot": {"stale_after": "5s"}}, "snapshot.stale_after 60s -> 5s"),
+        ({"snapshot": {"cut": "15:40"}}, "snapshot.cut 15:48 -> 15:40"),
+        ({"snapshot": {"tz": "America/Chicago"}}, "snapshot.tz America/New_York -> America/Chicago"),
+        ({"snapshot": {"venues": "single"}}, "snapshot.venues auto -> single"),
+        ({"snapshot": {"chunk_records": 999}}, "snapshot.chunk_records 65536 -> 999"),
+        ({"seed": 5}, "seed 0 -> 5"),
+    ],
+)
+def test_build_redoes_a_day_for_each_setting_and_says_why(
+    data: Path, tmp_path: Path, change: dict, key: str
+) -> None:
+    out = tmp_path / "out"
+    s = run_build(data, out, config=serial(), dates=DAYS[:1], progress=False)
+    assert s.results[0]["status"] == "ok"
+    s = run_build(data, out, config=serial(SNAP.replace(**change)), dates=DAYS[:1], progress=False)
+    (r,) = s.results
+    assert r["status"] == "ok" and r["stages"]["snapshot"]["reason"] == f"settings changed: {key}", r
+    m = json.loads((snapshot_folder(out, DAYS[0]) / "_manifest.json").read_text())
+    assert m["status"] == "complete"
+    assert m["config"] == serial(SNAP.replace(**change)).stage_config("snapshot")
+    s = run_build(data, out, config=serial(SNAP.replace(**change)), dates=DAYS[:1], progress=False)
+    assert s.results[0]["status"] == "skipped"
+
+
+def test_config_values_are_checked_when_the_config_is_read(tmp_path: Path) -> None:
+    for body, what in (
+        ('[snapshot]\ntz = "Mars/Olympus"\n', "[snapshot] unknown time zone 'Mars/Olympus'"),
+        ('[snapshot]\nlookback = "forever"\n', "[snapshot] lookback: cannot parse 'forever'"),
+        ('[surfaces]\nside = "up"\n', "[surfaces] side must be one of"),
+        ("[surfaces]\nmax_rmse = -1.0\n", "[surfaces] max_rmse must be > 0"),
+    ):
+        p = tmp_path / "b.toml"
+        p.write_text(body)
+        with pytest.raises(ConfigError) as ei:
+            load_config(p)
+        assert str(ei.value).startswith(f"{p}: {what}"), str(ei.value)
+        assert isinstance(ei.value, volfast.VolfastError)
+
+
+def test_a_day_that_turns_invalid_or_fails_loses_every_table(data: Path, tmp_path: Path) -> None:
+    """Issue 14: new inputs that make a day invalid left the earlier grids, svi and forwards, and
+    load_dataset still returned the day."""
+    import numpy as np
+
+    from volfast.surface import load_dataset
+
+    if surfaces_stage() is None:
+        pytest.skip("no surfaces stage in this build")
+    out = tmp_path / "out"
+    cfg = serial(BuildConfig(surfaces=(("validity", (("min_expiries", 1),)),)), workers=1)
+    s = run_build(data, out, config=cfg, dates=DAYS[:2], progress=False)
+    assert [r["status"] for r in s.results] == ["ok", "ok"], s.results
+    tables = ("quotes", "forwards", "svi", "grids", "days")
+    for t in tables:
+        assert (out / t / f"date={DAYS[1]}" / "part-0.parquet").is_file(), t
+    assert [str(d)[:10] for d in load_dataset(out).dates] == [str(DAYS[0]), str(DAYS[1])]
+
+    t = volfast.take_snapshot(data=data, date=DAYS[1]).table
+    cls = np.asarray(t.column("instrument_class").to_pylist(), dtype=object)
+    _rewrite_without_options(
+        mbp(data, DAYS[1]), set(np.asarray(t.column("instrument_id"))[np.isin(cls, ["C", "P"])].tolist())
+    )
+    s = run_build(data, out, config=cfg, dates=DAYS[:2], progress=False)
+    assert [r["status"] for r in s.results] == ["skipped", "invalid"]
+    for t in tables:
+        assert not (out / t / f"date={DAYS[1]}" / "part-0.parquet").exists(), t
+    m = json.loads((out / "days" / f"date={DAYS[1]}" / "_manifest.json").read_text())
+    assert m["status"] == "invalid" and m["valid"] is False and "none a call or a put" in m["error"]
+    assert len(m["removed"]) == len(tables)
+    assert [str(d)[:10] for d in load_dataset(out).dates] == [str(DAYS[0])]
+
+    # a corrupt input (one flipped byte): the day fails and keeps nothing from before, snapshot included
+    raw = bytearray(mbp(data, DAYS[0]).read_bytes())
+    raw[len(raw) // 3] ^= 0x5A
+    mbp(data, DAYS[0]).write_bytes(bytes(raw))
+    s = run_build(data, out, config=cfg, dates=DAYS[:1], progress=False)
+    assert s.results[0]["status"] == "failed"
+    assert s.results[0]["file"] == str(mbp(data, DAYS[0])) and "byte" in s.results[0]["error"]
+    for t in tables:
+        assert not (out / t / f"date={DAYS[0]}" / "part-0.parquet").exists(), t
+    assert not (snapshot_folder(out, DAYS[0]) / "part-0.parquet").exists()
+    m = json.loads((snapshot_folder(out, DAYS[0]) / "_manifest.json").read_text())
+    assert m["status"] == "failed" and "zstd" in m["error"]
+    with pytest.raises(volfast.VolfastError, match="no grid partitions"):
+        load_dataset(out)
+
+
+def test_a_stale_grid_without_a_valid_manifest_is_never_loaded(data: Path, tmp_path: Path) -> None:
+    """load_dataset takes a day only when its surfaces manifest is complete and valid (an interrupted or
+    failed day's grids, left by any means, are not returned)."""
+    from volfast.io.output import read_manifest, write_manifest
+    from volfast.surface import load_dataset
+
+    if surfaces_stage() is None:
+        pytest.skip("no surfaces stage in this build")
+    out = tmp_path / "out"
+    cfg = serial(BuildConfig(surfaces=(("validity", (("min_expiries", 1),)),)), workers=1)
+    run_build(data, out, config=cfg, dates=DAYS[:2], progress=False)
+    assert len(load_dataset(out).dates) == 2
+    folder = out / "days" / f"date={DAYS[1]}"
+    m = read_manifest(folder)
+    write_manifest(
+        folder, stage="surfaces", config=m["config"], inputs=[], outputs=[], counts={}, warnings=[],
+        status="running",
+    )  # fmt: skip
+    assert [str(d)[:10] for d in load_dataset(out).dates] == [str(DAYS[0])]
+    s = run_build(data, out, config=cfg, dates=DAYS[:2], progress=False)
+    assert s.results[1]["stages"]["surfaces"]["reason"].startswith("interrupted")
+    assert len(load_dataset(out).dates) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import numpy as np
@@ -177,7 +178,7 @@ def _day_files(dbn_writer, *, n: int = 400, seed: int = 0, with_defs: bool = Tru
 def test_snapshot_files_equal_reference(dbn_writer) -> None:
     q, recs = _day_files(dbn_writer)
     with pytest.warns(IngestWarning, match="have no definition"):
-        res = volfast.snapshot(q, cut="15:48", date="2024-03-04", lookback="10m", chunk_records=37)
+        res = volfast.take_snapshot(q, cut="15:48", date="2024-03-04", lookback="10m", chunk_records=37)
     t = res.to_pandas()
     assert res.table.schema.equals(SNAPSHOT_SCHEMA)
     ref = reference_snapshot(recs, cut_ns=CUT, lookback_ns=600 * NS)
@@ -212,9 +213,9 @@ def test_reading_stops_at_the_cut_only_in_a_sorted_file(dbn_writer) -> None:
     q = dbn_writer.write("glbx-mdp3-20240304.mbp-1.dbn.zst", recs, start=DAY)
     kw = {"cut": "15:48", "date": "2024-03-04", "lookback": "10m", "chunk_records": 64}
     with pytest.warns(IngestWarning):
-        stop = volfast.snapshot(q, **kw)
+        stop = volfast.take_snapshot(q, **kw)
     with pytest.warns(IngestWarning):
-        full = volfast.snapshot(q, **kw, stop_at_cut=False)
+        full = volfast.take_snapshot(q, **kw, stop_at_cut=False)
     assert stop.counts["stopped_at_cut"] == [q.name] and full.counts["stopped_at_cut"] == []
     assert stop.counts["records"] == 320 and full.counts["records"] == 500  # 5 chunks of 64 read, not 8
     st, ft = stop.to_pandas(), full.to_pandas()
@@ -225,7 +226,7 @@ def test_reading_stops_at_the_cut_only_in_a_sorted_file(dbn_writer) -> None:
     recs2["ts_recv"][[10, 11]] = recs2["ts_recv"][[11, 10]]
     q2 = dbn_writer.write("glbx-mdp3-20240305.mbp-1.dbn.zst", recs2, start=DAY)
     with pytest.warns(IngestWarning):
-        un = volfast.snapshot(q2, **kw)
+        un = volfast.take_snapshot(q2, **kw)
     assert un.counts["stopped_at_cut"] == [] and un.counts["records"] == 500
     assert un.counts["records_out_of_order"] == 1
 
@@ -250,12 +251,108 @@ def test_day_folder_cli_and_manifest(dbn_writer, tmp_path: Path) -> None:
     assert (
         m["inputs"][0]["name"] == "glbx-mdp3-20240304.mbp-1.dbn.zst" and len(m["inputs"][0]["sha256"]) == 64
     )
-    assert m["outputs"][0]["rows"] == 9 and m["config"]["lookback_s"] == 600.0
+    assert m["outputs"][0]["rows"] == 9 and m["config"]["lookback"] == 600.0
+    assert m["resolved"]["lookback_s"] == 600.0 and m["status"] == "complete"
+    assert m["code"]["core_sha256"] and m["code"]["git"]
     assert any("no definition file" in w for w in m["warnings"])
-    r2 = CliRunner().invoke(
-        main, ["snapshot", "--data", str(data), "--date", "2024-03-04", "--out", str(out)]
-    )
-    assert r2.exit_code == 0 and "skipped" in r2.output
+    reps = snapshot_days(data, ["2024-03-04"], out)
+    assert reps[0].status == "skipped" and reps[0].reason == "up to date"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "changed"),
+    [
+        ("lookback", "1s", "lookback 600.0 -> 1.0"),
+        ("stale_after", "5s", "stale_after 60.0 -> 5.0"),
+        ("cut", "15:40", "cut 15:48 -> 15:40"),
+        ("tz", "America/Chicago", "tz America/New_York -> America/Chicago"),
+        ("venues", "single", "venues auto -> single"),
+        ("chunk_records", 1000, "chunk_records 65536 -> 1000"),
+        ("stop_at_cut", False, "stop_at_cut True -> False"),
+    ],
+)
+def test_every_setting_change_recomputes_the_day(dbn_writer, tmp_path: Path, setting, value, changed) -> None:
+    """The freshness rule compares the full resolved settings: each one changed alone redoes the day, the
+    report says which, and the new manifest holds the new value (issue 14: --lookback 1s kept 600 s)."""
+    import json
+
+    _day_files(dbn_writer)
+    out = tmp_path / "out"
+    first = snapshot_days(dbn_writer.root, ["2024-03-04"], out)
+    assert first[0].status == "ok", first[0].error
+    again = snapshot_days(dbn_writer.root, ["2024-03-04"], out, **{setting: value})
+    assert again[0].status == "ok", (again[0].status, again[0].reason)
+    assert again[0].reason == f"settings changed: {changed}"
+    m = json.loads((out / "date=2024-03-04" / "_manifest.json").read_text())
+    assert str(m["config"][setting]) == str(changed.split(" -> ")[1])
+    third = snapshot_days(dbn_writer.root, ["2024-03-04"], out, **{setting: value})
+    assert third[0].status == "skipped"
+
+
+def test_changed_input_content_or_code_recomputes_the_day(dbn_writer, tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    from volfast.io import freshness
+
+    _day_files(dbn_writer)
+    out = tmp_path / "out"
+    assert snapshot_days(dbn_writer.root, ["2024-03-04"], out)[0].status == "ok"
+    # same size, same name, other bytes (a byte flipped in the header's padding would do the same)
+    q = dbn_writer.root / "glbx-mdp3-20240304.mbp-1.dbn.zst"
+    os.utime(q, ns=(q.stat().st_atime_ns, q.stat().st_mtime_ns + 10**9))
+    rep = snapshot_days(dbn_writer.root, ["2024-03-04"], out)[0]
+    assert rep.status == "skipped"  # touched but the same content: the sha256 decides
+    b = bytearray(q.read_bytes())
+    b[-1] ^= 0xFF
+    q.write_bytes(bytes(b))
+    rep = snapshot_days(dbn_writer.root, ["2024-03-04"], out)[0]
+    assert rep.reason == "input glbx-mdp3-20240304.mbp-1.dbn.zst changed content (sha256 differs)"
+    q.write_bytes(bytes(b[:-1]) + bytes([b[-1] ^ 0xFF]))
+    assert snapshot_days(dbn_writer.root, ["2024-03-04"], out)[0].status == "ok"
+    ident = dict(freshness.code_identity(), git="v9.9.9-other")
+    monkeypatch.setattr(freshness, "code_identity", lambda: ident)
+    import volfast.io.output as output
+
+    rep = snapshot_days(dbn_writer.root, ["2024-03-04"], out)[0]
+    assert rep.status == "ok" and rep.reason.startswith("code changed (git)"), rep.reason
+    assert output.read_manifest(out / "date=2024-03-04")["code"]["git"] == "v9.9.9-other"
+
+
+def test_interrupted_day_is_recorded_and_redone(dbn_writer, tmp_path: Path, monkeypatch) -> None:
+    """A kill between the data and the final manifest leaves "running": the next run redoes the day."""
+    import volfast.snapshot.run as srun
+
+    _day_files(dbn_writer)
+    out = tmp_path / "out"
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(srun, "write_manifest", killed)
+    with pytest.raises(KeyboardInterrupt):
+        snapshot_days(dbn_writer.root, ["2024-03-04"], out)
+    monkeypatch.undo()
+    from volfast.io.output import read_manifest
+
+    assert read_manifest(out / "date=2024-03-04")["status"] == "running"
+    rep = snapshot_days(dbn_writer.root, ["2024-03-04"], out)[0]
+    assert rep.status == "ok" and rep.reason.startswith("interrupted: an earlier run started")
+
+
+def test_bad_settings_fail_before_any_day(dbn_writer, tmp_path: Path) -> None:
+    from volfast.errors import VolfastError
+
+    _day_files(dbn_writer)
+    for kw, what in (
+        ({"tz": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        ({"lookback": "ten minutes"}, "lookback: cannot parse"),
+        ({"cut": "25:99"}, "cut: cannot parse"),
+        ({"venues": "all"}, "venues must be"),
+        ({"nonsense": 1}, "unknown snapshot setting(s) nonsense"),
+    ):
+        with pytest.raises(VolfastError, match=re.escape(what)):
+            snapshot_days(dbn_writer.root, ["2024-03-04"], tmp_path / "out", **kw)
+    assert not (tmp_path / "out").exists()
 
 
 def test_multi_day_run_goes_on_after_a_bad_day(dbn_writer, tmp_path: Path) -> None:
@@ -268,6 +365,17 @@ def test_multi_day_run_goes_on_after_a_bad_day(dbn_writer, tmp_path: Path) -> No
     assert [(r.date.isoformat(), r.status) for r in reps] == [("2024-03-04", "ok"), ("2024-03-05", "failed")]
     assert "glbx-mdp3-20240305.mbp-1.dbn.zst" in reps[1].error and "truncated" in reps[1].error
     assert not (out / "date=2024-03-05").exists()
+    # the day had an output before: a failure removes it and its manifest says why
+    bad.write_bytes(good.replace(b"20240304", b"20240305"))
+    assert snapshot_days(dbn_writer.root, ["2024-03-05"], out)[0].status == "ok"
+    bad.write_bytes(good[: len(good) // 2])
+    rep = snapshot_days(dbn_writer.root, ["2024-03-05"], out)[0]
+    assert rep.status == "failed"
+    import json
+
+    m = json.loads((out / "date=2024-03-05" / "_manifest.json").read_text())
+    assert m["status"] == "failed" and "truncated" in m["error"] and m["outputs"] == []
+    assert not (out / "date=2024-03-05" / "part-0.parquet").exists()
     assert (out / "date=2024-03-04" / "part-0.parquet").is_file()
 
 
@@ -276,7 +384,7 @@ def test_failure_mid_write_leaves_no_partial_parquet(dbn_writer, tmp_path: Path,
 
     q, _ = _day_files(dbn_writer)
     with pytest.warns(IngestWarning):
-        res = volfast.snapshot(q, cut="15:48", date="2024-03-04")
+        res = volfast.take_snapshot(q, cut="15:48", date="2024-03-04")
     real = pq.write_table
 
     def crash(table, where, **kw):
@@ -287,7 +395,11 @@ def test_failure_mid_write_leaves_no_partial_parquet(dbn_writer, tmp_path: Path,
     with pytest.raises(KeyboardInterrupt):
         write_snapshot(res, tmp_path / "out")
     folder = tmp_path / "out" / "date=2024-03-04"
-    assert list(folder.iterdir()) == []  # no part file, no temp file, no manifest
+    # no part file, no temp file; the manifest says the day is running (interrupted), not complete
+    assert [p.name for p in folder.iterdir()] == ["_manifest.json"]
+    import json
+
+    assert json.loads((folder / "_manifest.json").read_text())["status"] == "running"
 
 
 def _warned(fn, *args, **kw):
@@ -302,7 +414,7 @@ def _warned(fn, *args, **kw):
 
 def test_empty_window_and_cut_outside_session(dbn_writer) -> None:
     q, _ = _day_files(dbn_writer)
-    res, msgs = _warned(volfast.snapshot, q, cut="23:30", date="2024-03-04")
+    res, msgs = _warned(volfast.take_snapshot, q, cut="23:30", date="2024-03-04")
     assert any(m.startswith(f"{q}: cut 2024-03-05T04:30:00.000000Z is outside the session") for m in msgs), (
         msgs
     )
@@ -313,14 +425,14 @@ def test_empty_window_and_cut_outside_session(dbn_writer) -> None:
     ts = np.unique(recs["ts_recv"][3:])
     gap = int(np.argmax(np.diff(ts)))
     cut = int(ts[gap]) + int(np.diff(ts)[gap]) // 2
-    res, msgs = _warned(volfast.snapshot, q, cut=cut, lookback=(int(np.diff(ts)[gap]) // 2 - 1) / 1e9)
+    res, msgs = _warned(volfast.take_snapshot, q, cut=cut, lookback=(int(np.diff(ts)[gap]) // 2 - 1) / 1e9)
     assert any("empty window: no quote with ts_recv in" in m and str(q) in m for m in msgs), msgs
     assert res.counts["records_in_window"] == 0 and not res.to_pandas().has_quote.any()
 
 
 def test_day_without_definitions_is_reported(dbn_writer) -> None:
     _day_files(dbn_writer)
-    res, msgs = _warned(volfast.snapshot, data=dbn_writer.root, date="2024-03-04")
+    res, msgs = _warned(volfast.take_snapshot, data=dbn_writer.root, date="2024-03-04")
     assert any("no definition file for 2024-03-04" in m for m in msgs)
     t = res.to_pandas()
     assert (t.definition_source == "cme_symbol").sum() == 8 and (t.definition_source == "missing").sum() == 1
@@ -330,26 +442,32 @@ def test_wrong_schema_and_dataset_are_named(dbn_writer, shared_dbn: Path) -> Non
     q, _ = _day_files(dbn_writer)
     trades = shared_dbn / "dbn/glbx-mdp3.ESH1.trades.v3.dbn.zst"
     with pytest.raises(DBNReadError, match=r"glbx-mdp3\.ESH1\.trades\.v3\.dbn\.zst: schema is 'trades'"):
-        volfast.snapshot(trades, cut=CUT)
+        volfast.take_snapshot(trades, cut=CUT)
     with pytest.raises(
         DBNReadError, match=r"xnas-itch\.MSFT\.definition\.v3\.dbn\.zst: definitions are for dataset"
     ):
-        volfast.snapshot(q, definitions=shared_dbn / "dbn/xnas-itch.MSFT.definition.v3.dbn.zst", cut=CUT)
+        volfast.take_snapshot(q, definitions=shared_dbn / "dbn/xnas-itch.MSFT.definition.v3.dbn.zst", cut=CUT)
     with pytest.raises(DBNReadError, match="expected 'OPRA.PILLAR'"):
-        volfast.snapshot(q, cut=CUT, dataset="OPRA.PILLAR")
-    renamed = dbn_writer.root / "opra-pillar-20240304.cbbo-1s.dbn.zst"
+        volfast.take_snapshot(q, cut=CUT, dataset="OPRA.PILLAR")
+    renamed = dbn_writer.root / "opra-pillar-20240304.mbp-1.dbn.zst"
     renamed.write_bytes(q.read_bytes())
     with pytest.raises(
         DBNReadError, match="file name says dataset OPRA.PILLAR but its metadata says GLBX.MDP3"
     ):
-        volfast.snapshot(renamed, cut=CUT)
+        volfast.take_snapshot(renamed, cut=CUT)
+    # the schema in the metadata must be the one the name says (issue 14)
+    renamed = dbn_writer.root / "glbx-mdp3-20240304.cbbo-1s.dbn.zst"
+    renamed.write_bytes(q.read_bytes())
+    with pytest.raises(DBNReadError, match="file name says schema cbbo-1s but its metadata says mbp-1"):
+        volfast.take_snapshot(renamed, cut=CUT)
+    renamed.unlink()
 
 
 # -- real samples ----------------------------------------------------------------------------------
 @pytest.mark.realdata
 def test_es_options_mbp1_values(shared_dbn: Path) -> None:
     d = shared_dbn / "nautilus_trader/es-options-20240509"
-    res = volfast.snapshot(
+    res = volfast.take_snapshot(
         d / "glbx-mdp3.ESM4-P5230-P5250.mbp-1.20240509T1000-1005.v1.dbn.zst",
         definitions=d / "glbx-mdp3.ESM4-P5230-P5250.definition.v1.dbn.zst",
         cut="2024-05-09T06:05:00",
@@ -376,7 +494,7 @@ def test_esh1_v1_v2_v3_same_snapshot(shared_dbn: Path) -> None:
     tables = []
     for v in (1, 2, 3):
         with pytest.warns(IngestWarning, match="no definition"):
-            res = volfast.snapshot(
+            res = volfast.take_snapshot(
                 shared_dbn / f"dbn/glbx-mdp3.ESH1.mbp-1.v{v}.dbn.zst",
                 cut="2020-12-28T13:00:01Z",
                 lookback="1h",
@@ -387,7 +505,7 @@ def test_esh1_v1_v2_v3_same_snapshot(shared_dbn: Path) -> None:
     row = tables[2].to_pylist()[0]
     assert row["instrument_id"] == 5482 and row["raw_symbol"] == "ESH1" and row["has_quote"]
     defs = shared_dbn / "databento-python/glbx-mdp3.ESH1.definition.v3.dbn.zst"
-    res = volfast.snapshot(
+    res = volfast.take_snapshot(
         shared_dbn / "databento-python/glbx-mdp3.ESH1.mbp-1.v3.dbn.zst",
         definitions=defs,
         cut="2020-12-28T00:00:01Z",
@@ -403,7 +521,7 @@ def test_aapl_mbp1_venues_and_cbbo(shared_dbn: Path) -> None:
     mbp = base / "opra-pillar.AAPL250221C250.mbp-1.v3.dbn.zst"
     recs = np.concatenate(list(DBNFile(mbp).iter_chunks()))
     cut = int(recs["ts_recv"].max())
-    res = volfast.snapshot(mbp, definitions=defs, cut=cut, lookback="1m")
+    res = volfast.take_snapshot(mbp, definitions=defs, cut=cut, lookback="1m")
     assert res.config["by_venue"] is True
     ref = reference_snapshot(recs, cut_ns=cut, lookback_ns=60 * NS, by_venue=True)
     row = res.table.to_pylist()[0]
@@ -413,7 +531,7 @@ def test_aapl_mbp1_venues_and_cbbo(shared_dbn: Path) -> None:
         if hasattr(row["ts_recv"], "value")
         else True
     )
-    cb = volfast.snapshot(
+    cb = volfast.take_snapshot(
         base / "opra-pillar.AAPL250221C250.cbbo-1s.v3.dbn.zst",
         definitions=defs,
         cut="2025-02-20T14:30:03Z",
@@ -421,7 +539,7 @@ def test_aapl_mbp1_venues_and_cbbo(shared_dbn: Path) -> None:
     )
     r = cb.table.to_pylist()[0]
     assert cb.config["by_venue"] is False and r["has_quote"]
-    cb2 = volfast.snapshot(
+    cb2 = volfast.take_snapshot(
         shared_dbn / "databento-python/history/opra-pillar.AAPL250221C250.cbbo-1s.v2.dbn.zst",
         definitions=defs,
         cut="2025-02-20T14:30:03Z",
@@ -434,7 +552,7 @@ def test_aapl_mbp1_venues_and_cbbo(shared_dbn: Path) -> None:
 @pytest.mark.realdata
 def test_qqq_chain_snapshot(shared_dbn: Path) -> None:
     p = shared_dbn / "derived_from_bentoclient/opra-pillar.QQQ.OPT.20250428T142952-143002Z.cbbo-1s.v3.dbn.zst"
-    res = volfast.snapshot(p, cut="10:30", date="2025-04-28", lookback="10m")
+    res = volfast.take_snapshot(p, cut="10:30", date="2025-04-28", lookback="10m")
     t = res.to_pandas()
     assert len(t) == 1315 and t.has_quote.all() and res.warnings == []
     assert (
@@ -463,7 +581,7 @@ def test_qqq_chain_snapshot(shared_dbn: Path) -> None:
 # -- synthetic days --------------------------------------------------------------------------------
 def test_synth_day_equals_reference_and_truth(synth_small: Path) -> None:
     day = dt.date(2024, 3, 4)
-    res = volfast.snapshot(data=synth_small, date=day, lookback="24h", stale_after="1h")
+    res = volfast.take_snapshot(data=synth_small, date=day, lookback="24h", stale_after="1h")
     assert res.warnings == [] and res.config["schema"] == "mbp-1"
     t = res.to_pandas()
     recs = np.concatenate(list(DBNFile(synth_small / "glbx-mdp3-20240304.mbp-1.dbn.zst").iter_chunks()))
@@ -503,14 +621,14 @@ def _assert_matches_truth(res, root: Path, day: dt.date) -> None:
 
 def test_synth_default_window_and_bbo(synth_small: Path) -> None:
     day = dt.date(2024, 3, 5)
-    res = volfast.snapshot(data=synth_small, date=day)  # 15:48 New York, 10 minute look-back
+    res = volfast.take_snapshot(data=synth_small, date=day)  # 15:48 New York, 10 minute look-back
     t = res.to_pandas()
     recs = np.concatenate(list(DBNFile(synth_small / "glbx-mdp3-20240305.mbp-1.dbn.zst").iter_chunks()))
     ref = reference_snapshot(recs, cut_ns=res.cut_ns, lookback_ns=600 * NS)
     q = t[t.has_quote]
     assert q.instrument_id.tolist() == ref.instrument_id.tolist()
     assert (q.age_s <= 600).all() and len(t) > len(q)
-    bbo = volfast.snapshot(
+    bbo = volfast.take_snapshot(
         synth_small / "glbx-mdp3-20240305.bbo-1m.dbn.zst",
         definitions=synth_small / "glbx-mdp3-20240305.definition.dbn.zst",
         cut="15:48",
@@ -546,7 +664,7 @@ def test_full_scale_day_equals_reference_and_truth(tmp_path: Path) -> None:
 
     tracemalloc.start()
     try:
-        res = volfast.snapshot(data=tmp_path, date=day)  # 15:48 New York, 10 minute look-back
+        res = volfast.take_snapshot(data=tmp_path, date=day)  # 15:48 New York, 10 minute look-back
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -555,7 +673,7 @@ def test_full_scale_day_equals_reference_and_truth(tmp_path: Path) -> None:
     n_to_cut = int((recs["ts_recv"] <= res.cut_ns).sum())
     assert n_to_cut <= res.counts["records"] <= n_to_cut + (1 << 16) < len(recs)
     assert peak < 64 * 2**20, f"peak traced memory {peak / 2**20:.1f} MiB"  # the file is 100 MB decoded
-    full = volfast.snapshot(data=tmp_path, date=day, stop_at_cut=False)
+    full = volfast.take_snapshot(data=tmp_path, date=day, stop_at_cut=False)
     assert full.counts["records"] == len(recs) and full.counts["stopped_at_cut"] == []
     ft = full.to_pandas()
     assert (
@@ -575,7 +693,7 @@ def test_full_scale_day_equals_reference_and_truth(tmp_path: Path) -> None:
         np.testing.assert_array_equal(q[f"{side}_size"].to_numpy(), ref[f"{side}_sz"].to_numpy())
     del recs
 
-    whole = volfast.snapshot(data=tmp_path, date=day, lookback="24h", stale_after="1h")
+    whole = volfast.take_snapshot(data=tmp_path, date=day, lookback="24h", stale_after="1h")
     _assert_matches_truth(whole, tmp_path, day)
 
 
@@ -590,3 +708,121 @@ def test_resolve_cut_rejects_what_is_not_a_time() -> None:
         resolve_cut("15:48:00:00:00", date=_dt.date(2024, 3, 4), tz="America/New_York")
     with pytest.raises(ValueError, match="cannot parse"):
         resolve_cut("25:00", date=_dt.date(2024, 3, 4), tz="America/New_York")
+
+
+# -- issue 14: corruption is caught ----------------------------------------------------------------------
+def _frames(blob: bytes) -> list[tuple[int, int, bool]]:
+    """(offset, length, has_checksum) of each zstd frame, found by an independent walk of the format."""
+    import zstandard
+
+    out, off = [], 0
+    while off < len(blob):
+        assert blob[off : off + 4] == b"\x28\xb5\x2f\xfd", off
+        n = zstandard.frame_content_size(blob[off:])  # noqa: F841 - the header parses
+        params = zstandard.get_frame_parameters(blob[off:])
+        d = zstandard.ZstdDecompressor().decompressobj()
+        d.decompress(blob[off:])
+        length = len(blob) - off - len(d.unused_data)
+        out.append((off, length, bool(params.has_checksum)))
+        off += length
+    return out
+
+
+@pytest.fixture()
+def framed_day(tmp_path: Path, monkeypatch) -> Path:
+    """One small synthetic day whose files are cut into 64 KiB frames (many frames, some past the cut)."""
+    import volfast.synth.dbn as sdbn
+    from volfast.synth import generate_days
+
+    monkeypatch.setattr(sdbn, "FRAME_BYTES", 64 << 10)
+    generate_days(dt.date(2024, 3, 4), 1, tmp_path / "d", seed=2, scale="small")
+    return tmp_path / "d"
+
+
+def test_synth_writes_checksummed_frames_and_a_flipped_byte_fails_the_day(framed_day: Path) -> None:
+    q = framed_day / "glbx-mdp3-20240304.mbp-1.dbn.zst"
+    good = q.read_bytes()
+    frames = _frames(good)
+    assert len(frames) > 3 and all(c for _, _, c in frames)
+    ok = volfast.take_snapshot(data=framed_day, date="2024-03-04")
+    assert ok.counts["stopped_at_cut"] == [q.name]
+    # the frame the snapshot stops in, and one it reads whole: each flipped byte fails the day, by name
+    n_read = ok.counts["per_file"][q.name]["records"]
+    assert 0 < n_read
+    for off, length, _ in frames[1:3]:
+        bad = bytearray(good)
+        bad[off + length // 2] ^= 0x20
+        q.write_bytes(bytes(bad))
+        with pytest.raises(DBNReadError, match=rf"{re.escape(q.name)}.*(zstd|checksum)") as ei:
+            volfast.take_snapshot(data=framed_day, date="2024-03-04")
+        assert "byte" in str(ei.value) and "\n" not in str(ei.value)
+    # a flipped byte past the cut: not read when stopping at the cut, caught when reading everything
+    off, length, _ = frames[-1]
+    bad = bytearray(good)
+    bad[off + length // 2] ^= 0x20
+    q.write_bytes(bytes(bad))
+    same = volfast.take_snapshot(data=framed_day, date="2024-03-04")
+    assert same.table.to_pandas().equals(ok.table.to_pandas())  # (NaN == NaN here)
+    with pytest.raises(DBNReadError, match=re.escape(q.name)):
+        volfast.take_snapshot(data=framed_day, date="2024-03-04", stop_at_cut=False)
+
+
+def test_stopping_at_the_cut_verifies_the_frame_it_stops_in(tmp_path: Path, monkeypatch) -> None:
+    """The checksum of the frame holding the cut is checked although the reader stops inside it: a byte
+    flipped after the last record read, in the same frame, still fails."""
+    import zstandard
+
+    import volfast.synth.dbn as sdbn
+    from volfast.io import dbn
+    from volfast.synth import generate_days
+
+    monkeypatch.setattr(sdbn, "FRAME_BYTES", 1 << 20)  # frames of several 128 KiB zstd blocks
+    generate_days(dt.date(2024, 3, 4), 1, tmp_path / "d", seed=2, scale="small")
+    monkeypatch.setattr(dbn, "_READ_BYTES", 1 << 10)  # 1 KiB reads: the reader stops inside frame 0
+    q = tmp_path / "d" / "glbx-mdp3-20240304.mbp-1.dbn.zst"
+    good = q.read_bytes()
+    frames = _frames(good)
+    f = DBNFile(q)
+    it = f.iter_chunks(1 << 30)
+    first = next(it)  # the first block only
+    it.close()
+    assert len(first) > 0
+    # damage the end of the first frame's data (the checksum itself, its last 4 bytes)
+    off, length, _ = frames[0]
+    bad = bytearray(good)
+    bad[off + length - 2] ^= 0xFF
+    q.write_bytes(bytes(bad))
+    f = DBNFile(q)
+    it = f.iter_chunks(1 << 30)
+    next(it)
+    with pytest.raises(DBNReadError, match=rf"{re.escape(q.name)}: corrupt zstd data in the frame from byte"):
+        it.close()
+    assert zstandard  # the format walk above used it
+
+
+def test_record_sanity_counts_reach_the_manifest(dbn_writer, tmp_path: Path) -> None:
+    """Negative prices and timestamps outside the file's range are counted (and the first named in a
+    warning), crossed instruments too; a clean file counts zero of each."""
+    q, recs = _day_files(dbn_writer)
+    with pytest.warns(IngestWarning):
+        clean = volfast.take_snapshot(q, cut="15:48", date="2024-03-04")
+    assert clean.counts["records_negative_price"] == 0 and clean.counts["records_outside_file_range"] == 0
+    assert clean.counts["instruments_crossed"] == int(clean.table.column("crossed").to_numpy().sum())
+    recs = recs.copy()
+    recs["bid_px_00"][50] = -9_200_000_000_000_000_000
+    recs["bid_px_00"][60] = 5 * 250_000_000 * 1000
+    recs["ask_px_00"][60] = 250_000_000
+    q.unlink()
+    q = dbn_writer.write(
+        "glbx-mdp3-20240304.mbp-1.dbn.zst",
+        recs,
+        start=DAY,
+        end=int(recs["ts_recv"][-2]),
+        mappings={f"ESH4 C{5000 + 5 * i}": 100 + i for i in range(8)},
+    )
+    with pytest.warns(IngestWarning) as rec:
+        res = volfast.take_snapshot(q, cut="15:48", date="2024-03-04", stop_at_cut=False)
+    assert res.counts["records_negative_price"] == 1
+    assert res.counts["records_outside_file_range"] == int((recs["ts_recv"] > recs["ts_recv"][-2]).sum())
+    msgs = [str(w.message) for w in rec]
+    assert any(m.startswith("1 records with a negative bid or ask, first in glbx-mdp3") for m in msgs)

@@ -221,7 +221,7 @@ def _truth(synth: Path, date: str) -> tuple[object, object]:
 
 @pytest.fixture(scope="module")
 def day0(synth_wide: Path) -> volfast.surface.SurfaceDay:
-    snap = volfast.snapshot(data=synth_wide, date="2024-03-04")
+    snap = volfast.take_snapshot(data=synth_wide, date="2024-03-04")
     return surface_snapshot(snap)
 
 
@@ -296,7 +296,7 @@ def test_synth_day_grids_vs_truth_grids(day0: volfast.surface.SurfaceDay, synth_
 
 def test_bad_expiries_get_statuses_and_the_day_goes_on(synth_wide: Path) -> None:
     """One expiry one-sided (asks only), one with every market crossed, one with zero/negative prices."""
-    snap = volfast.snapshot(data=synth_wide, date="2024-03-04")
+    snap = volfast.take_snapshot(data=synth_wide, date="2024-03-04")
     t = snap.table
     exp = t.column("expiration").cast(pa.int64()).to_numpy(zero_copy_only=False)
     opt = np.asarray(t.column("is_call").is_valid())
@@ -363,6 +363,7 @@ def test_surfaces_days_writes_resumes_and_reads_back(snaps: Path, tmp_path: Path
     strict = SurfaceConfig(validity=ValidityConfig(min_expiries=50))
     reps = surfaces_days(snaps, out, config=strict)
     assert [r.status for r in reps] == ["ok", "ok"] and not any(r.valid for r in reps)
+    assert reps[0].why == "settings changed: surfaces.validity.min_expiries 3 -> 50"
     assert "need 50" in reps[0].reason
     # invalid days lose their (stale) grids, keep everything else, and say why in the days table
     assert not list((out / "grids").glob("date=*/part-0.parquet"))
@@ -390,6 +391,13 @@ def test_damaged_snapshot_day_is_reported_and_others_go_on(snaps: Path, tmp_path
     )
     # no partial outputs of the failed days
     assert not list(out.rglob("date=2024-03-04")) and not list(out.rglob("*.tmp"))
+    # a day that had outputs and now fails loses them; its manifest says why (issue 14)
+    good = tmp_path / "surf3"
+    assert surfaces_days(snaps, good, dates=["2024-03-04"])[0].status == "ok"
+    assert surfaces_days(src, good, dates=["2024-03-04"])[0].status == "failed"
+    assert not list(good.glob("*/date=2024-03-04/part-0.parquet"))
+    m = json.loads((good / "days" / "date=2024-03-04" / "_manifest.json").read_text())
+    assert m["status"] == "failed" and str(bad) in m["error"] and len(m["removed"]) == 5
     (src / "date=2024-03-05" / "_manifest.json").unlink()
     rep = surfaces_days(src, tmp_path / "surf2", dates=["2024-03-05"])[0]
     assert rep.status == "failed" and "_manifest.json" in (rep.error or "")
@@ -409,7 +417,7 @@ def test_thin_day_is_invalid_with_its_reason(tmp_path: Path) -> None:
         dt.date(2024, 3, 4), 1, data, seed=3, config=SynthConfig.for_scale("small", p_thin_day=1.0)
     )
     assert res[0].thin_day
-    d = surface_snapshot(volfast.snapshot(data=data, date="2024-03-04"), out=tmp_path / "surf")
+    d = surface_snapshot(volfast.take_snapshot(data=data, date="2024-03-04"), out=tmp_path / "surf")
     assert not d.valid and d.grids is None
     assert "expiries pass the validity checks (need 3)" in d.reason
     assert d.reason.startswith("0 of") and "no acceptable forward/SVI fit" in d.reason
@@ -476,7 +484,7 @@ def test_qqq_chain_forwards_vols_svi(shared_dbn: Path) -> None:
         pytest.skip(f"{path} not found")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        snap = volfast.snapshot(path, cut="10:30", date="2025-04-28", lookback="10m")
+        snap = volfast.take_snapshot(path, cut="10:30", date="2025-04-28", lookback="10m")
     # The raw SVI fits: whether forwards, vols and the fit agree with the quotes. The arbitrage repair
     # (default) trades closeness for g(k) >= 0 and calendar order; it is checked for that below.
     d = surface_snapshot(snap, config=SurfaceConfig(arbitrage_free=False))
@@ -510,3 +518,23 @@ def test_qqq_chain_forwards_vols_svi(shared_dbn: Path) -> None:
     rn = rq[rq["used"] & (rq["log_moneyness"].abs() <= 0.1)]
     r_in = (rn["fit_iv"] >= rn["bid_iv"] - tol) & (rn["fit_iv"] <= rn["ask_iv"] + tol)
     assert len(rn) == len(near) and r_in.mean() > 0.85
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"side": "both"}, "surfaces.side otm -> both"),
+        ({"arbitrage_free": False}, "surfaces.arbitrage_free True -> False"),
+        ({"max_rmse": 3.0}, "surfaces.max_rmse None -> 3.0"),
+        ({"validity": ValidityConfig(min_two_sided=4)}, "surfaces.validity.min_two_sided 6 -> 4"),
+    ],
+)
+def test_each_surfaces_setting_recomputes_the_day(snaps: Path, tmp_path: Path, change, key) -> None:
+    import dataclasses
+
+    out = tmp_path / "surf"
+    assert surfaces_days(snaps, out, dates=["2024-03-04"])[0].status == "ok"
+    cfg = dataclasses.replace(SurfaceConfig(), **change)
+    rep = surfaces_days(snaps, out, dates=["2024-03-04"], config=cfg)[0]
+    assert rep.status == "ok" and rep.why == f"settings changed: {key}"
+    assert surfaces_days(snaps, out, dates=["2024-03-04"], config=cfg)[0].status == "skipped"

@@ -11,6 +11,7 @@ void register_snapshot(py::module_ m);
 PYBIND11_MODULE(_core, m) {
   m.doc() = "volfast compiled core (C++17, pybind11). Use the Python API in volfast instead.";
   m.attr("__version__") = VOLFAST_VERSION;
+  m.attr("__git_describe__") = VOLFAST_GIT_DESCRIBE;  // the source tree at build time (CMakeLists.txt)
   m.def("hardware_threads", &volfast::hardware_threads, "Threads the C++ core uses when asked for 0.");
 #if defined(__AVX512F__)
   m.attr("SIMD") = "avx512";

@@ -23,7 +23,7 @@ from volfast.iv import (
     black76_vega,
     implied_vol,
 )
-from volfast.snapshot import snapshot as snapshot
+from volfast.snapshot import take_snapshot
 
 if TYPE_CHECKING:
     from volfast.forward import ForwardFit, ForwardStatus, implied_forward
@@ -73,4 +73,5 @@ __all__ = [
     "implied_forward",
     "implied_vol",
     "svi_g",
+    "take_snapshot",
 ]

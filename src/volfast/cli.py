@@ -35,9 +35,41 @@ _world_run_option = click.option(
 _agent_device_option = click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The ``volfast`` group: every error raised on purpose (:class:`volfast.VolfastError`) and every
+    operating-system error (a read-only or full output folder, a missing file) becomes one line,
+    ``Error: <what>``, and exit code 2 (usage) or 1 (the work failed); ``--debug`` (or
+    ``VOLFAST_DEBUG=1``) shows the traceback instead."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        import os
+
+        from volfast.errors import VolfastError
+
+        debug = bool(ctx.params.get("debug")) or os.environ.get("VOLFAST_DEBUG", "") not in ("", "0")
+        try:
+            return super().invoke(ctx)
+        except VolfastError as exc:
+            if debug:
+                raise
+            click.echo(f"Error: {_one_line(exc)}", err=True)
+            ctx.exit(exc.exit_code)
+        except OSError as exc:
+            if debug:
+                raise
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+            ctx.exit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="volfast")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the Python traceback of an error instead of one line.")
+def main(debug: bool) -> None:
     """volfast: option quotes to implied-volatility surfaces, fast, and a latent world model on top."""
 
 
@@ -108,8 +140,9 @@ def demo(
             quick=quick,
             executor=executor,
         )
-    except ValueError as exc:  # stage errors name the file / stage and what to run
-        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted: finished stages are kept; the same command resumes", err=True)
+        raise SystemExit(130) from None
 
 
 @main.command()
@@ -618,8 +651,8 @@ def build(
         first = _as_date(start) if start else None
         last = _as_date(end) if end else None
         days = [_as_date(d) for d in dates] or None
-    except (ConfigError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except ConfigError:
+        raise  # one line, exit code 2 (the group's handler)
     # The re-run command the summary prints: these same arguments without the dates.
     cmd = ["volfast", "build", "--data", data, "--out", out]
     for flag, val in (
@@ -649,6 +682,9 @@ def build(
     except (BuildError, StageUnavailable, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     summary.render()
+    if summary.write_error:
+        click.echo(f"Error: {summary.write_error}", err=True)
+        sys.exit(1)
     if summary.interrupted:
         sys.exit(130)
     if summary.failed:

@@ -26,6 +26,12 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from volfast.errors import UsageError, VolfastError
+
+
+class DemoError(VolfastError, ValueError):
+    """A demo stage cannot go on (names the stage and what to look at)."""
+
 
 def es_like_chain(n_quotes: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Quotes of an ES-like chain: F near 5000, strikes every 5 points from -60% to +20%, expiries 1 day
@@ -92,6 +98,12 @@ def run_demo(
     import volfast
     from volfast.info import cpu_model
 
+    if days < 0:
+        raise UsageError(f"days must be >= 0 (0: the implied-vol demo only), got {days} (--days)")
+    if quotes < 1000:
+        raise UsageError(f"quotes must be at least 1000, got {quotes} (--quotes)")
+    if epochs is not None and epochs < 1:
+        raise UsageError(f"epochs must be >= 1, got {epochs} (--epochs)")
     console = Console()
     chain = es_like_chain(quotes, seed)
     kw = _black_inputs(chain)
@@ -233,8 +245,11 @@ class DemoConfig:
     def fingerprint(self, stage: str, upstream: str = "", *fields: str) -> str:
         """What a stage's outputs depend on, hashed: its inputs' fingerprint ``upstream`` and the settings
         ``fields`` it reads (the seed always)."""
+        from volfast.io.freshness import code_identity
+
         d = {f: getattr(self, f) for f in ("seed", *fields)}
-        blob = json.dumps([stage, upstream, d], sort_keys=True, default=str)
+        # the code identity too: a new volfast (Python or compiled core) redoes every stage
+        blob = json.dumps([stage, upstream, d, code_identity()], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -253,10 +268,10 @@ class _State:
         return self.done.get(stage) == key and marker.exists()
 
     def mark(self, stage: str, key: str) -> None:
+        from volfast.io.output import atomic_write_bytes
+
         self.done[stage] = key
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.done, indent=2))
-        os.replace(tmp, self.path)
+        atomic_write_bytes(self.path, json.dumps(self.done, indent=2).encode())
 
 
 def run_pipeline(
@@ -296,7 +311,8 @@ def run_pipeline(
     task = progress.add_task("volfast demo", total=len(names))
     say: Callable[[str], Any] = progress.console.print
     t_all = time.perf_counter()
-    torch.set_num_threads(1)  # the models are tiny: one thread is fastest and leaves a core to the rest
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the models are tiny: one thread is fastest (restored when the demo ends)
 
     def stage(name: str, key: str, marker: Path, fn: Callable[[], Any], *, live: bool = True) -> bool:
         """Run ``fn`` unless the stage is fresh; returns whether it ran."""
@@ -336,7 +352,7 @@ def run_pipeline(
         else:
             data = Path(cfg.data)
             if not data.is_dir():
-                raise FileNotFoundError(f"--data {data}: not a folder of DBN day files")
+                raise DemoError(f"--data {data}: not a folder of DBN day files")
             files = sorted(p.name for p in data.iterdir())
             k_data = cfg.fingerprint("data", json.dumps(files), "data")
             progress.advance(task)
@@ -354,17 +370,33 @@ def run_pipeline(
                 f"build: {len(s.ok)} built, {len(s.skipped)} reused, {len(s.invalid)} invalid, "
                 f"{len(s.failed)} failed"
             )
+            if s.interrupted:  # never recorded as done: the next demo resumes the build
+                raise KeyboardInterrupt
             if s.failed:
-                raise RuntimeError(
+                raise DemoError(
                     f"build: {len(s.failed)} day(s) failed; see {lay.build / 'build-summary.json'}"
                 )
+            if all(r.get("skipped") for r in s.results):
+                reused.append("build")
+                say(f"build: reused ({lay.build}: every day up to date)")
 
+        # The build always runs: its own per-day freshness rule (manifests) decides what is reused, so an
+        # interrupted or changed day is redone and a finished one costs a manifest read.
+        state.done.pop("build", None)
         stage("build", k_build, lay.build / "build-summary.json", build, live=False)
+        # what the later stages depend on: the build's actual outputs (every day's manifest), not its settings
+        k_build = cfg.fingerprint("build", k_data + _outputs_digest(lay.build))
+        state.mark("build", k_build)
         if cfg.data is None and "build" not in reused:
             truth_figures(progress.console, data, lay.build)
-        n_valid = len(list((lay.build / "grids").glob("date=*")))
+        from volfast.surface.dataset import _day_is_valid
+
+        n_valid = sum(
+            _day_is_valid(lay.build / "days", dt.date.fromisoformat(p.name[5:]))
+            for p in (lay.build / "grids").glob("date=*")
+        )
         if n_valid < 10:
-            raise ValueError(
+            raise DemoError(
                 f"{lay.build}: {n_valid} valid days; the world model needs at least 10 (use more --days, or "
                 f"see {lay.build / 'days'} for each day's reason)"
             )
@@ -454,6 +486,7 @@ def run_pipeline(
         stage("report", k_report, lay.report / "report.html", lambda: build_report(lay.root, log=say))
     finally:
         progress.stop()
+        torch.set_num_threads(threads_before)  # no global side effect outlives the call
     total = time.perf_counter() - t_all
     ran = ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) or "nothing to do"
     console.print(
@@ -464,6 +497,20 @@ def run_pipeline(
     report = lay.report / "report.html"
     console.print(f"[bold green]Report:[/bold green] {report.resolve()}")
     return report
+
+
+def _outputs_digest(build: Path) -> str:
+    """sha256 over every day's surfaces manifest (status, validity, outputs and their hashes): changes
+    whenever any day's tables do."""
+    h = hashlib.sha256()
+    for m in sorted((build / "days").glob("date=*/_manifest.json")):
+        try:
+            doc = json.loads(m.read_text())
+        except (OSError, ValueError):
+            doc = {}
+        keep = {k: doc.get(k) for k in ("status", "valid", "config_hash", "outputs", "code")}
+        h.update(m.parent.name.encode() + json.dumps(keep, sort_keys=True, default=str).encode())
+    return h.hexdigest()
 
 
 def _numba_available() -> bool:

@@ -137,19 +137,23 @@ def estimate_cost(client: HistoricalClient, req: DownloadRequest) -> dict[str, f
     over ``[start 00:00 UTC, end + 1 day 00:00 UTC)``)."""
     a, _ = _utc_day(req.start)
     _, b = _utc_day(req.end)
-    return {
-        s: float(
-            client.metadata.get_cost(
-                dataset=req.dataset,
-                start=a,
-                end=b,
-                symbols=list(req.symbols),
-                schema=s,
-                stype_in=req.stype_in,
-            )
-        )
-        for s in req.schemas
-    }
+
+    def cost(s: str) -> float:
+        try:
+            return float(
+                client.metadata.get_cost(
+                    dataset=req.dataset, start=a, end=b, symbols=list(req.symbols), schema=s,
+                    stype_in=req.stype_in,
+                )
+            )  # fmt: skip
+        except Exception as exc:  # no network, HTTP errors, a refused key: one line, not a traceback
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            what = f"{req.dataset} {s}"
+            raise DownloadError(
+                f"cannot reach Databento for the cost estimate of {what} ({type(exc).__name__}: {msg})"
+            ) from exc
+
+    return {s: cost(s) for s in req.schemas}
 
 
 @dataclass
@@ -242,6 +246,11 @@ def download(
     key = key if key is not None else os.environ.get(KEY_ENV)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
+    from volfast.io.output import clean_temporaries
+
+    clean_temporaries(root)  # sidecar temporaries a killed run left
+    for p in root.glob(".*.part"):  # downloads a killed run left half-way
+        p.unlink(missing_ok=True)
     for stale in root.glob(".*.part"):  # what an interrupted earlier run was streaming
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()

@@ -40,10 +40,10 @@ def load_section(
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Atomic JSON write (temporary name, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    """Atomic JSON write (the one atomic write, :func:`volfast.io.output.atomic_write_bytes`)."""
+    from volfast.io.output import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(obj, indent=2, default=str).encode())
 
 
 def asdict(cfg: Any) -> dict[str, Any]:

@@ -149,12 +149,11 @@ def read_market(build: str | os.PathLike[str]) -> Market:
 
 
 def _front(mkt: Market, day: np.datetime64, roll_days: float) -> str | None:
-    best = None
-    for u, px in mkt.futures.items():
-        if day in px and (mkt.last_expiry[u] - day).astype(int) > roll_days:
-            if best is None or mkt.last_expiry[u] < mkt.last_expiry[best]:
-                best = u
-    return best
+    """The front future (:func:`volfast.market.front_future`, the rule the backtest uses too)."""
+    from volfast.market import front_future
+
+    quoted = [u for u, px in mkt.futures.items() if day in px]
+    return front_future(mkt.last_expiry, day=day, roll_days=roll_days, quoted=quoted)
 
 
 def choose_put(day_puts: Any, day: np.datetime64, forward: float, cfg: HedgeConfig) -> Any | None:

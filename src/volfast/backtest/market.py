@@ -38,13 +38,15 @@ class DayMarket:
     def front_future(self, roll_days: int) -> int | None:
         """instrument_id of the nearest-expiry future with a two-sided quote that expires more than
         ``roll_days`` calendar days after this date (None when there is none)."""
-        f = self.futures
+        from volfast.market import front_future
+
+        f = self.futures.sort_values("expiration", kind="stable")
         two = np.isfinite(f["bid"]) & np.isfinite(f["ask"]) & (f["ask"] >= f["bid"])
         exp_day = pd.to_datetime(f["expiration"], utc=True).dt.date
-        ok = two & (exp_day > self.date + _dt.timedelta(days=roll_days))
-        if not ok.any():
-            return None
-        return int(f[ok].sort_values("expiration").index[0])
+        k = front_future(
+            dict(zip(f.index, exp_day, strict=True)), day=self.date, roll_days=roll_days, quoted=f.index[two]
+        )
+        return None if k is None else int(k)
 
 
 @dataclasses.dataclass

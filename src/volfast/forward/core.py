@@ -53,7 +53,7 @@ class ForwardStatus(enum.IntEnum):
     ``FLAGGED_BOX_BOUNDS`` are successes (the last two say why in ``reason``); every other code comes with a
     NaN forward and a ``reason``."""
 
-    OK = 0
+    OK = 0  # forward and discount factor both fitted from this expiry's quotes
     POOLED_DISCOUNT = 1  # the forward is fitted; D came from the pooled curve (or was given)
     TOO_FEW_PAIRS = 2  # fewer than ``min_pairs`` strikes with a usable call and put
     ONE_SIDED = 3  # only calls or only puts, or quotes missing a side
@@ -132,10 +132,10 @@ class OptionChains:
     def implied_forward(self, **kwargs: Any) -> ForwardFit:
         """:func:`implied_forward` over these slices (keyword arguments pass through)."""
         return implied_forward(
-            self.strike,
-            self.is_call,
-            self.bid,
-            self.ask,
+            strike=self.strike,
+            is_call=self.is_call,
+            bid=self.bid,
+            ask=self.ask,
             expiry_years=self.expiry_years,
             offsets=self.offsets,
             **kwargs,
@@ -331,11 +331,11 @@ def _per_slice(name: str, a: Any, ns: int) -> np.ndarray:
 
 
 def implied_forward(
+    *,
     strike: Any,
     is_call: Any,
     bid: Any,
     ask: Any,
-    *,
     expiry_years: Any,
     offsets: Any,
     method: str = "huber",
@@ -427,7 +427,9 @@ def implied_forward(
         raise ValueError(f"need 0 <= burn < n_iter, got burn={burn}, n_iter={n_iter}")
     k = _as_1d("strike", strike, float)
     n = k.size
-    c = _as_1d("is_call", is_call, bool)
+    from volfast.iv.black76 import as_is_call
+
+    c = _as_1d("is_call", as_is_call(is_call), bool)
     b = _as_1d("bid", bid, float)
     a = _as_1d("ask", ask, float)
     for name, arr in (("is_call", c), ("bid", b), ("ask", a)):

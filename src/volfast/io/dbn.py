@@ -126,13 +126,15 @@ class DBNFile:
     store: Any = field(repr=False)
     compressed: bool
     size_bytes: int
+    mtime_ns: int
     sha256: str | None = None  # from a valid sidecar, else set once iter_chunks has streamed the file
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise DBNReadError(self.path, "no such file")
-        self.size_bytes = self.path.stat().st_size
+        st = self.path.stat()
+        self.size_bytes, self.mtime_ns = st.st_size, st.st_mtime_ns
         if self.size_bytes == 0:
             raise DBNReadError(self.path, "empty file")
         with open(self.path, "rb") as fh:
@@ -142,7 +144,9 @@ class DBNFile:
             raise DBNReadError(self.path, "not a DBN file (neither a DBN nor a zstd signature)")
         self.sha256 = read_sha256_sidecar(self.path)  # None: computed while the file is streamed
         self._hash_on_read = self.sha256 is None
+        self._verify_error: DBNReadError | None = None
         header = self._read_header()
+        self._header_bytes = header
         # The store is built from the header bytes alone: it parses the metadata and knows the record dtype of
         # the file's schema and DBN version, and holds no file handle (DBNStore.from_file leaves one per
         # reader to the garbage collector).
@@ -215,6 +219,7 @@ class DBNFile:
         return {
             "name": self.path.name,
             "size": self.size_bytes,
+            "mtime_ns": self.mtime_ns,
             "sha256": self.sha256 if self.sha256 is not None else file_sha256(self.path),
             "dataset": self.dataset,
             "schema": self.schema,
@@ -225,6 +230,11 @@ class DBNFile:
         """Raise :class:`DBNReadError` unless the file has one of ``schemas`` and the given ``dataset``."""
         if schemas is not None and self.schema not in schemas:
             raise DBNReadError(self.path, f"schema is {self.schema!r}; expected one of {', '.join(schemas)}")
+        m = _DAY_FILE.match(self.path.name)
+        if m is not None and self.schema is not None and m["schema"] != self.schema:
+            raise DBNReadError(
+                self.path, f"file name says schema {m['schema']} but its metadata says {self.schema}"
+            )
         if dataset is not None and self.dataset != dataset:
             raise DBNReadError(self.path, f"dataset is {self.dataset!r}; expected {dataset!r}")
 
@@ -274,7 +284,12 @@ class DBNFile:
         skip: int | None = None  # metadata bytes still to skip (None: not known yet)
         carry = b""  # the start of a record cut by the end of the previous block
         background = self.compressed and self.size_bytes >= _BACKGROUND_MIN_BYTES and not _one_thread()
-        blocks = self._background_blocks() if background else self._decompressed_blocks(self._hash_on_read)
+        self._verify_error = None
+        blocks = (
+            self._background_blocks()
+            if background
+            else self._decompressed_blocks(self._hash_on_read, verify=True)
+        )
         try:
             while True:
                 try:
@@ -316,6 +331,9 @@ class DBNFile:
                 carry = bytes(block[n * itemsize :])
         finally:
             blocks.close()  # stops the background thread and closes the file on an early exit
+            if self._verify_error is not None:  # the frame cut short by an early exit is damaged
+                err, self._verify_error = self._verify_error, None
+                raise err
         if skip is None or skip:
             raise DBNReadError(self.path, "file ends inside the metadata header", 0)
         if carry:
@@ -346,11 +364,21 @@ class DBNFile:
             want = (itemsize // 4) | (int(hdr[0]) & 0xFF00 if tag is None else tag & 0xFF00)
             if tag is None:
                 tag = want
+                allowed = _rtype_of_schema(str(self.schema)) | _LEGACY_RTYPES.get(str(self.schema), set())
+                if k and (want >> 8) not in allowed:
+                    raise DBNReadError(
+                        self.path,
+                        f"record type {want >> 8:#04x} at byte {self._record_byte(done + off)} is not that "
+                        f"of the schema in the metadata ({self.schema}: "
+                        f"{', '.join(f'{r:#04x}' for r in allowed)})",
+                        done + off,
+                    )
             if (hdr != want).any():
                 i = int(np.flatnonzero(hdr != want)[0])
                 raise DBNReadError(
                     self.path,
-                    f"corrupt record (length {int(arr['length'][i]) * 4} bytes, rtype "
+                    f"corrupt record at byte {self._record_byte(done + off + i)} of the decompressed stream "
+                    f"(length {int(arr['length'][i]) * 4} bytes, rtype "
                     f"{int(arr['rtype'][i]):#04x}; expected {itemsize}-byte {self.schema} records, "
                     f"rtype {want >> 8:#04x})",
                     done + off + i,
@@ -380,7 +408,7 @@ class DBNFile:
             return False
 
         def produce() -> None:
-            blocks = self._decompressed_blocks(self._hash_on_read)
+            blocks = self._decompressed_blocks(self._hash_on_read, verify=True)
             try:
                 for b in blocks:
                     if not put(b):
@@ -408,10 +436,18 @@ class DBNFile:
             t.join()
 
     def _decompressed_blocks(
-        self, hash_bytes: bool = True, read_bytes: int | None = None
+        self, hash_bytes: bool = True, read_bytes: int | None = None, verify: bool = False
     ) -> Generator[bytes, None, None]:
         """Decompressed bytes of the whole file (header included), hashing the raw bytes on the way;
-        ``read_bytes`` compressed bytes per read (default ``_READ_BYTES``, looked up at call time)."""
+        ``read_bytes`` compressed bytes per read (default ``_READ_BYTES``, looked up at call time).
+
+        ``verify``: the integrity checks of a record read. Each zstd frame's content checksum is checked by
+        the decompressor at the frame's end; when the caller stops early (closes this generator) inside a
+        frame that carries a checksum, the rest of that frame is decompressed and discarded so its checksum
+        is still verified. A file read to its end is compared with its sha256 sidecar when there is one.
+        A failure is kept in ``self._verify_error`` (a closing generator cannot raise to its consumer from a
+        helper thread) and raised by :meth:`iter_chunks`.
+        """
         import zstandard
 
         read_bytes = _READ_BYTES if read_bytes is None else read_bytes
@@ -424,50 +460,106 @@ class DBNFile:
             if self.size_bytes >= _BACKGROUND_MIN_BYTES and not _one_thread()
             else hashlib.sha256()
         )
+        sidecar = self.sha256 if verify and not hash_bytes else None  # verified when read to the end
+        if sidecar is not None:
+            big = self.size_bytes >= _BACKGROUND_MIN_BYTES and not _one_thread()
+            h = _ThreadedHash() if big else hashlib.sha256()
         try:
             with open(self.path, "rb") as fh:
                 if not self.compressed:
                     while block := fh.read(read_bytes * 4):
                         h.update(block)
                         yield block
-                    if hash_bytes:
-                        self.sha256 = h.hexdigest()
+                    self._finish_hash(h, hash_bytes, sidecar)
                     return
                 dctx = zstandard.ZstdDecompressor()
                 dobj = dctx.decompressobj()
                 in_frame = False
+                checksummed = False  # the current frame carries a content checksum
                 produced = 0
+                consumed = 0  # compressed bytes before the current raw block
+                frame_at = 0  # compressed offset of the current frame
                 copy_for_hash = isinstance(h, _ThreadedHash)  # it hashes later: not a reused buffer
-                for raw in self._raw_blocks(fh, read_bytes):
-                    h.update(bytes(raw) if copy_for_hash and isinstance(raw, memoryview) else raw)
-                    data = raw
-                    while data:
-                        try:
-                            out = dobj.decompress(data)
-                        except zstandard.ZstdError as exc:
-                            raise DBNReadError(
-                                self.path, f"corrupt zstd data ({exc}) after {produced} decompressed bytes"
-                            ) from exc
-                        in_frame = True
-                        produced += len(out)
-                        if out:
-                            yield out
-                        if dobj.eof:  # frame finished: a new frame may follow (multi-frame files)
-                            data = dobj.unused_data
-                            dobj = dctx.decompressobj()
-                            in_frame = False
-                        else:
-                            data = b""
+                raws = self._raw_blocks(fh, read_bytes)
+                try:
+                    for raw in raws:
+                        h.update(bytes(raw) if copy_for_hash and isinstance(raw, memoryview) else raw)
+                        data = raw
+                        while data:
+                            if not in_frame:
+                                frame_at = consumed + len(raw) - len(data)
+                                # Frame_Header_Descriptor bit 2: Content_Checksum_flag (RFC 8878 3.1.1.1.1)
+                                checksummed = len(data) > 4 and bytes(data[:4]) == _ZSTD_MAGIC and bool(
+                                    data[4] & 0x04
+                                )
+                            try:
+                                out = dobj.decompress(data)
+                            except zstandard.ZstdError as exc:
+                                raise DBNReadError(
+                                    self.path,
+                                    f"corrupt zstd data at byte {frame_at}+ (frame starting there: {exc}) "
+                                    f"after {produced} decompressed bytes",
+                                ) from exc
+                            in_frame = True
+                            produced += len(out)
+                            if out:
+                                yield out
+                            if dobj.eof:  # frame finished: a new frame may follow (multi-frame files)
+                                data = dobj.unused_data
+                                dobj = dctx.decompressobj()
+                                in_frame = False
+                            else:
+                                data = b""
+                        consumed += len(raw)
+                except GeneratorExit:
+                    # The caller stopped early (at the cut): finish the current frame so that its checksum
+                    # is verified too. Frames without a checksum have nothing to verify: stop at once.
+                    if verify and in_frame and checksummed:
+                        self._verify_error = self._drain_frame(dobj, raws, frame_at)
+                    raise
+                finally:
+                    raws.close()
                 if in_frame:
                     raise DBNReadError(
                         self.path,
-                        f"truncated: the last zstd frame is incomplete after {produced} decompressed bytes",
+                        f"truncated: the last zstd frame is incomplete (it starts at byte {frame_at}, the "
+                        f"file ends at byte {consumed}) after {produced} decompressed bytes",
                     )
-                if hash_bytes:
-                    self.sha256 = h.hexdigest()
+                self._finish_hash(h, hash_bytes, sidecar)
         finally:
             if isinstance(h, (_ThreadedHash, _NoHash)):
                 h.close()  # an early exit must not leave the hashing thread behind
+
+    def _record_byte(self, index: int) -> int:
+        """Offset of record ``index`` in the decompressed stream (after the metadata header)."""
+        dtype = self.record_dtype()
+        return len(self._header_bytes) + index * (dtype.itemsize if dtype is not None else 0)
+
+    def _finish_hash(self, h: Any, hash_bytes: bool, sidecar: str | None) -> None:
+        """Keep the streamed sha256, or compare it with the sidecar's (a mismatch: the file changed)."""
+        if hash_bytes:
+            self.sha256 = h.hexdigest()
+        elif sidecar is not None and h.hexdigest() != sidecar:
+            raise DBNReadError(
+                self.path,
+                f"sha256 of the file ({h.hexdigest()[:16]}...) differs from its sidecar "
+                f"{self.path.name}{SIDECAR_SUFFIX} ({sidecar[:16]}...): the file was changed or damaged",
+            )
+
+    def _drain_frame(self, dobj: Any, raws: Any, frame_at: int) -> DBNReadError | None:
+        """Decompress the rest of the current frame, discarding the bytes; the error when it is corrupt."""
+        import zstandard
+
+        if dobj.eof:  # the frame ended with the block the caller stopped in
+            return None
+        try:
+            for raw in raws:
+                dobj.decompress(raw)
+                if dobj.eof:
+                    return None
+            return DBNReadError(self.path, f"truncated: the zstd frame from byte {frame_at} is incomplete")
+        except zstandard.ZstdError as exc:
+            return DBNReadError(self.path, f"corrupt zstd data in the frame from byte {frame_at} ({exc})")
 
     def _raw_blocks(self, fh: Any, read_bytes: int) -> Generator[bytes | memoryview, None, None]:
         """The compressed bytes of the file from its start, ``read_bytes`` at a time: through the page cache
@@ -644,6 +736,10 @@ def _record_tag(arr: np.ndarray) -> int:
     return int(arr["length"][0]) | int(arr["rtype"][0]) << 8
 
 
+#: record types older DBN versions used for a schema (OHLCV_DEPRECATED before the per-interval rtypes)
+_LEGACY_RTYPES: dict[str, set[int]] = {f"ohlcv-{s}": {0x11} for s in ("1s", "1m", "1h", "1d", "eod")}
+
+
 def _rtype_of_schema(schema: str) -> set[int]:
     import databento_dbn as dd
 
@@ -671,12 +767,9 @@ def write_sha256_sidecar(path: str | os.PathLike[str], sha256: str) -> Path:
     st = p.stat()
     doc = {"name": p.name, "sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     side = Path(f"{p}{SIDECAR_SUFFIX}")
-    tmp = side.with_name(f".{side.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(doc) + "\n")
-        os.replace(tmp, side)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from volfast.io.output import atomic_write_bytes
+
+    atomic_write_bytes(side, (json.dumps(doc) + "\n").encode())
     return side
 
 
@@ -936,7 +1029,9 @@ def _as_date(date: str | _dt.date) -> _dt.date:
     try:
         return _dt.date.fromisoformat(s) if "-" in s else _dt.datetime.strptime(s, "%Y%m%d").date()
     except ValueError:
-        raise ValueError(f"date must be YYYY-MM-DD or YYYYMMDD, got {date!r}") from None
+        from volfast.errors import UsageError
+
+        raise UsageError(f"date must be a real date as YYYY-MM-DD or YYYYMMDD, got {date!r}") from None
 
 
 def find_day_files(data: str | os.PathLike[str], date: str | _dt.date) -> DayFiles:

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from volfast._native import core, core_available, resolve_threads
+from volfast.errors import UsageError
 
 ArrayLike = Any
 
@@ -22,7 +23,7 @@ ArrayLike = Any
 class IVStatus(enum.IntEnum):
     """Per-quote outcome of :func:`implied_vol` (stored as uint8)."""
 
-    OK = 0
+    OK = 0  # the implied vol is in ``iv``
     BELOW_INTRINSIC = 1  # price below intrinsic value, or negative
     ABOVE_MAXIMUM = 2  # price at or above D*F (call) / D*K (put): no finite vol
     INVALID_INPUT = 3  # NaN/inf, or forward/strike/expiry/discount factor not > 0
@@ -48,20 +49,46 @@ def _as_float(name: str, value: ArrayLike) -> np.ndarray:
     raise TypeError(f"{name}: expected real numbers (float or int), got dtype {a.dtype}")
 
 
-def _as_is_call(value: ArrayLike) -> np.ndarray:
+def as_is_call(value: ArrayLike) -> np.ndarray:
+    """``is_call`` as booleans, the one reading every volfast function uses: booleans; 0/1 integers;
+    ``"C"``/``"P"`` strings in any case (also ``"call"``/``"put"``), as a string array or object array.
+    Anything else raises :class:`IsCallError` naming the first bad value (a string is never just "true").
+    """
     a = np.asarray(value)
     if a.dtype == np.bool_:
         return a
+    if a.size == 0:
+        return a.astype(bool)
     if a.dtype.kind in "iu":
+        bad = (a != 0) & (a != 1)
+        if bad.any():
+            first = a.reshape(-1)[bad.reshape(-1)][0]
+            raise IsCallError(f"is_call: expected booleans, 0/1 or 'C'/'P', got {first!r}")
         return a != 0
+    if a.dtype.kind == "O":
+        flat = a.reshape(-1)
+        if all(isinstance(x, (bool, np.bool_)) for x in flat):
+            return a.astype(bool)
+        if not all(isinstance(x, str) for x in flat):
+            first = next(x for x in flat if not isinstance(x, (str, bool, np.bool_)))
+            raise IsCallError(f"is_call: expected booleans or 'C'/'P', got {first!r}")
+        a = a.astype(str)
     if a.dtype.kind in "US":
-        up = np.char.upper(a.astype("U1"))
+        up = np.char.upper(np.char.strip(a.astype("U")))
+        up = np.where(up == "CALL", "C", np.where(up == "PUT", "P", up))
         bad = ~np.isin(up, ["C", "P"])
         if bad.any():
             first = a.reshape(-1)[np.flatnonzero(bad.reshape(-1))[0]]
-            raise ValueError(f"is_call: expected booleans or 'C'/'P', got {first!r}")
+            raise IsCallError(f"is_call: expected booleans or 'C'/'P', got {first!r}")
         return up == "C"
-    raise TypeError(f"is_call: expected booleans, 0/1 or 'C'/'P', got dtype {a.dtype}")
+    raise IsCallError(f"is_call: expected booleans, 0/1 or 'C'/'P', got dtype {a.dtype}")
+
+
+_as_is_call = as_is_call
+
+
+class IsCallError(UsageError):
+    """``is_call`` holds something that is neither a boolean nor 'C'/'P'."""
 
 
 def _prepare(named: dict[str, np.ndarray]) -> tuple[tuple[int, ...], list[np.ndarray]]:

@@ -93,12 +93,12 @@ def save_model(folder: str | os.PathLike[str], kind: str, model: nn.Module, **ex
         "torch_version": torch.__version__,
         **extra,
     }
-    tmp_pt, tmp_js = out / (MODEL_FILE + ".tmp"), out / (META_FILE + ".tmp")
+    from volfast.io.output import atomic_path, atomic_write_bytes
+
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save(state, tmp_pt)
-    tmp_js.write_text(json.dumps(meta, indent=2, sort_keys=True))
-    os.replace(tmp_pt, out / MODEL_FILE)
-    os.replace(tmp_js, out / META_FILE)
+    with atomic_path(out / MODEL_FILE) as tmp_pt:  # the one atomic write (fsync, rename, umask)
+        torch.save(state, tmp_pt)
+    atomic_write_bytes(out / META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
     return out
 
 

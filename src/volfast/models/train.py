@@ -287,9 +287,9 @@ def encode_dataset(
 
 # --------------------------------------------------------------------------------------------- runner
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    from volfast.io.output import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(obj, indent=2, default=str).encode())
 
 
 def run_train(

@@ -140,10 +140,17 @@ def run_build(
     resolve_stages(cfg)  # a missing stage fails here, before anything is written
     days = plan_days(data, start=start, end=end, dates=dates)
     out_p = Path(out)
-    out_p.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(
-        out_p / CONFIG_NAME, (json.dumps(cfg.to_dict(), indent=2, default=str) + "\n").encode()
-    )
+    from volfast.io.output import clean_temporaries
+    from volfast.pipeline.tasks import OutputWriteError
+
+    try:
+        out_p.mkdir(parents=True, exist_ok=True)
+        clean_temporaries(out_p)  # whatever a killed run left, in every table's folders
+        atomic_write_bytes(
+            out_p / CONFIG_NAME, (json.dumps(cfg.to_dict(), indent=2, default=str) + "\n").encode()
+        )
+    except OSError as exc:  # a read-only or full output folder: before any day runs
+        raise OutputWriteError(out_p / CONFIG_NAME, exc) from exc
     base = list(command) if command is not None else _default_command(str(data), str(out), config_path, cfg)
     summary = BuildSummary(results=[], command=base)
     t0 = time.monotonic()
@@ -190,9 +197,12 @@ def run_build(
     finally:
         summary.seconds = time.monotonic() - t0
         summary.results.sort(key=lambda r: r["date"])
-        atomic_write_bytes(
-            out_p / SUMMARY_NAME, (json.dumps(summary.to_dict(), indent=2, default=str) + "\n").encode()
-        )
+        try:
+            atomic_write_bytes(
+                out_p / SUMMARY_NAME, (json.dumps(summary.to_dict(), indent=2, default=str) + "\n").encode()
+            )
+        except OSError as exc:  # the days that finished are still reported (returned, and rendered)
+            summary.write_error = f"cannot write the build summary {out_p / SUMMARY_NAME}: {exc}"
     return summary
 
 

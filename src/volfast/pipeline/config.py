@@ -5,7 +5,7 @@ A file looks like this (every key optional; the values shown are the defaults)::
     seed = 0                            # master seed; day d gets day_seed(seed, d)
     stages = ["snapshot", "surfaces"]   # run in this order; a later stage reads the earlier one's output
 
-    [snapshot]                          # passed to volfast.snapshot()
+    [snapshot]                          # passed to volfast.take_snapshot()
     cut = "15:48"                       # time of day in tz
     tz = "America/New_York"
     lookback = "10m"
@@ -28,7 +28,7 @@ of workers never redoes a day.
 
 from __future__ import annotations
 
-from volfast.errors import VolfastError
+from volfast.errors import UsageError, VolfastError
 
 import dataclasses
 import os
@@ -50,13 +50,13 @@ STAGE_NAMES: tuple[str, ...] = ("snapshot", "surfaces")
 EXECUTOR_KINDS: tuple[str, ...] = ("local", "dask", "serial")
 
 
-class ConfigError(VolfastError, ValueError):
-    """A configuration that cannot be used (names the file, the key and what is wrong)."""
+class ConfigError(UsageError):
+    """A configuration that cannot be used (names the file, the key and what is wrong); exit code 2."""
 
 
 @dataclass(frozen=True)
 class SnapshotStageConfig:
-    """Parameters of :func:`volfast.snapshot` for the build (see its docstring for units)."""
+    """Parameters of :func:`volfast.take_snapshot` for the build (see its docstring for units)."""
 
     cut: str = "15:48"  # time of day in ``tz``
     tz: str = "America/New_York"
@@ -66,7 +66,7 @@ class SnapshotStageConfig:
     chunk_records: int = 1 << 16  # records per chunk (about 80 bytes each): the memory bound of a day
 
     def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`volfast.snapshot`."""
+        """Keyword arguments for :func:`volfast.take_snapshot`."""
         return dataclasses.asdict(self)
 
 
@@ -185,6 +185,23 @@ def _check(c: BuildConfig) -> None:
         raise ConfigError(f"snapshot.venues must be auto, consolidate or single, got {s.venues!r}")
     if isinstance(s.chunk_records, bool) or not isinstance(s.chunk_records, int) or s.chunk_records < 1:
         raise ConfigError(f"snapshot.chunk_records must be a positive integer, got {s.chunk_records!r}")
+    # Every value is checked now, when the config is read, not by each day as it runs.
+    from volfast.snapshot.run import snapshot_settings
+
+    try:
+        snapshot_settings(**s.kwargs())
+    except VolfastError as exc:
+        raise ConfigError(f"[snapshot] {exc}") from None
+    if c.surfaces:
+        try:
+            from volfast.surface.day import SurfaceConfig
+        except ImportError:  # a build without the surfaces stage: resolve_stages says so
+            SurfaceConfig = None  # noqa: N806
+        if SurfaceConfig is not None:
+            try:
+                SurfaceConfig.from_dict(c.surfaces_params())
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"[surfaces] {exc}") from None
     e = c.executor
     if e.kind not in EXECUTOR_KINDS:
         raise ConfigError(f"executor.kind must be one of {', '.join(EXECUTOR_KINDS)}, got {e.kind!r}")

@@ -29,6 +29,7 @@ class BuildSummary:
     seconds: float = 0.0
     interrupted: bool = False
     not_run: list[str] = field(default_factory=list)  # days not reached before an interrupt
+    write_error: str | None = None  # the summary file could not be written (read-only or full folder)
 
     def by_status(self, status: str) -> list[dict[str, Any]]:
         return [r for r in self.results if r.get("status") == status]

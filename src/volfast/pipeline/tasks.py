@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from volfast.io.freshness import Freshness
 from volfast.pipeline.config import BuildConfig
 
 __all__ = [
@@ -105,27 +106,22 @@ class StageOutcome:
 
 @dataclass(frozen=True)
 class Stage:
-    """One per-day stage: ``run`` writes its outputs and manifest; ``current`` says whether that manifest
-    still matches; ``warmup`` compiles what the stage JITs, once per process, before days fan out."""
+    """One per-day stage: ``run`` writes its outputs and manifest; ``current`` applies the freshness rule
+    (:func:`volfast.io.freshness.check`) to its manifest; ``clear`` removes the day's outputs and records
+    why (a failed or invalid day keeps no stale table); ``warmup`` compiles what the stage JITs, once per
+    process, before days fan out."""
 
     name: str
     run: Callable[[DayTask], StageOutcome]
-    current: Callable[[DayTask], dict[str, Any] | None]
+    current: Callable[[DayTask], Freshness]
     warmup: Callable[[], None]
+    clear: Callable[[DayTask, str, str], list[str]]
 
 
 # -- manifests shared by the stages -------------------------------------------------------------------
-def _stage_hash(task: DayTask, stage: str) -> str:
-    from volfast.io.output import config_hash
-
-    return config_hash(task.config.stage_config(stage))
-
-
-def _build_block(task: DayTask, stage: str, invalid_reasons: list[str]) -> dict[str, Any]:
+def _build_block(task: DayTask, invalid_reasons: list[str]) -> dict[str, Any]:
     return {
         "build": {
-            "stage_config": task.config.stage_config(stage),
-            "stage_config_hash": _stage_hash(task, stage),
             "seed": task.seed,
             "valid": not invalid_reasons,
             "invalid_reasons": list(invalid_reasons),
@@ -133,46 +129,15 @@ def _build_block(task: DayTask, stage: str, invalid_reasons: list[str]) -> dict[
     }
 
 
-def _manifest_if_current(
-    folder: Path,
-    task: DayTask,
-    stage: str,
-    inputs: list[tuple[str, int]],
-    config_hash: str | None = None,
-) -> dict[str, Any] | None:
-    """The stage's manifest when it matches (version, stage config hash, inputs, outputs), else None.
-
-    ``config_hash``: compare the manifest's own ``config_hash`` with it (a stage that stores the build's
-    stage config as its manifest config) instead of the ``build`` block's."""
-    from volfast import __version__
-    from volfast.io.output import read_manifest
-
-    m = read_manifest(folder)
-    if m is None or m.get("stage") != stage or m.get("volfast_version") != __version__:
-        return None
-    if config_hash is not None:
-        if m.get("config_hash") != config_hash:
-            return None
-    elif (m.get("build") or {}).get("stage_config_hash") != _stage_hash(task, stage):
-        return None
-    have = sorted((str(i.get("name")), int(i.get("size", -1))) for i in m.get("inputs", []))
-    if have != sorted(inputs):
-        return None
-    for o in m.get("outputs", []):
-        p = folder / str(o.get("name"))
-        if not p.is_file() or p.stat().st_size != o.get("size"):
-            return None
-    return m
-
-
-def _clean_temporaries(folder: Path) -> None:
-    """Remove the ``.<name>.<random>.tmp`` files a killed worker left (never a file under a final name)."""
-    if folder.is_dir():
-        for p in folder.glob(".*.tmp"):
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                pass
+def _remove(paths: list[Path]) -> list[str]:
+    gone = []
+    for p in paths:
+        try:
+            p.unlink()
+            gone.append(str(p))
+        except FileNotFoundError:
+            pass
+    return gone
 
 
 # -- the snapshot stage ---------------------------------------------------------------------------------
@@ -183,18 +148,20 @@ def snapshot_folder(out: str | os.PathLike[str], date: _dt.date) -> Path:
     return day_dir(Path(out) / SNAPSHOTS_DIR, date)
 
 
-def _snapshot_inputs(task: DayTask) -> list[tuple[str, int]]:
-    from volfast.io.dbn import find_day_files
+def _snapshot_inputs(task: DayTask) -> list[tuple[str, Path]]:
+    from volfast.snapshot.run import day_inputs
 
-    files = find_day_files(task.data, task.date)
-    q = files.quotes()
-    paths = (q[1] if q else []) + files.definitions()
-    return [(p.name, p.stat().st_size) for p in paths]
+    return day_inputs(task.data, task.date)
 
 
-def _snapshot_current(task: DayTask) -> dict[str, Any] | None:
-    return _manifest_if_current(
-        snapshot_folder(task.out, task.date), task, "snapshot", _snapshot_inputs(task)
+def _snapshot_current(task: DayTask) -> Freshness:
+    from volfast.io.freshness import check
+
+    return check(
+        snapshot_folder(task.out, task.date),
+        stage="snapshot",
+        config=task.config.stage_config("snapshot"),
+        inputs=_snapshot_inputs(task),
     )
 
 
@@ -215,27 +182,27 @@ def _snapshot_validity(table: Any) -> list[str]:
 
 def _snapshot_run(task: DayTask) -> StageOutcome:
     from volfast.io.dbn import IngestWarning
-    from volfast.io.output import file_record, write_manifest, write_parquet_atomic
-    from volfast.snapshot import snapshot
+    from volfast.io.output import begin_manifest, file_record, write_manifest, write_parquet_atomic
+    from volfast.snapshot import take_snapshot
 
     folder = snapshot_folder(task.out, task.date)
-    _clean_temporaries(folder)
+    settings = task.config.stage_config("snapshot")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IngestWarning)  # kept in res.warnings and the manifest
-        res = snapshot(data=task.data, date=task.date, **task.config.snapshot.kwargs())
+        res = take_snapshot(data=task.data, date=task.date, **task.config.snapshot.kwargs())
     reasons = _snapshot_validity(res.table)
     part = folder / PART_NAME
-    manifest = folder / MANIFEST
-    target = part
+    target = folder / MANIFEST
     try:
-        # The old manifest goes first: whenever a manifest exists, it describes the files beside it.
-        manifest.unlink(missing_ok=True)
+        # Whenever a manifest says complete, it describes the files beside it: "running" until then.
+        begin_manifest(folder, stage="snapshot", config=settings)
+        target = part
         write_parquet_atomic(res.table, part)
-        target = manifest
+        target = folder / MANIFEST
         write_manifest(
             folder,
             stage="snapshot",
-            config=res.config,
+            config=settings,
             inputs=list(res.inputs),  # list[Mapping] for write_manifest's signature
             outputs=[dict(file_record(part), rows=res.table.num_rows)],
             counts=res.counts,
@@ -243,13 +210,29 @@ def _snapshot_run(task: DayTask) -> StageOutcome:
             extra={
                 "date": task.date.isoformat(),
                 "schema": "snapshot/1",
-                **_build_block(task, "snapshot", reasons),
+                "cut_ns": res.cut_ns,
+                "resolved": res.config,
+                **_build_block(task, reasons),
             },
         )
     except OSError as exc:
         raise OutputWriteError(target, exc) from exc
     counts = {k: v for k, v in res.counts.items() if isinstance(v, (int, float, str))}
     return StageOutcome(folder, res.table.num_rows, counts, list(res.warnings), reasons)
+
+
+def _snapshot_clear(task: DayTask, status: str, why: str) -> list[str]:
+    from volfast.io.output import fail_manifest
+
+    folder = snapshot_folder(task.out, task.date)
+    if not folder.exists():
+        return []
+    gone = _remove([folder / PART_NAME])
+    fail_manifest(
+        folder, stage="snapshot", config=task.config.stage_config("snapshot"), error=why, removed=gone,
+        status=status,
+    )  # fmt: skip
+    return gone
 
 
 def _snapshot_warmup() -> None:
@@ -259,7 +242,7 @@ def _snapshot_warmup() -> None:
     core()
 
 
-SNAPSHOT_STAGE = Stage("snapshot", _snapshot_run, _snapshot_current, _snapshot_warmup)
+SNAPSHOT_STAGE = Stage("snapshot", _snapshot_run, _snapshot_current, _snapshot_warmup, _snapshot_clear)
 
 
 # -- the surfaces stage: THE plug point ----------------------------------------------------------------
@@ -286,24 +269,18 @@ def _surfaces_input(task: DayTask) -> tuple[Path, str]:
     return part, f"../../{SNAPSHOTS_DIR}/date={task.date.isoformat()}/{PART_NAME}"
 
 
-def _surfaces_current(task: DayTask) -> dict[str, Any] | None:
-    from volfast.io.output import config_hash
+def _surfaces_current(task: DayTask) -> Freshness:
+    from volfast.io.freshness import check
 
     part, rel = _surfaces_input(task)
-    if not part.is_file():
-        return None
-    m = _manifest_if_current(
-        _surfaces_folder(task),
-        task,
-        "surfaces",
-        [(rel, part.stat().st_size)],
-        config_hash=config_hash(_surfaces_manifest_config(task)),
+    f = check(
+        _surfaces_folder(task), stage="surfaces", config=_surfaces_manifest_config(task), inputs=[(rel, part)]
     )
-    if m is None:
-        return None
-    valid = bool(m.get("valid", True))
-    m["build"] = {"valid": valid, "invalid_reasons": [] if valid else [str(m.get("reason") or "invalid")]}
-    return m
+    if f.manifest is not None and f.reusable:
+        m = f.manifest
+        valid = bool(m.get("valid", True))
+        m["build"] = {"valid": valid, "invalid_reasons": [] if valid else [str(m.get("reason") or "invalid")]}
+    return f
 
 
 def _surfaces_run(task: DayTask) -> StageOutcome:
@@ -320,7 +297,6 @@ def _surfaces_run(task: DayTask) -> StageOutcome:
             table, cut_ns=cut_ns, date=task.date, config=cfg, dataset=snapshot_dataset(part.parent)
         )
     folder = _surfaces_folder(task)
-    _clean_temporaries(folder)
     try:
         write_surface_day(
             day, task.out, inputs=[dict(file_record(part), name=rel)], config=_surfaces_manifest_config(task)
@@ -332,12 +308,28 @@ def _surfaces_run(task: DayTask) -> StageOutcome:
     return StageOutcome(folder, int(day.quotes.num_rows), counts, list(day.warnings), reasons)
 
 
+def _surfaces_clear(task: DayTask, status: str, why: str) -> list[str]:
+    from volfast.io.output import day_dir, fail_manifest
+    from volfast.surface.run import TABLES
+
+    folder = _surfaces_folder(task)
+    parts = [day_dir(Path(task.out) / t, task.date) / PART_NAME for t in TABLES]
+    if not folder.exists() and not any(p.exists() for p in parts):
+        return []
+    gone = _remove(parts)
+    fail_manifest(
+        folder, stage="surfaces", config=_surfaces_manifest_config(task), error=why, removed=gone,
+        status=status,
+    )  # fmt: skip
+    return gone
+
+
 def _surfaces_warmup() -> None:
     """Compile every Numba kernel of the surfaces stage once in this process (``cache=True`` files are
     written for the workers): one small synthetic day through snapshot -> surface."""
     import tempfile
 
-    from volfast.snapshot import snapshot
+    from volfast.snapshot import take_snapshot
     from volfast.surface.day import surface_day
     from volfast.synth import generate_days
 
@@ -345,7 +337,7 @@ def _surfaces_warmup() -> None:
     with tempfile.TemporaryDirectory(prefix="volfast-warmup-") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         generate_days(day, 1, tmp, seed=0, scale="small")
-        res = snapshot(data=tmp, date=day)
+        res = take_snapshot(data=tmp, date=day)
         surface_day(res.table, cut_ns=res.cut_ns, date=day)
 
 
@@ -363,7 +355,7 @@ def surfaces_stage() -> Stage | None:
         from volfast.surface.run import read_snapshot_day, write_surface_day  # noqa: F401
     except ImportError:
         return None
-    return Stage("surfaces", _surfaces_run, _surfaces_current, _surfaces_warmup)
+    return Stage("surfaces", _surfaces_run, _surfaces_current, _surfaces_warmup, _surfaces_clear)
 
 
 def resolve_stages(config: BuildConfig) -> list[Stage]:
@@ -401,10 +393,10 @@ def day_state(task: DayTask) -> dict[str, Any] | None:
     """``{"status": "ok"|"invalid", "reasons": [...]}`` when the day is done (see module docstring), else
     None. Cheap: reads manifests and stats the input files."""
     for st in resolve_stages(task.config):
-        m = st.current(task)
-        if m is None:
+        f = st.current(task)
+        if not f.reusable or f.manifest is None:
             return None
-        b = m.get("build") or {}
+        b = f.manifest.get("build") or {}
         if not b.get("valid", True):
             return {"status": "invalid", "reasons": list(b.get("invalid_reasons", [])), "stage": st.name}
     return {"status": "ok", "reasons": []}
@@ -457,19 +449,25 @@ def run_day(task: DayTask) -> dict[str, Any]:
         "seed": task.seed,
         "worker": f"{socket.gethostname()}:{os.getpid()}",
     }
+    stages: list[Stage] = []
+    i_stage = 0  # the stage running (or the first one left) when something fails
     try:
         stages = resolve_stages(task.config)
+        _clean_day(task)
         redo = task.force
         ran = False
         status = "ok"
-        for st in stages:
+        for i_stage, st in enumerate(stages):
             s0 = time.perf_counter()
-            m = None if redo else st.current(task)
-            if m is not None:
+            f = None if redo else st.current(task)
+            if f is not None and f.reusable and f.manifest is not None:
+                m = f.manifest
                 b = m.get("build") or {}
                 rec["stages"][st.name] = {"status": "skipped", "rows": _rows(m), "seconds": 0.0}
+                rec["stages"][st.name]["reason"] = f.reason
                 if not b.get("valid", True):
                     status, rec["reasons"] = "invalid", list(b.get("invalid_reasons", []))
+                    _clear_after(stages, i_stage, task, "invalid", rec)
                     break
                 continue
             redo = True  # a stage that ran changes the input of every later one
@@ -481,10 +479,12 @@ def run_day(task: DayTask) -> dict[str, Any]:
                 "folder": str(out.folder),
                 "seconds": round(time.perf_counter() - s0, 3),
                 "counts": out.counts,
+                "reason": "--force" if f is None else f.reason,  # why it was recomputed
             }
             rec["warnings"].extend(f"{st.name}: {w}" for w in out.warnings)
             if out.invalid_reasons:
                 status, rec["reasons"] = "invalid", list(out.invalid_reasons)
+                _clear_after(stages, i_stage, task, "invalid", rec)
                 break
         rec["status"] = status if (ran or status == "invalid") else "skipped"
         rec["skipped"] = not ran
@@ -493,12 +493,33 @@ def run_day(task: DayTask) -> dict[str, Any]:
         rec["error"] = str(exc)
         rec["error_type"] = type(exc).__name__
         rec["file"] = _file_of(exc)
-        known = ("DBNReadError", "SnapshotError", "OutputWriteError", "FileNotFoundError")
-        if type(exc).__name__ not in known:  # unexpected: keep where it happened
-            rec["traceback"] = "".join(traceback.format_exception(exc)[-6:])
+        if not isinstance(exc, VolfastError) and not isinstance(exc, FileNotFoundError):
+            rec["traceback"] = "".join(traceback.format_exception(exc)[-6:])  # unexpected: keep where
+        # The day loses every table of the failing stage and the stages after it: nothing stale survives.
+        _clear_after(stages, i_stage - 1, task, "failed", rec)
     rec["seconds"] = round(time.perf_counter() - t0, 3)
     rec["peak_rss_mb"] = _peak_rss_mb()
     return rec
+
+
+def _clean_day(task: DayTask) -> None:
+    """Remove the temporary files a killed worker left in this day's folders (every table's partition)."""
+    from volfast.io.output import clean_temporaries, day_dir
+
+    for table in (SNAPSHOTS_DIR, "quotes", "forwards", "svi", "grids", "days"):
+        clean_temporaries(day_dir(Path(task.out) / table, task.date))
+
+
+def _clear_after(stages: list[Stage], i: int, task: DayTask, status: str, rec: dict[str, Any]) -> None:
+    """Remove the outputs of every stage after ``stages[i]`` for this day and record ``status`` and why in
+    their manifests (``rec["removed"]`` lists the files). Best effort: a folder that cannot be written keeps
+    its files, and the day's record says so."""
+    why = rec.get("error") or "; ".join(rec.get("reasons") or []) or status
+    for st in stages[i + 1 :]:
+        try:
+            rec.setdefault("removed", []).extend(st.clear(task, status, f"{status}: {why}"))
+        except OSError as exc:
+            rec.setdefault("warnings", []).append(f"{st.name}: could not remove stale outputs ({exc})")
 
 
 def _rows(m: dict[str, Any]) -> int:

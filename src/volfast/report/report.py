@@ -420,8 +420,8 @@ def build_report(
         head.append(f'<div class="missing"><p>Missing stages, not drawn:</p><ul>{items}</ul></div>')
     doc = "\n".join(head + page.blocks + ["</body></html>"])
     target = folder / "report.html"
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(doc, encoding="utf-8")
-    os.replace(tmp, target)
+    from volfast.io.output import atomic_write_bytes
+
+    atomic_write_bytes(target, doc.encode("utf-8"))
     say(f"report: {target} ({len(sections)} sections, {len(page.images)} images)")
     return ReportResult(target, page.images, sections, missing, problems)

@@ -1,4 +1,7 @@
-"""Quote snapshot: last top of book per instrument as of a cut time (C++ streaming reducer)."""
+"""Quote snapshot: last top of book per instrument as of a cut time (C++ streaming reducer).
+
+``volfast.snapshot`` is this subpackage; the function is :func:`take_snapshot` (also
+``volfast.take_snapshot``; ``volfast.snapshot.snapshot`` is the same function under its older name)."""
 
 from volfast.snapshot.core import (
     SNAPSHOT_SCHEMA,
@@ -6,10 +9,12 @@ from volfast.snapshot.core import (
     SnapshotResult,
     parse_duration,
     resolve_cut,
+    check_tz,
     snapshot,
     snapshot_schema,
+    take_snapshot,
 )
-from volfast.snapshot.run import DayReport, snapshot_days, write_snapshot
+from volfast.snapshot.run import DayReport, snapshot_days, snapshot_settings, write_snapshot
 
 __all__ = [
     "SNAPSHOT_SCHEMA",
@@ -19,7 +24,10 @@ __all__ = [
     "parse_duration",
     "resolve_cut",
     "snapshot",
+    "check_tz",
     "snapshot_days",
     "snapshot_schema",
+    "snapshot_settings",
+    "take_snapshot",
     "write_snapshot",
 ]

@@ -18,7 +18,7 @@ Rule (the C++ reducer in ``volfast._core.snapshot`` implements it; ``_reference.
 
 from __future__ import annotations
 
-from volfast.errors import VolfastError
+from volfast.errors import UsageError, VolfastError
 
 import datetime as _dt
 import os
@@ -50,8 +50,10 @@ __all__ = [
     "SnapshotResult",
     "parse_duration",
     "resolve_cut",
+    "check_tz",
     "snapshot",
     "snapshot_schema",
+    "take_snapshot",
 ]
 
 _UNDEF_PRICE = np.iinfo(np.int64).max
@@ -61,6 +63,10 @@ _SYMBOL_SOURCES = ("occ_symbol", "cme_symbol")
 
 class SnapshotError(VolfastError, ValueError):
     """A snapshot cannot be made (no quote file for the day, inconsistent inputs)."""
+
+
+class SnapshotSettingsError(SnapshotError, UsageError):
+    """A snapshot setting that cannot work (time zone, duration, cut, venues); exit code 2 in the CLI."""
 
 
 def snapshot_schema() -> Any:
@@ -156,10 +162,10 @@ def parse_duration(value: str | float | int | _dt.timedelta, *, name: str = "dur
     else:
         m = _DUR.match(str(value))
         if m is None:
-            raise ValueError(f"{name}: cannot parse {value!r}; use e.g. 10m, 90s, 1h, 250ms")
+            raise SnapshotSettingsError(f"{name}: cannot parse {value!r}; use e.g. 10m, 90s, 1h, 250ms")
         sec = float(m[1]) * {"ms": 1e-3, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}[m[2]]
     if not np.isfinite(sec) or sec < 0:
-        raise ValueError(f"{name} must be a non-negative duration, got {value!r}")
+        raise SnapshotSettingsError(f"{name} must be a non-negative duration, got {value!r}")
     return sec
 
 
@@ -189,7 +195,9 @@ def resolve_cut(
                 hour, minute, second, micro = [*parts, 0, 0, 0][:4]
                 t = _dt.time(hour, minute, second, micro)
             except (TypeError, ValueError):
-                raise ValueError(f"cut: cannot parse {cut!r}; use HH:MM[:SS] or an ISO datetime") from None
+                raise SnapshotSettingsError(
+                    f"cut: cannot parse {cut!r}; use HH:MM[:SS] or an ISO datetime"
+                ) from None
         elif isinstance(cut, _dt.time):
             t = cut
         else:  # a bool (an int subclass, refused as nanoseconds above) or another type
@@ -218,8 +226,21 @@ def _as_paths(x: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Non
     return [Path(p) for p in x]
 
 
+def check_tz(tz: str) -> str:
+    """``tz`` when it names an IANA time zone this machine knows, else :class:`SnapshotError` naming it."""
+    from zoneinfo import ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(str(tz))
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise SnapshotSettingsError(
+            f"unknown time zone {tz!r} (tz); use an IANA name such as America/New_York or UTC"
+        ) from None
+    return str(tz)
+
+
 # -- main entry ------------------------------------------------------------------------------------
-def snapshot(
+def take_snapshot(
     quotes: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     *,
     definitions: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Definitions | None = None,
@@ -282,7 +303,8 @@ def snapshot(
     from volfast._native import core
 
     if venues not in ("auto", "consolidate", "single"):
-        raise ValueError(f"venues must be 'auto', 'consolidate' or 'single', got {venues!r}")
+        raise SnapshotSettingsError(f"venues must be 'auto', 'consolidate' or 'single', got {venues!r}")
+    check_tz(tz)
     lookback_s = parse_duration(lookback, name="lookback")
     stale_s = parse_duration(stale_after, name="stale_after")
     day = _as_date(date) if date is not None else None
@@ -359,26 +381,35 @@ def snapshot(
     reducer = core().snapshot.Reducer(cut_ns, lookback_ns, by_venue)
     per_file: list[dict[str, Any]] = []
     stopped: list[str] = []
+    sanity = _Sanity()
     defs_pending = bool(dfiles)
     for f in qfiles:
         before = dict(reducer.counters)
-        for arr in f.iter_chunks(chunk_records):
-            ts = arr["ts_recv"]
-            reducer.update(
-                ts,
-                arr["instrument_id"],
-                arr["bid_px_00"],
-                arr["ask_px_00"],
-                arr["bid_sz_00"],
-                arr["ask_sz_00"],
-                arr["publisher_id"],
-            )
-            if defs_pending:  # read them while the reader's thread decompresses the next quote blocks
-                defs, defs_pending = load_definitions(dfiles)[0], False
-            if stop_at_cut and len(ts) and int(ts[-1]) > cut_ns:
-                if reducer.counters["out_of_order"] == before["out_of_order"]:
-                    stopped.append(f.path.name)
-                    break  # sorted so far: nothing after this chunk can be in the window
+        # closed explicitly: an early stop at the cut still verifies the checksum of the frame it is in
+        chunks = f.iter_chunks(chunk_records)
+        try:
+            for arr in chunks:
+                ts = arr["ts_recv"]
+                ooo = reducer.counters["out_of_order"] if len(ts) else 0
+                reducer.update(
+                    ts,
+                    arr["instrument_id"],
+                    arr["bid_px_00"],
+                    arr["ask_px_00"],
+                    arr["bid_sz_00"],
+                    arr["ask_sz_00"],
+                    arr["publisher_id"],
+                )
+                if len(ts):
+                    sanity.update(f, arr, ts, sorted_=reducer.counters["out_of_order"] == ooo)
+                if defs_pending:  # read them while the reader's thread decompresses the next quote blocks
+                    defs, defs_pending = load_definitions(dfiles)[0], False
+                if stop_at_cut and len(ts) and int(ts[-1]) > cut_ns:
+                    if reducer.counters["out_of_order"] == before["out_of_order"]:
+                        stopped.append(f.path.name)
+                        break  # sorted so far: nothing after this chunk can be in the window
+        finally:
+            chunks.close()
         after = reducer.counters
         per_file.append({k: after[k] - before[k] for k in ("records", "in_window")})
     if defs_pending:  # the quote files hold no records
@@ -424,6 +455,8 @@ def snapshot(
             f"(instrument_id {head}{more})"
         )
 
+    for msg in sanity.warnings():
+        warn(msg)
     has = np.asarray(res["has_quote"], bool)
     counts = {
         "records": int(c["records"]),
@@ -440,6 +473,8 @@ def snapshot(
         ),
         "first_ts_recv": _fmt_ns(c["min_ts"]),
         "last_ts_recv": _fmt_ns(c["max_ts"]),
+        **sanity.counts(),
+        "instruments_crossed": int(np.asarray(table.column("crossed")).sum()),
         "per_file": {f.path.name: pf for f, pf in zip(qfiles, per_file, strict=True)},
         "stopped_at_cut": stopped,
     }
@@ -467,6 +502,61 @@ def snapshot(
         inputs=inputs,
         config=config,
     )
+
+
+class _Sanity:
+    """Record sanity checks, per chunk, with counts for the manifest: negative prices (the reader has
+    already checked each frame's checksum, so these are in the file as written) and ``ts_recv`` outside the
+    file's [start, end] range. (Crossed quotes are flagged per instrument in the table and counted from it.)
+    Cheap checks first (two min reductions; the range from the chunk's first and last ``ts_recv`` when the
+    reducer saw the chunk in order); the counting passes run only when a check says there is something."""
+
+    def __init__(self) -> None:
+        self.negative = 0
+        self.outside = 0
+        self.first: dict[str, str] = {}  # kind -> "file at byte N"
+
+    def _where(self, kind: str, f: DBNFile, arr: np.ndarray, mask: np.ndarray) -> None:
+        if kind not in self.first:
+            i = int(np.flatnonzero(mask)[0])
+            self.first[kind] = (
+                f"{f.path.name} (ts_recv {int(arr['ts_recv'][i])}, "
+                f"instrument_id {int(arr['instrument_id'][i])})"
+            )
+
+    def update(self, f: DBNFile, arr: np.ndarray, ts: np.ndarray, *, sorted_: bool) -> None:
+        bid, ask = arr["bid_px_00"], arr["ask_px_00"]
+        if bid.min() < 0 or ask.min() < 0:
+            m = (bid < 0) | (ask < 0)
+            self.negative += int(m.sum())
+            self._where("negative", f, arr, m)
+        lo, hi = f.start_ns, f.end_ns
+        t0, t1 = (int(ts[0]), int(ts[-1])) if sorted_ else (int(ts.min()), int(ts.max()))
+        if t0 < lo or (hi is not None and t1 > hi):  # interval schemas stamp the end itself
+            m = (ts < lo) | (ts > hi) if hi is not None else ts < lo
+            self.outside += int(m.sum())
+            self._where("outside", f, arr, m)
+
+    def counts(self) -> dict[str, int]:
+        return {"records_negative_price": self.negative, "records_outside_file_range": self.outside}
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.negative:
+            out.append(
+                f"{self.negative} records with a negative bid or ask, first in {self.first['negative']}"
+            )
+        if self.outside:
+            out.append(
+                f"{self.outside} records with ts_recv outside the file's time range, first in "
+                f"{self.first['outside']}"
+            )
+        return out
+
+
+#: The same function under the name its subpackage had before: ``volfast.snapshot`` is the subpackage,
+#: ``volfast.take_snapshot`` (and ``volfast.snapshot.take_snapshot``) the function.
+snapshot = take_snapshot
 
 
 def _raw_symbols(metadata: Any) -> dict[int, str]:

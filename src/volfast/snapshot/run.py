@@ -10,19 +10,87 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from volfast.io.dbn import DBNReadError, IngestWarning, _as_date, find_day_files, list_dates
-from volfast.io.output import day_dir, manifest_matches, write_manifest, write_parquet_atomic
-from volfast.snapshot.core import SnapshotError, SnapshotResult, snapshot
+from volfast.errors import VolfastError
+from volfast.io.dbn import IngestWarning, _as_date, find_day_files, list_dates
+from volfast.io.output import (
+    MANIFEST_NAME,
+    begin_manifest,
+    clean_temporaries,
+    day_dir,
+    fail_manifest,
+    write_manifest,
+    write_parquet_atomic,
+)
+from volfast.snapshot.core import (
+    SnapshotError,
+    SnapshotResult,
+    SnapshotSettingsError,
+    check_tz,
+    parse_duration,
+    resolve_cut,
+    take_snapshot,
+)
 
-__all__ = ["DayReport", "snapshot_days", "write_snapshot"]
+snapshot = take_snapshot  # the function, by its one name
+
+__all__ = ["DayReport", "day_inputs", "snapshot_days", "snapshot_settings", "write_snapshot"]
 
 PART_NAME = "part-0.parquet"
 
 
-def write_snapshot(result: SnapshotResult, out: str | os.PathLike[str]) -> Path:
+def snapshot_settings(**kwargs: Any) -> dict[str, Any]:
+    """The full resolved settings of a :func:`~volfast.snapshot.take_snapshot` call over a day folder:
+    every keyword parameter with its default filled in (so a parameter added later takes part in the
+    freshness check by itself), durations in seconds, the cut as text. Validated here, before any day runs.
+
+    Raises
+    ------
+    SnapshotError
+        An unknown setting, an unknown time zone, an unparseable duration or cut, an unknown ``venues``.
+    """
+    import inspect
+
+    per_day = {"quotes", "definitions", "data", "date"}
+    params = inspect.signature(snapshot).parameters
+    out = {n: p.default for n, p in params.items() if n not in per_day}
+    unknown = sorted(set(kwargs) - set(out))
+    if unknown:
+        raise SnapshotSettingsError(
+            f"unknown snapshot setting(s) {', '.join(unknown)}; known: {', '.join(out)}"
+        )
+    out.update(kwargs)
+    try:
+        out["lookback"] = parse_duration(out["lookback"], name="lookback")
+        out["stale_after"] = parse_duration(out["stale_after"], name="stale_after")
+        resolve_cut(out["cut"], date=_dt.date(2024, 1, 2), tz=check_tz(out["tz"]))
+    except SnapshotError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise SnapshotSettingsError(str(exc)) from None
+    if out["venues"] not in ("auto", "consolidate", "single"):
+        raise SnapshotSettingsError(
+            f"venues must be 'auto', 'consolidate' or 'single', got {out['venues']!r}"
+        )
+    if isinstance(out["cut"], _dt.time):
+        out["cut"] = out["cut"].isoformat()
+    return {k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v)) for k, v in out.items()}
+
+
+def day_inputs(data: str | os.PathLike[str], date: _dt.date) -> list[tuple[str, Path]]:
+    """``(name, path)`` of the files a snapshot of ``date`` reads from ``data`` (quotes, definitions)."""
+    files = find_day_files(data, date)
+    q = files.quotes()
+    return [(p.name, p) for p in (q[1] if q else []) + files.definitions()]
+
+
+def write_snapshot(
+    result: SnapshotResult, out: str | os.PathLike[str], *, settings: dict[str, Any] | None = None
+) -> Path:
     """Write ``OUT/date=YYYY-MM-DD/part-0.parquet`` and its ``_manifest.json``, each atomically.
 
-    The Parquet file is renamed into place first and the manifest last, so a day with a manifest is complete.
+    The manifest is first marked ``running``, the Parquet file is renamed into place, and the final manifest
+    comes last, so a day whose manifest says ``complete`` is complete. ``settings``: the full resolved
+    settings the freshness rule compares (default: the result's own resolved config).
 
     Returns
     -------
@@ -31,19 +99,26 @@ def write_snapshot(result: SnapshotResult, out: str | os.PathLike[str]) -> Path:
     """
     if result.date is None:
         raise ValueError("the snapshot has no date")
-    folder = day_dir(out, result.date)
-    part = write_parquet_atomic(result.table, folder / PART_NAME)
     from volfast.io.output import file_record
 
+    folder = day_dir(out, result.date)
+    cfg = settings if settings is not None else result.config
+    begin_manifest(folder, stage="snapshot", config=cfg)
+    part = write_parquet_atomic(result.table, folder / PART_NAME)
     write_manifest(
         folder,
         stage="snapshot",
-        config=result.config,
+        config=cfg,
         inputs=result.inputs,
         outputs=[dict(file_record(part), rows=result.table.num_rows)],
         counts=result.counts,
         warnings=result.warnings,
-        extra={"date": result.date.isoformat(), "schema": "snapshot/1"},
+        extra={
+            "date": result.date.isoformat(),
+            "schema": "snapshot/1",
+            "cut_ns": result.cut_ns,
+            "resolved": result.config,
+        },
     )
     return folder
 
@@ -58,6 +133,7 @@ class DayReport:
     rows: int = 0
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    reason: str = ""  # why the day was recomputed, or "up to date" when skipped (the freshness rule)
 
 
 def snapshot_days(
@@ -84,45 +160,49 @@ def snapshot_days(
     on_day : callable, optional
         Called with each :class:`DayReport` as it completes (progress display).
     **kwargs
-        Passed to :func:`volfast.snapshot` (cut, tz, lookback, stale_after, venues...).
+        Passed to :func:`volfast.take_snapshot` (cut, tz, lookback, stale_after, venues...).
     """
+    from volfast.io.freshness import check
+
+    settings = snapshot_settings(**kwargs)  # bad settings fail here, before any day
     days = [_as_date(d) for d in dates] if dates else list_dates(data)
+    clean_temporaries(out)
     reports: list[DayReport] = []
     for d in days:
         rep = DayReport(date=d, status="failed")
+        folder = day_dir(out, d)
         try:
-            folder = day_dir(out, d)
-            if not force and _day_is_current(data, d, folder, kwargs):
-                rep.status, rep.folder = "skipped", folder
+            inputs = day_inputs(data, d)
+            fresh = None if force else check(folder, stage="snapshot", config=settings, inputs=inputs)
+            if fresh:
+                rep.status, rep.folder, rep.reason = "skipped", folder, fresh.reason
+                rep.rows = sum(int(o.get("rows", 0)) for o in (fresh.manifest or {}).get("outputs", []))
             else:
+                rep.reason = "--force" if fresh is None else fresh.reason
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", IngestWarning)  # kept in result.warnings and the manifest
                     res = snapshot(data=data, date=d, **kwargs)
-                rep.folder = write_snapshot(res, out)
+                rep.folder = write_snapshot(res, out, settings=settings)
                 rep.status, rep.rows, rep.warnings = "ok", res.table.num_rows, list(res.warnings)
-        except (DBNReadError, SnapshotError, FileNotFoundError, OSError, ValueError) as exc:
+        except (VolfastError, OSError) as exc:
             rep.error = str(exc)
+            _fail_day(folder, settings, rep.error)
         reports.append(rep)
         if on_day is not None:
             on_day(rep)
     return reports
 
 
-def _day_is_current(data: str | os.PathLike[str], d: _dt.date, folder: Path, kwargs: dict[str, Any]) -> bool:
-    """Cheap resume check: the manifest's inputs (name, size) and config must match what a run would use."""
-    from volfast.io.output import read_manifest
-
-    m = read_manifest(folder)
-    if m is None:
-        return False
-    files = find_day_files(data, d)
-    q = files.quotes()
-    names = [p for p in (q[1] if q else [])] + files.definitions()
-    inputs = [{"name": p.name, "size": p.stat().st_size} for p in names]
-    want = dict(m.get("config", {}))
-    for k, key in (("tz", "tz"), ("venues", "venues")):
-        if k in kwargs and kwargs[k] != want.get(key):
-            return False
-    if "cut" in kwargs and str(kwargs["cut"]) != str(want.get("cut")):
-        return False
-    return manifest_matches(folder, config=want, inputs=inputs)
+def _fail_day(folder: Path, settings: dict[str, Any], error: str) -> None:
+    """A failed day keeps no earlier table: its partition goes and its manifest says why (best effort: an
+    output folder that cannot be written keeps what it has, and the day's report carries the error)."""
+    if not (folder / MANIFEST_NAME).exists() and not (folder / PART_NAME).exists():
+        return
+    removed = []
+    try:
+        if (folder / PART_NAME).exists():
+            (folder / PART_NAME).unlink()
+            removed.append(PART_NAME)
+        fail_manifest(folder, stage="snapshot", config=settings, error=error, removed=removed)
+    except OSError:
+        pass

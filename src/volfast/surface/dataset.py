@@ -289,6 +289,14 @@ def _read_day(date: _dt.date, path: Path, cfg: GridConfig) -> DayGrids:
     )
 
 
+def _day_is_valid(days_dir: Path, date: _dt.date) -> bool:
+    """The day's surfaces manifest exists, is complete (not interrupted, not failed) and says valid."""
+    from volfast.io.output import day_dir, read_manifest
+
+    m = read_manifest(day_dir(days_dir, date))
+    return m is not None and m.get("status", "complete") == "complete" and bool(m.get("valid", False))
+
+
 def load_dataset(
     path: str | os.PathLike[str],
     *,
@@ -307,6 +315,9 @@ def load_dataset(
     lo = _dt.date.fromisoformat(str(start)) if start is not None else None
     hi = _dt.date.fromisoformat(str(end)) if end is not None else None
     parts = [(d, p) for d, p in parts if (lo is None or d >= lo) and (hi is None or d <= hi)]
+    days_dir = folder.parent / "days"
+    if days_dir.is_dir():  # a surfaces output: only days whose manifest says complete and valid
+        parts = [(d, p) for d, p in parts if _day_is_valid(days_dir, d)]
     if not parts:
         where = f" between {lo} and {hi}" if (lo or hi) else ""
         raise DatasetError(

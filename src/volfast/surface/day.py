@@ -303,10 +303,10 @@ def surface_day(
     given_r = cfg.rates(ch.expiry_years)
     if ns:
         fw = implied_forward(
-            ch.strike,
-            ch.is_call,
-            bid,
-            ask,
+            strike=ch.strike,
+            is_call=ch.is_call,
+            bid=bid,
+            ask=ask,
             expiry_years=ch.expiry_years,
             offsets=off,
             method=cfg.forward_method,

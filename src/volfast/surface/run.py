@@ -10,8 +10,9 @@ Layout under ``OUT`` (one hive-partitioned dataset per table)::
     OUT/days/date=YYYY-MM-DD/_manifest.json       written last: the day is complete when it exists
 
 Each file is written to a temporary name and renamed into place; the manifest's outputs name the files
-relative to its folder (``../../quotes/...``), so :func:`volfast.io.output.manifest_matches` checks them all
-and a finished day is skipped on the next run.
+relative to its folder (``../../quotes/...``), so :func:`volfast.io.freshness.check` (the one freshness rule:
+settings, code identity, input contents, outputs) checks them all and a finished day is skipped on the next
+run. A day that fails loses every table it had (its manifest says ``failed`` and why).
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ import numpy as np
 
 from volfast.io.output import (
     MANIFEST_NAME,
+    begin_manifest,
     day_dir,
-    manifest_matches,
+    fail_manifest,
     read_manifest,
     write_manifest,
     write_parquet_atomic,
@@ -103,9 +105,8 @@ def write_surface_day(
 
     root = Path(out)
     folder = day_dir(root / "days", day.date)
-    folder.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        (folder / MANIFEST_NAME).unlink()  # the day is incomplete until the new manifest lands
+    mcfg = config if config is not None else _manifest_config(day.config)
+    begin_manifest(folder, stage=STAGE, config=mcfg)  # the day is incomplete until the final manifest lands
     written: list[tuple[Path, int]] = []
     for name, table in (("quotes", day.quotes), ("forwards", day.forwards), ("svi", day.svi)):
         p = write_parquet_atomic(table, day_dir(root / name, day.date) / PART)
@@ -127,7 +128,7 @@ def write_surface_day(
     write_manifest(
         folder,
         stage=STAGE,
-        config=config if config is not None else _manifest_config(day.config),
+        config=mcfg,
         inputs=list(inputs),
         outputs=outputs,
         counts=day.counts,
@@ -181,6 +182,11 @@ def read_snapshot_day(folder: str | os.PathLike[str]) -> tuple[Any, int, _dt.dat
         raise SurfacesError(
             f"{folder / MANIFEST_NAME}: missing or unreadable; the snapshot day is incomplete "
             "(rerun `volfast snapshot`)"
+        )
+    if m.get("status", "complete") != "complete":
+        raise SurfacesError(
+            f"{folder / MANIFEST_NAME}: the snapshot day is {m.get('status')} "
+            f"({m.get('error') or 'interrupted'}); rerun `volfast snapshot`"
         )
     try:
         cut = m["cut_ns"] if "cut_ns" in m else m["config"]["cut_utc"]
@@ -274,6 +280,7 @@ class SurfaceDayReport:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    why: str = ""  # why the day was recomputed, or "up to date" when skipped (the freshness rule)
 
 
 def _snapshot_days(snapshots: Path) -> list[_dt.date]:
@@ -299,6 +306,8 @@ def surfaces_day(
     (the report says ``failed`` and why)."""
     cfg = config or SurfaceConfig()
     d = date if isinstance(date, _dt.date) else _dt.date.fromisoformat(str(date))
+    from volfast.io.freshness import check
+
     rep = SurfaceDayReport(date=d, status="failed")
     snap = day_dir(snapshots, d)
     folder = day_dir(Path(out) / "days", d)
@@ -306,13 +315,15 @@ def surfaces_day(
         part = snap / PART
         if not part.is_file():
             raise SurfacesError(f"{part}: missing snapshot partition")
-        inputs: list[Mapping[str, Any]] = [{"name": _rel(Path(snapshots), part), "size": part.stat().st_size}]
+        name = _rel(Path(snapshots), part)
         mcfg = _manifest_config(cfg)
-        if not force and manifest_matches(folder, config=mcfg, inputs=inputs):
-            m = read_manifest(folder) or {}
-            rep.status, rep.folder = "skipped", folder
-            rep.valid, rep.reason, rep.counts = m.get("valid"), m.get("reason", ""), m.get("counts", {})
+        fresh = None if force else check(folder, stage=STAGE, config=mcfg, inputs=[(name, part)])
+        if fresh:
+            m = fresh.manifest or {}
+            rep.status, rep.folder, rep.reason = "skipped", folder, m.get("reason", "")
+            rep.valid, rep.counts, rep.why = m.get("valid"), m.get("counts", {}), fresh.reason
             return rep
+        rep.why = "--force" if fresh is None else fresh.reason
         table, cut_ns, sdate = read_snapshot_day(snap)
         if sdate != d:
             raise SurfacesError(f"{snap / MANIFEST_NAME}: says date {sdate}, folder says {d}")
@@ -323,13 +334,31 @@ def surfaces_day(
             )
         from volfast.io.output import file_record
 
-        rec = dict(file_record(part), name=inputs[0]["name"])
+        rec = dict(file_record(part), name=name)
         rep.folder = write_surface_day(day, out, inputs=[rec], config=mcfg)
         rep.status, rep.valid, rep.reason = "ok", day.valid, day.reason
         rep.counts, rep.timings, rep.warnings = day.counts, day.timings, list(day.warnings)
-    except (SurfacesError, OSError, ValueError) as exc:
+    except (VolfastError, OSError) as exc:
         rep.error = str(exc)
+        _fail_day(Path(out), d, _manifest_config(cfg), rep.error)
     return rep
+
+
+def _fail_day(out: Path, d: _dt.date, mcfg: dict[str, Any], error: str) -> None:
+    """A failed day keeps no table from an earlier run; its manifest says why (best effort)."""
+    folder = day_dir(out / "days", d)
+    parts = [day_dir(out / t, d) / PART for t in TABLES]
+    if not folder.exists() and not any(p.exists() for p in parts):
+        return
+    removed = []
+    try:
+        for p in parts:
+            if p.exists():
+                p.unlink()
+                removed.append(_rel(folder, p))
+        fail_manifest(folder, stage=STAGE, config=mcfg, error=error, removed=removed)
+    except OSError:
+        pass
 
 
 def surfaces_days(
@@ -350,11 +379,9 @@ def surfaces_days(
     root = Path(snapshots)
     if not root.is_dir():
         raise SurfacesError(f"{root}: not a folder of snapshot days")
-    days = (
-        [d if isinstance(d, _dt.date) else _dt.date.fromisoformat(str(d)) for d in dates]
-        if dates
-        else _snapshot_days(root)
-    )
+    from volfast.io.dbn import _as_date
+
+    days = [_as_date(d) for d in dates] if dates else _snapshot_days(root)  # a bad date: UsageError
     if not days:
         raise SurfacesError(
             f"{root}: no snapshot days (date=YYYY-MM-DD/part-0.parquet); run `volfast snapshot`"

@@ -21,6 +21,7 @@ import numpy as np
 import zstandard
 
 from volfast.io.dbn import write_sha256_sidecar
+from volfast.io.output import atomic_write_bytes
 
 DATASET = "GLBX.MDP3"
 PUBLISHER_GLBX = 1  # GLBX.MDP3.GLBX
@@ -161,26 +162,22 @@ def metadata(
     return bytes(md.encode())
 
 
+#: Decompressed bytes per zstd frame. Each frame carries a content checksum, so a reader that stops early
+#: (the snapshot at its cut) verifies what it read by finishing just the frame it is in.
+FRAME_BYTES = 4 << 20
+
+
 def write_dbn_zst(
     path: str | os.PathLike[str], header: bytes, body: bytes | Sequence[bytes], level: int
 ) -> int:
-    """Compress ``header + body`` with zstd and write it atomically. Returns the compressed size."""
-    cctx = zstandard.ZstdCompressor(level=level, write_content_size=True)
+    """Compress ``header + body`` with zstd, in frames of :data:`FRAME_BYTES` each with a content checksum,
+    and write it atomically with its sha256 sidecar. Returns the compressed size."""
+    cctx = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True)
     chunks = [header] + ([body] if isinstance(body, (bytes, bytearray, memoryview)) else list(body))
-    blob = cctx.compress(b"".join(chunks))
+    raw = memoryview(b"".join(chunks))
+    blob = b"".join(cctx.compress(raw[i : i + FRAME_BYTES]) for i in range(0, max(len(raw), 1), FRAME_BYTES))
     atomic_write_bytes(path, blob)
     write_sha256_sidecar(path, hashlib.sha256(blob).hexdigest())  # builds need not hash it again
     return len(blob)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write to ``path + '.tmp-<pid>'`` then ``os.replace``: readers never see a half-written file."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

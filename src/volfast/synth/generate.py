@@ -27,7 +27,6 @@ from typing import Any
 import databento_dbn as dbn
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 import volfast
 from volfast.synth import calendar as cal
@@ -332,9 +331,9 @@ def generate_day(
     )
     tpath = truth_path(out, day)
     tpath.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tpath.with_name(f".part-0.parquet.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, tpath)
+    from volfast.io.output import write_parquet_atomic
+
+    write_parquet_atomic(table, tpath)
     paths["truth"] = tpath
 
     counts = {

@@ -1,0 +1,206 @@
+"""Issue 14: every error a user can cause is one line, ``Error: ...``, exit code 2 (usage) or 1 (failure), no
+traceback unless ``--debug``; nothing is lost on the way (the build summary of what finished)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+
+from volfast.cli import main
+
+DAY = dt.date(2024, 3, 4)
+
+
+@pytest.fixture(scope="module")
+def synth1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from volfast.synth import generate_days
+
+    out = tmp_path_factory.mktemp("synth1")
+    generate_days(DAY, 1, out, seed=5, scale="small")
+    return out
+
+
+def _run(args: list[str], **kw: object) -> SimpleNamespace:
+    r = CliRunner().invoke(main, args, **kw)
+    return SimpleNamespace(code=r.exit_code, out=r.output, exc=r.exception)
+
+
+def _one_error_line(out: str) -> str:
+    assert "Traceback" not in out, out
+    lines = [ln for ln in out.splitlines() if ln.startswith("Error: ")]
+    assert len(lines) == 1, out
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "what"),
+    [
+        (["--tz", "Mars/Olympus"], "Error: unknown time zone 'Mars/Olympus' (tz)"),
+        (["--date", "2024-02-30"], "Error: date must be a real date as YYYY-MM-DD or YYYYMMDD, got '2024-02"),
+        (["--lookback", "soon"], "Error: lookback: cannot parse 'soon'"),
+        (["--cut", "26:00"], "Error: cut: cannot parse '26:00'"),
+    ],
+)
+def test_snapshot_usage_errors_are_one_line_exit_2(synth1: Path, tmp_path: Path, extra, what) -> None:
+    r = _run(["snapshot", "--data", str(synth1), "--out", str(tmp_path / "o"), *extra])
+    assert r.code == 2, r.out
+    assert _one_error_line(r.out).startswith(what), r.out
+    assert not (tmp_path / "o").exists()  # checked before any day ran
+
+
+def test_build_usage_errors_and_config_values_checked_when_read(synth1: Path, tmp_path: Path) -> None:
+    r = _run(["build", "--data", str(synth1), "--out", str(tmp_path / "o"), "--date", "2024-02-30"])
+    assert r.code == 2 and _one_error_line(r.out).startswith("Error: date must be a real date"), r.out
+    cfg = tmp_path / "b.toml"
+    cfg.write_text('[snapshot]\ntz = "Mars/Olympus"\n')
+    r = _run(["build", "--data", str(synth1), "--out", str(tmp_path / "o"), "--config", str(cfg)])
+    assert r.code == 2, r.out
+    assert _one_error_line(r.out) == (
+        f"Error: {cfg}: [snapshot] unknown time zone 'Mars/Olympus' (tz); use an IANA name such as "
+        "America/New_York or UTC"
+    )
+    cfg.write_text("[surfaces]\nmax_rmse = -2.0\n")
+    r = _run(["build", "--data", str(synth1), "--out", str(tmp_path / "o"), "--config", str(cfg)])
+    assert r.code == 2 and "[surfaces] max_rmse must be > 0" in _one_error_line(r.out)
+    assert not (tmp_path / "o").exists()
+
+
+def test_debug_shows_the_traceback(synth1: Path, tmp_path: Path) -> None:
+    from volfast.errors import UsageError
+
+    r = _run(["--debug", "snapshot", "--data", str(synth1), "--out", str(tmp_path / "o"), "--tz", "X/Y"])
+    assert r.code != 0 and isinstance(r.exc, UsageError)
+
+
+def test_read_only_output_keeps_the_summary_of_what_finished(
+    synth1: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every day's write fails and so does the summary file: the summary is still shown (one line per day)
+    and the CLI says in one line that the summary file could not be written; exit 1, no traceback."""
+    import errno
+
+    import volfast.io.output as output
+    import volfast.pipeline.build as build
+
+    real = output.atomic_path
+
+    def read_only(final):  # what a read-only folder does to every write after the config
+        if Path(final).name != "build-config.json":
+            raise PermissionError(errno.EROFS, "Read-only file system", str(final))
+        return real(final)
+
+    monkeypatch.setattr(output, "atomic_path", read_only)
+    data = tmp_path / "dbn"
+    shutil.copytree(synth1, data)
+    out = tmp_path / "o"
+    args = ["build", "--data", str(data), "--out", str(out), "--executor", "serial", "--stages", "snapshot"]
+    r = _run([*args, "--quiet"])
+    assert r.code == 1, r.out
+    line = _one_error_line(r.out)
+    assert line.startswith(f"Error: cannot write the build summary {out / build.SUMMARY_NAME}"), line
+    assert "Read-only file system" in line
+    assert "0 ok, 0 skipped (already done), 0 invalid, 1 failed" in r.out  # the summary, rendered
+    # the library call returns the same summary with the reason
+    s = build.run_build(data, out, config=build.BuildConfig(stages=("snapshot",)).replace(
+        executor={"kind": "serial"}), progress=False)  # fmt: skip
+    assert s.write_error and len(s.failed) == 1 and "Read-only file system" in s.failed[0]["error"]
+
+
+def test_unwritable_output_folder_fails_before_any_day(
+    synth1: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import volfast.io.output as output
+
+    def full(final):
+        raise OSError(errno.ENOSPC, "No space left on device", str(final))
+
+    monkeypatch.setattr(output, "atomic_path", full)
+    args = ["build", "--data", str(synth1), "--out", str(tmp_path / "o"), "--quiet", "--executor", "serial"]
+    r = _run(args)
+    assert r.code == 1 and "No space left on device" in _one_error_line(r.out), r.out
+
+
+def test_download_without_network_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import volfast.download as dl
+
+    class Offline:
+        class metadata:  # noqa: N801 - the Databento client's attribute
+            @staticmethod
+            def get_cost(**kw):
+                raise ConnectionError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setenv("DATABENTO_API_KEY", "db-" + "x" * 29)
+    monkeypatch.setattr(dl, "make_client", lambda key=None: Offline())
+    r = _run(["download", "--start", "2024-03-04", "--end", "2024-03-04", "--out", str(tmp_path), "--yes"])
+    assert r.code == 1, r.out
+    line = _one_error_line(r.out)
+    assert line.startswith("Error: cannot reach Databento for the cost estimate of GLBX.MDP3 definition")
+    assert "ConnectionError" in line
+
+
+def test_every_purposeful_error_derives_from_the_base() -> None:
+    """Each area's error class (imported where it is defined) derives from volfast.VolfastError."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import volfast
+    from volfast.errors import VolfastError
+
+    skip = ("volfast.kernels", "volfast.report", "volfast.models", "volfast.agent", "volfast.backtest")
+    missing = []
+    for m in pkgutil.walk_packages(volfast.__path__, "volfast."):
+        if m.name.startswith(skip) or m.name.endswith("__main__"):
+            continue
+        mod = importlib.import_module(m.name)
+        for name, obj in vars(mod).items():
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, Exception)
+                and obj.__module__ == mod.__name__
+                and not issubclass(obj, VolfastError)
+                and not issubclass(obj, Warning)
+            ):
+                missing.append(f"{mod.__name__}.{name}")
+    assert missing == []
+    dec = importlib.import_module("volfast.kernels.mlp_decoder")
+    assert issubclass(dec.DecoderTooLarge, VolfastError)
+
+
+def test_json_summary_is_valid_after_an_ok_build(synth1: Path, tmp_path: Path) -> None:
+    r = _run(["build", "--data", str(synth1), "--out", str(tmp_path / "o"), "--quiet", "--executor", "serial",
+              "--stages", "snapshot"])  # fmt: skip
+    assert r.code == 0, r.out
+    s = json.loads((tmp_path / "o" / "build-summary.json").read_text())
+    assert s["counts"]["ok"] == 1 and s["interrupted"] is False
+
+
+def test_one_status_table_documented_from_the_enums() -> None:
+    """The README's status-code table is the one status_table() renders from the IV / forward enums."""
+    from volfast.status import status_table
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    if not readme.is_file():
+        pytest.skip("no README beside the tests")
+    text = readme.read_text()
+    keep = ("| `implied_vol`", "| `implied_forward`")
+    rows = [r for r in status_table().splitlines() if r.startswith(keep)]
+    assert len(rows) == 13
+    missing = [r for r in rows if r not in text]
+    assert missing == []
+
+
+def test_surfaces_bad_date_is_a_usage_error(synth1: Path, tmp_path: Path) -> None:
+    snaps = tmp_path / "snaps"
+    r = _run(["snapshot", "--data", str(synth1), "--out", str(snaps)])
+    assert r.code == 0, r.out
+    r = _run(["surfaces", "--snapshots", str(snaps), "--out", str(tmp_path / "s"), "--date", "2024-13-01"])
+    assert r.code == 2 and _one_error_line(r.out).startswith("Error: date must be a real date"), r.out
