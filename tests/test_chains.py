@@ -421,10 +421,10 @@ def test_unidentified_short_expiry_alone_is_flagged_and_pooled_with_others() -> 
     c2 = d2 * np.maximum(f - k2, 0) + 3.0 * np.exp(-0.5 * ((k2 - f) / 10) ** 2) + 0.5
     p2 = c2 - d2 * (f - k2)
     both = implied_forward(
-        np.r_[strike, k2, k2],
-        np.r_[is_call, np.ones(21, bool), np.zeros(21, bool)],
-        np.r_[mid - 0.05, c2 - 0.05, p2 - 0.05],
-        np.r_[mid + 0.05, c2 + 0.05, p2 + 0.05],
+        strike=np.r_[strike, k2, k2],
+        is_call=np.r_[is_call, np.ones(21, bool), np.zeros(21, bool)],
+        bid=np.r_[mid - 0.05, c2 - 0.05, p2 - 0.05],
+        ask=np.r_[mid + 0.05, c2 + 0.05, p2 + 0.05],
         expiry_years=[t, t2],
         offsets=[0, 10, 52],
     )
@@ -636,11 +636,11 @@ def test_surfaces_settings_in_the_build_toml_and_cli(tmp_path: Path) -> None:
     r = CliRunner().invoke(
         main, ["build", "--data", str(tmp_path), "--out", str(tmp_path / "x"), "--config", str(bad)]
     )
-    assert r.exit_code == 1 and str(bad) in r.output and "arbitrage must be one of" in r.output
+    assert r.exit_code == 2 and str(bad) in r.output and "arbitrage must be one of" in r.output
     r = CliRunner().invoke(
         main, ["build", "--data", str(tmp_path), "--out", str(tmp_path / "x"), "--rate", "5"]
     )
-    assert r.exit_code == 1 and "surfaces.rate must be a finite fraction" in r.output
+    assert r.exit_code == 2 and "surfaces.rate must be a finite fraction" in r.output
     assert not (tmp_path / "x").exists()
     # the CLI options land in the resolved build config
     synth = tmp_path / "synth"
