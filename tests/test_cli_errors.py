@@ -193,7 +193,10 @@ def test_one_status_table_documented_from_the_enums() -> None:
     text = readme.read_text()
     keep = ("| `implied_vol`", "| `implied_forward`")
     rows = [r for r in status_table().splitlines() if r.startswith(keep)]
-    assert len(rows) == 13
+    from volfast.forward import ForwardStatus
+    from volfast.iv import IVStatus
+
+    assert len(rows) == len(IVStatus) + len(ForwardStatus)
     missing = [r for r in rows if r not in text]
     assert missing == []
 
@@ -204,3 +207,12 @@ def test_surfaces_bad_date_is_a_usage_error(synth1: Path, tmp_path: Path) -> Non
     assert r.code == 0, r.out
     r = _run(["surfaces", "--snapshots", str(snaps), "--out", str(tmp_path / "s"), "--date", "2024-13-01"])
     assert r.code == 2 and _one_error_line(r.out).startswith("Error: date must be a real date"), r.out
+
+
+def test_status_table_success_column_matches_the_fit_masks() -> None:
+    """What the table calls a success is exactly what ``ForwardFit.ok`` accepts."""
+    from volfast.forward import core as fcore
+    from volfast.status import STATUS_ENUMS
+
+    ok = dict((fn, names) for fn, _, names in STATUS_ENUMS)["implied_forward"]
+    assert {int(fcore.ForwardStatus[n]) for n in ok} == set(fcore._SUCCESS)
