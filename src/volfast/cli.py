@@ -135,8 +135,23 @@ def report(run_dir: str, out: str | None) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Output folder (truth/ inside).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Master seed (day d: [seed, yyyymmdd]).")
 @click.option("--scale", default="small", show_default=True, type=click.Choice(["small", "full"]))
-def synth(start: str, days: int, out_dir: str, seed: int, scale: str) -> None:
-    """Write a synthetic ES futures+options market as Databento DBN files, with ground truth."""
+@click.option(
+    "--market",
+    default="es",
+    show_default=True,
+    type=click.Choice(["es", "spy"]),
+    help="es: CME Globex ES futures and options; spy: OPRA.PILLAR SPY equity options (American).",
+)
+@click.option(
+    "--schema",
+    "schemas",
+    default="definition,cbbo-1m",
+    show_default=True,
+    help="spy only: files to write, of definition, cbbo-1m, cmbp-1 (comma-separated).",
+)
+def synth(start: str, days: int, out_dir: str, seed: int, scale: str, market: str, schemas: str) -> None:
+    """Write a synthetic market (ES futures+options, or SPY options on OPRA) as Databento DBN files, with
+    ground truth."""
     import datetime as dt
     from pathlib import Path
 
@@ -164,6 +179,30 @@ def synth(start: str, days: int, out_dir: str, seed: int, scale: str) -> None:
             f"{c['ohlcv-1m']:>6} ohlcv-1m  {r.seconds:6.2f} s{flags}"
         )
 
+    if market == "spy":
+        from volfast.synth.spy import SCHEMAS, SpyDayResult, generate_spy_days
+
+        picked = tuple(x for x in schemas.replace(",", " ").split() if x)
+        bad = sorted(set(picked) - set(SCHEMAS))
+        if bad or not picked:
+            msg = f"unknown schema(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(SCHEMAS)}"
+            raise click.BadParameter(msg, param_hint="--schema")
+
+        def report_spy(r: SpyDayResult) -> None:
+            c = r.counts
+            click.echo(
+                f"{r.date}  {c['options']:>6} options  {c['expiries']:>3} expiries  "
+                f"{c['cbbo-1m']:>9} cbbo-1m  {c['cmbp-1']:>9} cmbp-1  {r.seconds:6.2f} s"
+                + ("  [crash]" if r.crash else "")
+            )
+
+        try:
+            generate_spy_days(
+                moved, days, out_dir, seed=seed, scale=scale, schemas=picked, progress=report_spy
+            )
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        return
     try:
         generate_days(moved, days, out_dir, seed=seed, scale=scale, progress=report)
     except ValueError as exc:
