@@ -137,12 +137,13 @@ class SpyConfig:
     fine_cap: float = 0.08  # ... at most 8% of F
     put_wing: float = 0.35  # deepest put strike as a fraction below F (long expiries)
     call_wing: float = 0.2  # highest call strike as a fraction above F (long expiries)
+    strike_ref: float = 350.0  # $: at this forward the widths above apply as they are (see build_spy_chain)
     # --- market
     spot_at_epoch: float = 325.0
     dividend_yield: float = 0.013  # annual cash dividends / spot, paid quarterly
     rate_term_spread: float = 0.004  # r_inf - r0
     rate_tau: float = 1.5  # years
-    lattice_steps: int = 200
+    lattice_steps: int = 400
     # --- quotes
     venues_per_option: int = 4  # venues quoting each option (of the 17)
     updates_per_minute_atm: float = 6.0  # quote changes per minute, at the money, short expiry
@@ -308,13 +309,16 @@ def build_spy_chain(day: dt.date, config: SpyConfig, forwards: np.ndarray, exp_T
     exps = expiry_dates(day, config)
     syms, e_idx, strikes, calls = [], [], [], []
     for i, ((d, _), F, T) in enumerate(zip(exps, forwards, exp_T, strict=True)):
-        fine = min(config.fine_cap, max(0.015, config.fine_width * 0.2 * math.sqrt(T)))
-        put_w = min(config.put_wing, 0.05 + 2.5 * 0.2 * math.sqrt(T))
-        call_w = min(config.call_wing, 0.03 + 1.0 * 0.2 * math.sqrt(T))
-        ks = set(
-            np.arange(math.ceil(F * (1 - fine)), math.floor(F * (1 + fine)) + 1, config.fine_step).tolist()
-        )
+        # widths in moneyness shrink as the price rises (and grow as it falls), so the number of listed
+        # strikes stays near a real SPY day's whatever level the simulated path has wandered to
+        s = min(1.6, max(0.6, config.strike_ref / F))
+        fine = min(config.fine_cap * s, max(0.015, config.fine_width * 0.2 * math.sqrt(T) * s))
+        put_w = min(0.9, s * min(config.put_wing, 0.05 + 2.5 * 0.2 * math.sqrt(T)))
+        call_w = s * min(config.call_wing, 0.03 + 1.0 * 0.2 * math.sqrt(T))
         c = config.coarse_step
+        # the fine band starts and ends on the coarse grid, so the strikes step by exactly one or the other
+        lo, hi = math.floor(F * (1 - fine) / c) * c, math.ceil(F * (1 + fine) / c) * c
+        ks = set(np.arange(lo, hi + config.fine_step / 2, config.fine_step).tolist())
         ks |= set(np.arange(math.ceil(F * (1 - put_w) / c) * c, F * (1 + call_w), c).tolist())
         for K in sorted(ks):
             for is_call in (True, False):
@@ -808,13 +812,16 @@ def _cmbp(
         "ask_pb_00",
     ):
         last[f] = cbbo[f]
+    latency = (rng.lognormal(math.log(3e5), 0.8, own.size + last.size)).astype(np.int64) + 10_000
+    # the minute's last change keeps its minute (received before the minute ends), and the earlier changes
+    # are received before it
+    t_ev = last["ts_event"].astype(np.int64)
+    end = (t_ev - start_ns) // (60 * NS) * 60 * NS + start_ns + 60 * NS - 1
+    last["ts_recv"] = np.maximum(np.minimum(t_ev + latency[own.size :], end), t_ev)
+    t_ex = ex["ts_event"].astype(np.int64)
+    cap = last["ts_recv"].astype(np.int64)[own]
+    ex["ts_recv"] = np.maximum(np.minimum(t_ex + latency[: own.size], cap), t_ex)
     rec = np.concatenate([ex, last])
-    latency = (rng.lognormal(math.log(3e5), 0.8, rec.size)).astype(np.int64) + 10_000
-    rec["ts_recv"] = rec["ts_event"].astype(np.int64) + latency
-    # the minute's last change keeps its minute: cap its receive time below the minute end
-    end = (rec["ts_event"].astype(np.int64) - start_ns) // (60 * NS) * 60 * NS + start_ns + 60 * NS - 1
-    rec["ts_recv"] = np.minimum(rec["ts_recv"].astype(np.int64), end)
-    rec["ts_recv"] = np.maximum(rec["ts_recv"], rec["ts_event"])
     rec["publisher_id"] = PUBLISHER_OPRA
     rec["ts_in_delta"] = rng.integers(5_000, 40_000, rec.size)
     rec["action"] = b"A"
