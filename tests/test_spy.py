@@ -141,7 +141,7 @@ def test_bad_lattice_input_is_refused() -> None:
         )
 
 
-# -- the full-scale layout (no files) -------------------------------------------------------------------------
+# -- the full-scale layout (no files) ------------------------------------------------------------------------
 def test_full_scale_chain_layout() -> None:
     cfg = SpyConfig.for_scale("full")
     for day in (DAY, dt.date(2024, 3, 15), dt.date(2025, 12, 24)):

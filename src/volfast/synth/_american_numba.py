@@ -2,10 +2,10 @@
 
 Model (escrowed dividends): the stock is ``S(t) = S*(t) + PV_t(dividends ex after t, up to expiry)`` where
 ``S*`` follows a geometric Brownian motion with the option's European vol under a flat rate. A
-Leisen-Reimer binomial lattice (Leisen and Reimer, 1996) on ``S*`` prices the American and the European option on the same nodes; the
-exercise value at a node uses the full stock price ``S* + PV_t``. The early-exercise premium
-``american - european`` taken from one lattice has most of the lattice's discretisation error cancelled
-(a control variate); the caller adds it to the exact Black-76 European price.
+Leisen-Reimer binomial lattice (Leisen and Reimer, 1996) on ``S*`` prices the American and the European
+option on the same nodes; the exercise value at a node uses the full stock price ``S* + PV_t``. The
+early-exercise premium ``american - european`` taken from one lattice has part of the lattice's
+discretisation error cancelled (a control variate); the caller adds it to the exact Black-76 European price.
 
 Numeric contract: the premium converges about as 1/N (smoothly, no odd/even oscillation), so two step counts
 extrapolate well (:func:`volfast.synth.american.american_prices`); tests compare with a plain binomial tree
