@@ -455,3 +455,23 @@ def test_real_qqq_cbbo_1m_day_builds_with_the_opra_preset(shared_dbn: Path, tmp_
     assert sorted(snap.expiration.dt.date.unique()) == [dt.date(2025, 4, d) for d in (28, 29, 30)] + [
         dt.date(2025, 5, 1)
     ]
+
+
+def test_occ_symbols_round_trip_on_the_real_spy_symbology(shared_dbn: Path) -> None:
+    """Every one of the 13,492 SPY option symbols in a real OPRA definition file's symbology is written back
+    byte for byte by the generator's OCC formatter (root padded to 6, yymmdd, C/P, strike x 1000 in 8
+    digits)."""
+    import databento as db
+
+    p = shared_dbn / "nautilus_trader/opra-pillar.SPY.OPT.definition.2rec+13492mappings.20230801.v1.dbn.zst"
+    syms = list(db.DBNStore.from_bytes(p.read_bytes()).metadata.mappings)
+    assert len(syms) == 13492
+    strikes = set()
+    for s in syms:
+        occ = parse_occ_symbol(s)
+        assert occ is not None and occ.root == "SPY"
+        assert occ_symbol(occ.root, occ.expiry, occ.is_call, occ.strike) == s
+        strikes.add(occ.strike)
+    # the real chain lists the $1 / $5 grid the generator uses (and a few half-dollar strikes)
+    whole = {k for k in strikes if k == int(k)}
+    assert len(whole) / len(strikes) > 0.9

@@ -778,28 +778,32 @@ def _cmbp(
     own = np.repeat(np.arange(opt.size), extra)
     lo = start_ns + mins[own].astype(np.int64) * 60 * NS
     t = lo + (rng.random(own.size) * (t_last[own] - lo)).astype(np.int64)
-    q = _price_and_consolidate(
-        rng,
-        chain,
-        config,
-        surface,
-        log_s,
-        start_ns,
-        n_sec,
-        exp_ns,
-        exp_pv,
-        r0,
-        premium,
-        price_cut,
-        opt[own],
-        t,
-        np.zeros(own.size, dtype=bool),
-        venues,
-    )
     ex = w.new_records(CMBP1_DTYPE, own.size, RTYPE_CMBP1)
     ex["instrument_id"] = chain.opt_id[opt[own]]
     ex["ts_event"] = t
-    _fill_book(ex, *q[:2], q[4], q[5], q[2], q[3])
+    block = 1 << 20  # priced a million changes at a time: the (changes x venues) temporaries stay small
+    for lo_i in range(0, own.size, block):
+        sl = slice(lo_i, min(own.size, lo_i + block))
+        q = _price_and_consolidate(
+            rng,
+            chain,
+            config,
+            surface,
+            log_s,
+            start_ns,
+            n_sec,
+            exp_ns,
+            exp_pv,
+            r0,
+            premium,
+            price_cut,
+            opt[own[sl]],
+            t[sl],
+            np.zeros(sl.stop - sl.start, dtype=bool),
+            venues,
+        )
+        part = ex[sl]  # a view: filled in place
+        _fill_book(part, *q[:2], q[4], q[5], q[2], q[3])
     last = w.new_records(CMBP1_DTYPE, cbbo.size, RTYPE_CMBP1)
     for f in (
         "instrument_id",
