@@ -359,7 +359,7 @@ def test_market_presets_fill_only_what_the_user_left_out() -> None:
 
     assert market_preset("GLBX.MDP3") == {} and market_preset(None) == {} and market_preset("XNAS.ITCH") == {}
     opra = market_preset("OPRA.PILLAR")
-    assert opra["validity"]["max_min_log_strike"] == -0.10
+    assert opra["validity"]["max_min_log_strike"] == -0.10 and opra["forward_method"] == "naive"
     merged = with_market_preset({"validity": {"min_two_sided": 5}, "side": "both"}, "OPRA.PILLAR")
     assert merged["validity"] == {**opra["validity"], "min_two_sided": 5} and merged["side"] == "both"
     assert market_preset("OPRA.PILLAR") == opra  # callers cannot change the table through a result
@@ -377,6 +377,7 @@ def test_build_on_synthetic_spy_days_is_valid_and_accurate(spy3: Path, spy3_buil
         assert m["valid"] is True, m.get("reason")
         # the OPRA preset came from the data's dataset (no flag), and is what the manifest hashed
         assert m["config"]["surfaces_resolved"]["validity"]["max_min_log_strike"] == -0.10
+        assert m["config"]["surfaces_resolved"]["forward_method"] == "naive"
         t = pq.read_table(spy3 / "truth" / tag / "part-0.parquet").to_pandas()
         opt = t[t.kind == "option"].set_index("raw_symbol")
         exp = t[t.kind == "expiry"].set_index("expiration")
