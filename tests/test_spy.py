@@ -305,7 +305,9 @@ def test_seed_and_date_make_the_day(spy_day, tmp_path: Path) -> None:
 
 
 def test_bad_days_and_schemas(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="not a trading day"):
+    from volfast.errors import VolfastError
+
+    with pytest.raises(VolfastError, match="not a trading day"):
         generate_spy_day(dt.date(2024, 3, 2), tmp_path, seed=0)
     with pytest.raises(ValueError, match="unknown schema"):
         generate_spy_day(DAY, tmp_path, seed=0, schemas=("cbbo-1s",))
@@ -318,6 +320,9 @@ def test_bad_days_and_schemas(tmp_path: Path) -> None:
         cli, ["synth", "--market", "nyse", "--start", "2024-03-04", "--out", str(tmp_path)]
     )
     assert r.exit_code == 2 and "Traceback" not in r.output
+    es = ["synth", "--start", "2024-03-04", "--out", str(tmp_path / "es"), "--schema", "cmbp-1"]
+    r = CliRunner().invoke(cli, es)
+    assert r.exit_code == 2 and "applies to --market spy only" in r.output
 
 
 def test_cli_writes_spy_days(tmp_path: Path) -> None:

@@ -145,11 +145,13 @@ def report(run_dir: str, out: str | None) -> None:
 @click.option(
     "--schema",
     "schemas",
-    default="definition,cbbo-1m",
-    show_default=True,
-    help="spy only: files to write, of definition, cbbo-1m, cmbp-1 (comma-separated).",
+    default=None,
+    help="spy only: files to write, of definition, cbbo-1m, cmbp-1 (comma-separated; default "
+    "definition,cbbo-1m).",
 )
-def synth(start: str, days: int, out_dir: str, seed: int, scale: str, market: str, schemas: str) -> None:
+def synth(
+    start: str, days: int, out_dir: str, seed: int, scale: str, market: str, schemas: str | None
+) -> None:
     """Write a synthetic market (ES futures+options, or SPY options on OPRA) as Databento DBN files, with
     ground truth."""
     import datetime as dt
@@ -179,10 +181,12 @@ def synth(start: str, days: int, out_dir: str, seed: int, scale: str, market: st
             f"{c['ohlcv-1m']:>6} ohlcv-1m  {r.seconds:6.2f} s{flags}"
         )
 
+    if market != "spy" and schemas is not None:
+        raise click.BadParameter("applies to --market spy only", param_hint="--schema")
     if market == "spy":
         from volfast.synth.spy import SCHEMAS, SpyDayResult, generate_spy_days
 
-        picked = tuple(x for x in schemas.replace(",", " ").split() if x)
+        picked = tuple(x for x in (schemas or "definition,cbbo-1m").replace(",", " ").split() if x)
         bad = sorted(set(picked) - set(SCHEMAS))
         if bad or not picked:
             msg = f"unknown schema(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(SCHEMAS)}"

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 import volfast
+from volfast.synth.config import SynthError
 
 __all__ = ["AmericanPrices", "american_prices"]
 
@@ -69,13 +70,13 @@ def american_prices(
     call = np.ascontiguousarray(np.broadcast_to(is_call, K.shape), dtype=np.bool_)
     D = np.ascontiguousarray(np.broadcast_to(discount_factor, K.shape), dtype=np.float64)
     if n_steps < 10:
-        raise ValueError(f"n_steps must be at least 10, got {n_steps}")
+        raise SynthError(f"n_steps must be at least 10, got {n_steps}")
     if np.any(~(T > 0)) or np.any(~(sig > 0)) or np.any(~(D > 0)):
-        raise ValueError("expiry_years, vol and discount_factor must be positive")
+        raise SynthError("expiry_years, vol and discount_factor must be positive")
     dt_ = np.asarray(dividend_times, dtype=np.float64)
     da = np.asarray(dividend_amounts, dtype=np.float64)
     if dt_.shape != da.shape:
-        raise ValueError("dividend_times and dividend_amounts differ in length")
+        raise SynthError("dividend_times and dividend_amounts differ in length")
     order = np.argsort(dt_)
     dt_, da = dt_[order], da[order]
     r = -np.log(D) / T

@@ -49,7 +49,7 @@ import volfast
 from volfast.synth import calendar as cal
 from volfast.synth import dbn as w
 from volfast.synth.american import american_prices
-from volfast.synth.config import SynthConfig
+from volfast.synth.config import SynthConfig, SynthError
 from volfast.synth.generate import _index_path, _prepare_out_dir, truth_path
 from volfast.synth.state import DayState, state_path
 from volfast.synth.surface import SSVISurface
@@ -175,7 +175,7 @@ class SpyConfig:
                 call_wing=0.3,
             )
         else:
-            raise ValueError(f"unknown scale {scale!r}; expected small or full")
+            raise SynthError(f"unknown scale {scale!r}; expected small or full")
         return dataclasses.replace(base, **overrides) if overrides else base
 
     def dynamics(self) -> SynthConfig:
@@ -367,9 +367,9 @@ def generate_spy_day(
     config = config or SpyConfig()
     unknown = sorted(set(schemas) - set(SCHEMAS))
     if unknown:
-        raise ValueError(f"unknown schema(s) {', '.join(unknown)}; expected some of {', '.join(SCHEMAS)}")
+        raise SynthError(f"unknown schema(s) {', '.join(unknown)}; expected some of {', '.join(SCHEMAS)}")
     if not cal.is_trading_day(day):
-        raise ValueError(f"{day.isoformat()} is not a trading day (weekend or holiday)")
+        raise SynthError(f"{day.isoformat()} is not a trading day (weekend or holiday)")
     out = _prepare_out_dir(out_dir)
     dyn = config.dynamics()
     if states is None or day not in states:
@@ -994,13 +994,13 @@ def generate_spy_days(
     """Generate ``days`` consecutive trading days of the SPY market from ``start`` into ``out_dir``; also
     writes ``out_dir/synth-config.json`` (market ``spy``, the resolved config)."""
     if days < 1:
-        raise ValueError(f"days must be at least 1, got {days}")
+        raise SynthError(f"days must be at least 1, got {days}")
     if config is None:
         config = SpyConfig.for_scale(scale or "small")
     elif scale is not None and scale != config.scale:
-        raise ValueError(f"scale {scale!r} conflicts with config.scale {config.scale!r}")
+        raise SynthError(f"scale {scale!r} conflicts with config.scale {config.scale!r}")
     if not cal.is_trading_day(start):
-        raise ValueError(
+        raise SynthError(
             f"{start.isoformat()} is not a trading day; the next one is "
             f"{cal.next_trading_day(start).isoformat()}"
         )
