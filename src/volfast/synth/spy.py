@@ -128,8 +128,8 @@ class SpyConfig:
     # --- chain layout
     n_daily: int = 3  # daily expiries from today (0DTE) on
     n_weekly: int = 2  # Friday weeklies after the dailies
-    n_monthly: int = 3  # third-Friday monthlies
-    n_quarterly: int = 1  # quarter-end expiries
+    n_monthly: int = 4  # third-Friday monthlies
+    n_quarterly: int = 2  # quarter-end expiries
     n_leaps: int = 1  # January LEAPS (the last is beyond two years out when n_leaps >= 3)
     fine_step: float = 1.0  # $1 strikes near the money
     coarse_step: float = 5.0  # $5 strikes further out
@@ -158,7 +158,7 @@ class SpyConfig:
 
     @classmethod
     def for_scale(cls, scale: str, **overrides: Any) -> SpyConfig:
-        """``small`` (tests, ~1,000 options, 10 expiries) or ``full`` (a real SPY day's size)."""
+        """``small`` (tests: about 1,100 options over 11-12 expiries) or ``full`` (a real SPY day's size)."""
         if scale == "small":
             base = cls()
         elif scale == "full":
