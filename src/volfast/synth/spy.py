@@ -486,11 +486,11 @@ def generate_spy_day(
         )
     if "cbbo-1m" in paths:
         w.write_dbn_zst(
-            paths["cbbo-1m"], metadata(schema=dbn.Schema.CBBO_1M), cbbo.tobytes(), config.zstd_level
+            paths["cbbo-1m"], metadata(schema=dbn.Schema.CBBO_1M), _as_bytes(cbbo), config.zstd_level
         )
     if "cmbp-1" in paths:
         w.write_dbn_zst(
-            paths["cmbp-1"], metadata(schema=dbn.Schema.CMBP_1), quotes["cmbp"].tobytes(), config.zstd_level
+            paths["cmbp-1"], metadata(schema=dbn.Schema.CMBP_1), _as_bytes(quotes["cmbp"]), config.zstd_level
         )
 
     diag = _cut_diagnostics(cbbo, chain, cut_ns)
@@ -530,6 +530,11 @@ def generate_spy_day(
         "dividends": len(div_dates),
     }
     return SpyDayResult(day, paths, counts, time.perf_counter() - t0, False, state.crash)
+
+
+def _as_bytes(records: np.ndarray) -> memoryview:
+    """The records' bytes without a copy (``tobytes()`` would double a full day's memory)."""
+    return memoryview(np.ascontiguousarray(records).view(np.uint8))
 
 
 def _minute_activity(n_min: int) -> np.ndarray:
@@ -826,6 +831,8 @@ def _cmbp(
     cap = last["ts_recv"].astype(np.int64)[own]
     ex["ts_recv"] = np.maximum(np.minimum(t_ex + latency[: own.size], cap), t_ex)
     rec = np.concatenate([ex, last])
+    n_ex = ex.size
+    del ex, last  # a full day's changes are ~800 MB: keep one copy alive at a time
     rec["publisher_id"] = PUBLISHER_OPRA
     rec["ts_in_delta"] = rng.integers(5_000, 40_000, rec.size)
     rec["action"] = b"A"
@@ -835,7 +842,7 @@ def _cmbp(
     rec["size"] = np.where(side_b, rec["bid_sz_00"], rec["ask_sz_00"])
     rec["flags"] = dbn.F_LAST | dbn.F_TOB
     # within an instrument and minute the cbbo-1m record is last: order by (ts_recv, is-last)
-    is_last = np.r_[np.zeros(ex.size, dtype=bool), np.ones(last.size, dtype=bool)]
+    is_last = np.arange(rec.size) >= n_ex
     order = np.lexsort((is_last, rec["instrument_id"], rec["ts_recv"]))
     return rec[order]
 
