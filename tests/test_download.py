@@ -248,6 +248,7 @@ def test_cli_shows_cost_asks_and_downloads(fake, out: Path, monkeypatch: pytest.
         "2024-01-03",
         "--out",
         str(out),
+        "--full-day",
     ]
     r = CliRunner().invoke(cli, args, input="n\n")
     assert r.exit_code == 1 and "cancelled" in r.output
@@ -258,3 +259,99 @@ def test_cli_shows_cost_asks_and_downloads(fake, out: Path, monkeypatch: pytest.
     assert KEY not in r.output
     r = CliRunner().invoke(cli, [*args, "--yes"])
     assert r.exit_code == 0 and r.output.count("present") == 4 and len(c.calls) == 4
+
+
+# -- snapshot windows, dry runs, OPRA ------------------------------------------------------------------------
+OPRA = DownloadRequest(
+    dataset="OPRA.PILLAR",
+    symbols=("SPY.OPT",),
+    schemas=("definition", "cbbo-1m", "ohlcv-1d"),
+    start=dt.date(2024, 3, 8),  # Friday; US clocks move on Sunday 10 March
+    end=dt.date(2024, 3, 11),
+)
+
+
+def test_plan_asks_top_of_book_only_for_the_window_before_the_cut() -> None:
+    from volfast.download import SnapshotWindow, plan_requests
+
+    plan = plan_requests(OPRA, SnapshotWindow(cut="15:48", tz="America/New_York", lookback="10m"))
+    assert [(p.day.day, p.schema) for p in plan] == [
+        (d, s) for d in (8, 11) for s in ("definition", "cbbo-1m", "ohlcv-1d")
+    ]
+    by = {(p.day.day, p.schema): (p.start, p.end) for p in plan}
+    # 15:38-15:48:01 New York: 20:38 UTC in EST (8 March), 19:38 UTC in EDT (11 March)
+    assert by[(8, "cbbo-1m")] == ("2024-03-08T20:38:00+00:00", "2024-03-08T20:48:01+00:00")
+    assert by[(11, "cbbo-1m")] == ("2024-03-11T19:38:00+00:00", "2024-03-11T19:48:01+00:00")
+    # definitions (and schemas that are not top of book) keep the whole UTC day
+    assert by[(8, "definition")] == ("2024-03-08T00:00:00+00:00", "2024-03-09T00:00:00+00:00")
+    assert by[(11, "ohlcv-1d")] == ("2024-03-11T00:00:00+00:00", "2024-03-12T00:00:00+00:00")
+    full = plan_requests(OPRA)  # no window: whole days for everything
+    assert {(p.start[11:], p.end[11:]) for p in full} == {("00:00:00+00:00", "00:00:00+00:00")}
+
+
+def test_windowed_download_and_cost(fake, out: Path) -> None:
+    from volfast.download import SnapshotWindow
+
+    win = SnapshotWindow(lookback="5m")
+    req = DownloadRequest(
+        dataset="GLBX.MDP3",
+        symbols=("ES.OPT",),
+        schemas=("definition", "mbp-1"),
+        start=REQ.start,
+        end=REQ.end,
+    )
+    c = fake(out)
+    costs = estimate_cost(c, req, win)
+    # definitions priced once over the range, the mbp-1 windows one by one (2 trading days)
+    assert costs == {"definition": 1.25, "mbp-1": 81.0}
+    assert [(x["schema"], x["start"], x["end"]) for x in c.cost_calls] == [
+        ("definition", "2024-01-01T00:00:00+00:00", "2024-01-04T00:00:00+00:00"),
+        ("mbp-1", "2024-01-02T20:43:00+00:00", "2024-01-02T20:48:01+00:00"),
+        ("mbp-1", "2024-01-03T20:43:00+00:00", "2024-01-03T20:48:01+00:00"),
+    ]
+    rep = download(c, req, out, sleep=lambda s: None, window=win)
+    assert [f.status for f in rep.files] == ["downloaded"] * 4
+    got = [(x["schema"], x["start"], x["end"]) for x in c.calls]
+    assert got[1] == ("mbp-1", "2024-01-02T20:43:00+00:00", "2024-01-02T20:48:01+00:00")
+    assert got[0] == ("definition", "2024-01-02T00:00:00+00:00", "2024-01-03T00:00:00+00:00")
+    assert find_day_files(out, dt.date(2024, 1, 3)).by_schema.keys() == {"definition", "mbp-1"}
+
+
+def test_cli_dry_run_prints_the_plan_without_network_or_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import json
+
+    import volfast.download as dl
+
+    monkeypatch.delenv("DATABENTO_API_KEY", raising=False)
+
+    def no_network(key=None):
+        raise AssertionError("a dry run must not make a client")
+
+    monkeypatch.setattr(dl, "make_client", no_network)
+    args = ["download", "--dataset", "OPRA.PILLAR", "--start", "2024-03-08", "--end", "2024-03-11"]
+    r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "o"), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in r.output.splitlines()]
+    assert [x["schema"] for x in lines] == ["definition", "cbbo-1m"] * 2
+    assert all(set(x) == {"dataset", "schema", "symbols", "stype_in", "start", "end"} for x in lines)
+    assert lines[0]["symbols"] == ["SPY.OPT"] and lines[0]["stype_in"] == "parent"  # OPRA parent default
+    assert lines[1]["start"] == "2024-03-08T20:38:00+00:00"
+    assert not (tmp_path / "o").exists()
+    r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "o"), "--dry-run", "--full-day"])
+    assert json.loads(r.output.splitlines()[1])["start"] == "2024-03-08T00:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--symbols", "SPY"], "OPRA parent symbols name an underlying's options, like SPY.OPT; got SPY"),
+        (["--lookback", "ten"], "snapshot window: lookback: cannot parse 'ten'"),
+        (["--cut", "25:99"], "snapshot window:"),
+    ],
+)
+def test_cli_download_bad_input_is_one_line(extra, message, tmp_path) -> None:
+    args = ["download", "--dataset", "OPRA.PILLAR", "--start", "2024-03-08", "--end", "2024-03-08"]
+    r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path), "--dry-run", *extra])
+    assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output

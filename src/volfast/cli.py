@@ -168,8 +168,25 @@ def report(run_dir: str, out: str | None) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Output folder (truth/ inside).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Master seed (day d: [seed, yyyymmdd]).")
 @click.option("--scale", default="small", show_default=True, type=click.Choice(["small", "full"]))
-def synth(start: str, days: int, out_dir: str, seed: int, scale: str) -> None:
-    """Write a synthetic ES futures+options market as Databento DBN files, with ground truth."""
+@click.option(
+    "--market",
+    default="es",
+    show_default=True,
+    type=click.Choice(["es", "spy"]),
+    help="es: CME Globex ES futures and options; spy: OPRA.PILLAR SPY equity options (American).",
+)
+@click.option(
+    "--schema",
+    "schemas",
+    default=None,
+    help="spy only: files to write, of definition, cbbo-1m, cmbp-1 (comma-separated; default "
+    "definition,cbbo-1m).",
+)
+def synth(
+    start: str, days: int, out_dir: str, seed: int, scale: str, market: str, schemas: str | None
+) -> None:
+    """Write a synthetic market (ES futures+options, or SPY options on OPRA) as Databento DBN files, with
+    ground truth."""
     import datetime as dt
     from pathlib import Path
 
@@ -197,6 +214,32 @@ def synth(start: str, days: int, out_dir: str, seed: int, scale: str) -> None:
             f"{c['ohlcv-1m']:>6} ohlcv-1m  {r.seconds:6.2f} s{flags}"
         )
 
+    if market != "spy" and schemas is not None:
+        raise click.BadParameter("applies to --market spy only", param_hint="--schema")
+    if market == "spy":
+        from volfast.synth.spy import SCHEMAS, SpyDayResult, generate_spy_days
+
+        picked = tuple(x for x in (schemas or "definition,cbbo-1m").replace(",", " ").split() if x)
+        bad = sorted(set(picked) - set(SCHEMAS))
+        if bad or not picked:
+            msg = f"unknown schema(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(SCHEMAS)}"
+            raise click.BadParameter(msg, param_hint="--schema")
+
+        def report_spy(r: SpyDayResult) -> None:
+            c = r.counts
+            click.echo(
+                f"{r.date}  {c['options']:>6} options  {c['expiries']:>3} expiries  "
+                f"{c['cbbo-1m']:>9} cbbo-1m  {c['cmbp-1']:>9} cmbp-1  {r.seconds:6.2f} s"
+                + ("  [crash]" if r.crash else "")
+            )
+
+        try:
+            generate_spy_days(
+                moved, days, out_dir, seed=seed, scale=scale, schemas=picked, progress=report_spy
+            )
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        return
     try:
         generate_days(moved, days, out_dir, seed=seed, scale=scale, progress=report)
     except ValueError as exc:
@@ -712,26 +755,33 @@ class _ManyValuesCommand(click.Command):
 
 
 @main.command(cls=_ManyValuesCommand)
-@click.option("--dataset", default="GLBX.MDP3", show_default=True, help="Databento dataset.")
+@click.option("--dataset", default="GLBX.MDP3", show_default=True, help="Databento dataset (OPRA.PILLAR...).")
 @click.option(
     "--symbols",
     multiple=True,
-    default=("ES.OPT", "ES.FUT"),
-    show_default=True,
-    help="Symbols (space- or comma-separated); parent symbols with --stype-in parent.",
+    help="Symbols (space- or comma-separated); parent symbols with --stype-in parent. "
+    "Default: ES.OPT ES.FUT, or SPY.OPT on OPRA.",
 )
 @click.option(
     "--schema",
     "schemas",
     multiple=True,
-    default=("definition", "mbp-1", "ohlcv-1m"),
-    show_default=True,
-    help="Schemas (space- or comma-separated).",
+    help="Schemas (space- or comma-separated). Default: definition mbp-1 ohlcv-1m, or definition cbbo-1m "
+    "on OPRA.",
 )
 @click.option("--stype-in", default="parent", show_default=True, help="Input symbology.")
 @click.option("--start", required=True, help="First trading day YYYY-MM-DD.")
 @click.option("--end", required=True, help="Last trading day YYYY-MM-DD (inclusive).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the day files.")
+@click.option("--cut", default="15:48", show_default=True, help="Snapshot cut (HH:MM[:SS]) in --tz.")
+@click.option("--tz", default="America/New_York", show_default=True, help="IANA time zone of --cut.")
+@click.option("--lookback", default="10m", show_default=True, help="Snapshot look-back before the cut.")
+@click.option(
+    "--full-day",
+    is_flag=True,
+    help="Whole UTC days for top-of-book schemas too (default: only each day's look-back window).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the requests as JSON lines; no network, no key needed.")
 @click.option("--yes", is_flag=True, help="Do not ask to confirm the cost estimate.")
 def download(
     dataset: str,
@@ -741,32 +791,58 @@ def download(
     start: str,
     end: str,
     out: str,
+    cut: str,
+    tz: str,
+    lookback: str,
+    full_day: bool,
+    dry_run: bool,
     yes: bool,
 ) -> None:
-    """Databento day files in the layout `volfast build` reads (cost shown first; key: DATABENTO_API_KEY)."""
+    """Databento day files in the layout `volfast build` reads (cost shown first; key: DATABENTO_API_KEY).
+
+    Top-of-book schemas are asked per trading day only for the snapshot window before the cut (--full-day
+    for whole days); definitions and other schemas for the whole day."""
+    import json
     import sys
 
-    from volfast.download import DownloadError, DownloadRequest, estimate_cost, make_client, parse_list
+    from volfast.download import (
+        DownloadError,
+        DownloadRequest,
+        SnapshotWindow,
+        default_schemas,
+        default_symbols,
+        estimate_cost,
+        make_client,
+        parse_list,
+        plan_requests,
+    )
     from volfast.download import download as run_download
     from volfast.io.dbn import _as_date
 
+    window = None if full_day else SnapshotWindow(cut=cut, tz=tz, lookback=lookback)
     try:
         req = DownloadRequest(
             dataset=dataset,
-            symbols=parse_list(symbols),
-            schemas=parse_list(schemas),
+            symbols=parse_list(symbols) or default_symbols(dataset),
+            schemas=parse_list(schemas) or default_schemas(dataset),
             start=_as_date(start),
             end=_as_date(end),
             stype_in=stype_in,
         )
+        plan = plan_requests(req, window)
+        if dry_run:
+            for p in plan:
+                click.echo(json.dumps(p.to_json()))
+            return
         client = make_client()
+        costs = estimate_cost(client, req, window)
     except (DownloadError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     days = req.days()
-    costs = estimate_cost(client, req)
+    scope = "whole days" if window is None else f"{lookback} before {cut} {tz} for top of book"
     click.echo(
         f"{dataset} {' '.join(req.symbols)} ({stype_in}), {len(days)} trading days "
-        f"{req.start}..{req.end}, {len(days) * len(req.schemas)} files"
+        f"{req.start}..{req.end}, {len(plan)} files ({scope})"
     )
     for s, c in costs.items():
         click.echo(f"  {s:<12} ${c:,.2f}")
@@ -782,7 +858,7 @@ def download(
         else:
             click.echo(msg)
 
-    report = run_download(client, req, out, on_file=show)
+    report = run_download(client, req, out, on_file=show, window=window)
     if report.failed:
         click.secho(
             f"{len(report.failed)} file(s) failed; run the same command again to fetch only those",

@@ -249,12 +249,23 @@ SNAPSHOT_STAGE = Stage("snapshot", _snapshot_run, _snapshot_current, _snapshot_w
 # volfast.surface (forwards -> vols -> SVI -> grids) writes OUT/{quotes,forwards,svi,grids,days}/date=.../
 # with its manifest in OUT/days/date=.../_manifest.json (see volfast.surface.run). The adapter below is the
 # only place the pipeline touches it.
+def _surfaces_params(task: DayTask) -> dict[str, Any]:
+    """The day's ``[surfaces]`` settings over its market preset (from the dataset its snapshot read)."""
+    from volfast.io.output import read_manifest
+    from volfast.pipeline.presets import with_market_preset
+
+    m = read_manifest(snapshot_folder(task.out, task.date)) or {}
+    dataset = (m.get("config") or {}).get("dataset")
+    return with_market_preset(task.config.surfaces_params(), dataset)
+
+
 def _surfaces_manifest_config(task: DayTask) -> dict[str, Any]:
     from volfast.surface.day import SurfaceConfig
 
     doc = task.config.stage_config("surfaces")
-    # The resolved surface config too: a change of its defaults in a new version redoes the days.
-    doc["surfaces_resolved"] = SurfaceConfig.from_dict(task.config.surfaces_params()).to_dict()
+    # The resolved surface config too (market preset included): a change of its defaults in a new version,
+    # or of the preset, redoes the days.
+    doc["surfaces_resolved"] = SurfaceConfig.from_dict(_surfaces_params(task)).to_dict()
     return doc
 
 
@@ -290,7 +301,7 @@ def _surfaces_run(task: DayTask) -> StageOutcome:
 
     part, rel = _surfaces_input(task)
     table, cut_ns, _ = read_snapshot_day(part.parent)
-    cfg = SurfaceConfig.from_dict(task.config.surfaces_params())
+    cfg = SurfaceConfig.from_dict(_surfaces_params(task))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         day = surface_day(

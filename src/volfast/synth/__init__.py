@@ -1,5 +1,6 @@
 """``volfast.synth``: a synthetic ES futures-and-options market written as real Databento DBN files,
-with its ground truth (forwards, discount factors, arbitrage-free SSVI surfaces, latent state) in Parquet.
+with its ground truth (forwards, discount factors, arbitrage-free SSVI surfaces, latent state) in Parquet;
+and a SPY options market on OPRA (:mod:`volfast.synth.spy`: American quotes, dividends, 17 venues).
 
     from volfast.synth import generate_days, SynthConfig
     generate_days(datetime.date(2024, 1, 2), 5, "data/synth", seed=7, scale="small")
@@ -18,7 +19,7 @@ from volfast.synth.calendar import (
     session_bounds_ns,
     trading_days,
 )
-from volfast.synth.config import SCALES, SynthConfig
+from volfast.synth.config import SCALES, SynthConfig, SynthError
 from volfast.synth.generate import (
     TRUTH_SCHEMA,
     DayResult,
@@ -28,6 +29,7 @@ from volfast.synth.generate import (
     option_tick,
     truth_path,
 )
+from volfast.synth.spy import SpyConfig, SpyDayResult, generate_spy_day, generate_spy_days
 from volfast.synth.state import DayState, state_path
 from volfast.synth.surface import SSVISurface
 
@@ -37,11 +39,16 @@ __all__ = [
     "DayResult",
     "DayState",
     "SSVISurface",
+    "SpyConfig",
+    "SpyDayResult",
     "SynthConfig",
+    "SynthError",
     "cut_time_ns",
     "file_names",
     "generate_day",
     "generate_days",
+    "generate_spy_day",
+    "generate_spy_days",
     "holidays",
     "is_trading_day",
     "next_trading_day",

@@ -8,7 +8,14 @@ import hashlib
 import json
 from typing import Any
 
+from volfast.errors import VolfastError
+
 SCALES = ("small", "full")
+
+
+class SynthError(VolfastError, ValueError):
+    """A synthetic market that cannot be made as asked (a date that does not trade, an unknown schema or
+    scale, lattice inputs out of their domain)."""
 
 
 @dataclasses.dataclass(frozen=True)

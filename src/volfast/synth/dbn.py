@@ -134,6 +134,7 @@ def metadata(
     day: dt.date,
     parents: Sequence[str],
     symbols_to_ids: Iterable[tuple[str, int]],
+    dataset: str = DATASET,
 ) -> bytes:
     """Encoded DBN v3 metadata as a batch download by parent symbol would carry it (stype_in=parent,
     one mapping interval per raw symbol covering the UTC dates the session touches, since symbology
@@ -149,7 +150,7 @@ def metadata(
         for sym, iid in symbols_to_ids
     ]
     md = dbn.Metadata(
-        dataset=DATASET,
+        dataset=dataset,
         start=int(start_ns),
         end=int(end_ns),
         stype_in=STYPE_PARENT,
