@@ -73,7 +73,7 @@ def decode_databento(path: Path) -> int:
 
 
 def snapshot_day(day: dict):
-    return volfast.snapshot(day["cbbo"], definitions=day["defs"], cut="15:48", date=DAY, lookback="10m")
+    return volfast.take_snapshot(day["cbbo"], definitions=day["defs"], cut="15:48", date=DAY, lookback="10m")
 
 
 def _child_rss_mib(code: str) -> float:
@@ -118,7 +118,7 @@ def test_bars(spy_day, tmp_path: Path) -> None:
     base_rss = _child_rss_mib(imports)
     cbbo, defs = str(spy_day["cbbo"]), str(spy_day["defs"])
     snap_rss = _child_rss_mib(
-        f"{imports}; volfast.snapshot({cbbo!r}, definitions={defs!r}, cut='15:48', "
+        f"{imports}; volfast.take_snapshot({cbbo!r}, definitions={defs!r}, cut='15:48', "
         "date=datetime.date(2024, 3, 4), lookback='10m')"
     )
     decode_rss = _child_rss_mib(

@@ -279,7 +279,7 @@ def test_truth_is_consistent_with_its_curve_dividends_and_surface(spy_day) -> No
 
 def test_quotes_at_the_cut_bracket_the_american_truth(spy_day) -> None:
     out, res = spy_day
-    snap = volfast.snapshot(res.paths["cbbo-1m"], definitions=res.paths["definition"], cut="15:48", date=DAY)
+    snap = volfast.take_snapshot(res.paths["cbbo-1m"], definitions=res.paths["definition"], cut="15:48", date=DAY)
     q = snap.table.to_pandas().set_index("instrument_id")
     t = _truth(res)
     opt = t[(t.kind == "option") & ~t.missing & ~t.stale & ~t.crossed & ~t.one_sided].set_index(

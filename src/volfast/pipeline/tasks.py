@@ -251,11 +251,10 @@ SNAPSHOT_STAGE = Stage("snapshot", _snapshot_run, _snapshot_current, _snapshot_w
 # only place the pipeline touches it.
 def _surfaces_params(task: DayTask) -> dict[str, Any]:
     """The day's ``[surfaces]`` settings over its market preset (from the dataset its snapshot read)."""
-    from volfast.io.output import read_manifest
     from volfast.pipeline.presets import with_market_preset
+    from volfast.surface.run import snapshot_dataset
 
-    m = read_manifest(snapshot_folder(task.out, task.date)) or {}
-    dataset = (m.get("config") or {}).get("dataset")
+    dataset = snapshot_dataset(snapshot_folder(task.out, task.date))
     return with_market_preset(task.config.surfaces_params(), dataset)
 
 
