@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import volfast
 from volfast.svi import (
     SVIStatus,
+    _qp,
     check_butterfly,
     check_calendar,
     fit_svi,
@@ -21,7 +22,6 @@ from volfast.svi import (
     svi_g,
     total_variance,
 )
-from volfast.svi import _qp
 from volfast.svi import _quasi_explicit as qe
 from volfast.svi import _reference as ref
 from volfast.svi._synthetic import spx_like_slices
@@ -147,7 +147,7 @@ def test_inner_solve_min_variance_face() -> None:
     assert f <= f_ref * (1 + 1e-5) + 1e-15
 
 
-# ---- the inner solve under calendar bounds ---------------------------------------------------------------------
+# ---- the inner solve under calendar bounds -----------------------------------------------------------
 @pytest.mark.parametrize("seed", range(4))
 def test_qp3_solves_small_convex_qps(seed: int) -> None:
     # random strictly convex QPs in R^3 with up to 40 constraints, a third with parallel / repeated rows:
@@ -203,8 +203,8 @@ def test_inner_solve_bounded_matches_slsqp(seed: int) -> None:
         lo_w = total_variance(kg, prev)
         hi_w = total_variance(kg, nxt) if with_upper else np.zeros(1)
         bnd = qe.Bounds(
-            True, kg, lo_w, npts, 0.0, 0.0, kg if with_upper else np.zeros(1), hi_w, npts if with_upper else 0,
-            np.inf, np.inf, 0.0, 0.0, 0.0, 2, np.zeros(1), 0,
+            True, kg, lo_w, npts, 0.0, 0.0, kg if with_upper else np.zeros(1), hi_w,
+            npts if with_upper else 0, np.inf, np.inf, 0.0, 0.0, 0.0, 2, np.zeros(1), 0,
         )  # fmt: skip
         f, a, b, rho = qe.inner_solve_bounded(k, v, wt, m, sig, 4.0, ref.RHO_MAX, y, z, bnd)
         lower = (kg, lo_w)

@@ -4,8 +4,8 @@
 from volfast.svi.core import (
     ButterflyCheck,
     SVIFit,
-    SVIStatus,
     SVIInputError,
+    SVIStatus,
     check_butterfly,
     check_butterfly_exact,
     check_calendar,

@@ -10,15 +10,18 @@ Butterfly enters the outer search as a penalty on g below a small margin (coarse
 interval plus every point where the exact check :func:`._arbitrage.min_g` found g < 0, the weight raised
 x10 per round while it still finds one). A slice is accepted only when the exact checkers pass.
 
-Per surface (slices in increasing expiry) two sequential passes are made: forward (each slice fitted on
-its own and, where that violates, refitted above its fitted predecessor: later slices move up) and
-backward (from the long end, each slice under its fitted successor: earlier slices move down). Each is
-then polished by Gauss-Seidel sweeps refitting every constrained slice between both current neighbours,
-warm-started from its parameters and kept only when its objective drops (feasibility kept, total objective
-non-increasing). The pass with the lower total relative objective (sum over slices of the weighted squared
-error over the slice's weighted sum of squared quotes) wins. Guaranteed fallback: when no bounded fit
-passes, a slice takes its neighbour's parameters (calendar gap 0; kept only if butterfly-free on the
-slice's check interval); failing that it is reported as not arbitrage-free (``how = 3``), never as OK.
+Per surface (slices in increasing expiry) a forward pass: each slice keeps its own fit where that is free
+of arbitrage against its fitted predecessor; otherwise it gets the cheaper, in relative objective (the
+objective over the slice's weighted sum of squared quotes), of (a) refitted above the predecessor and
+(b) its own fit kept and the predecessor refitted between its own predecessor and it (lowering the
+earlier slice, mostly in its unquoted wings). ``_VARIANTS`` adds a backward pass (from the long end, each
+slice under its successor) and a homotopy start (Gauss-Seidel sweeps from the own fits with calendar
+bounds relaxed by a factor ``1 -+ eps``, ``eps`` shrinking to 0, then the forward pass); the variant with
+the lower total wins. (Plain Gauss-Seidel sweeps from a sequential solution do nothing: each slice is
+already optimal under its one-sided bound, hence under the two-sided one.) Guaranteed fallback: when no
+bounded fit passes, a slice takes its predecessor's parameters (calendar gap 0; kept only if butterfly-free
+on the slice's check interval); failing that it is reported as not arbitrage-free (``how = 3``), never as
+OK.
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ def _cut_value(p, kk, sign):
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
 def refit_bounded(
-    k, v, wt, warm, has_lo, plo, has_hi, phi, bf_klo, bf_khi, cut_klo, cut_khi, slope, rho_max, maxit, m_out, npts,
+    k, v, wt, warm, has_lo, plo, has_hi, phi, bf_klo, bf_khi, cut_klo, cut_khi, slope, rho_max, maxit, m_out,
+    npts,
     out,
 ):
     """Best raw SVI for one slice with g >= 0 on [bf_klo, bf_khi], ``w >= w_lo`` (``has_lo``) and
@@ -134,34 +138,42 @@ def refit_bounded(
         nbf = _add_cut(bf_k, bf_w, nbf, kg, 0.0)
     wm = warm[3]
     wls = math.log(warm[4])
-    for rnd in range(_ROUNDS):
-        bnd = Bounds(
-            True, lo_k, lo_w, nlo, lo_sr, lo_sl, hi_k, hi_w, nhi, hi_sr, hi_sl, mu, bf_klo, bf_khi,
-            _BF_COARSE, bf_k, nbf,
-        )  # fmt: skip
-        f = search(k, v, wt, slope, rho_max, 0, maxit if rnd == 0 else _MAXIT_LATER, True, wm, wls, y, z, out, bnd, m_out)
-        if not f < math.inf:
-            return False
-        wm = out[3]
-        wls = math.log(out[4])
-        ok = True
-        if has_lo:
-            g, kk = calendar_gap(out, plo)
-            if g < 0.0:
+    # first from the warm start alone; where that fails, again with the 5x5 grid of starts as well
+    for attempt in range(2):
+        if attempt == 1:
+            wm = warm[3]
+            wls = math.log(warm[4])
+        for rnd in range(_ROUNDS):
+            bnd = Bounds(
+                True, lo_k, lo_w, nlo, lo_sr, lo_sl, hi_k, hi_w, nhi, hi_sr, hi_sl, mu, bf_klo, bf_khi,
+                _BF_COARSE, bf_k, nbf,
+            )  # fmt: skip
+            n_grid = 1 if attempt == 1 and rnd == 0 else 0
+            it = maxit if rnd == 0 else _MAXIT_LATER
+            f = search(k, v, wt, slope, rho_max, n_grid, it, True, wm, wls, y, z, out, bnd, m_out)
+            if not f < math.inf:
+                break
+            wm = out[3]
+            wls = math.log(out[4])
+            ok = True
+            if has_lo:
+                g, kk = calendar_gap(out, plo)
+                if g < 0.0:
+                    ok = False
+                    nlo = _add_cut(lo_k, lo_w, nlo, kk, _cut_value(plo, kk, 1.0))
+            if has_hi:
+                g, kk = calendar_gap(phi, out)
+                if g < 0.0:
+                    ok = False
+                    nhi = _add_cut(hi_k, hi_w, nhi, kk, _cut_value(phi, kk, -1.0))
+            mg, kg = min_g(out[0], out[1], out[2], out[3], out[4], bf_klo, bf_khi, npts)
+            if mg < 0.0:
                 ok = False
-                nlo = _add_cut(lo_k, lo_w, nlo, kk, _cut_value(plo, kk, 1.0))
-        if has_hi:
-            g, kk = calendar_gap(phi, out)
-            if g < 0.0:
-                ok = False
-                nhi = _add_cut(hi_k, hi_w, nhi, kk, _cut_value(phi, kk, -1.0))
-        mg, kg = min_g(out[0], out[1], out[2], out[3], out[4], bf_klo, bf_khi, npts)
-        if mg < 0.0:
-            ok = False
-            mu = s0 if mu == 0.0 else 10.0 * mu
-            nbf = _add_cut(bf_k, bf_w, nbf, kg, 0.0)
-        if ok:
-            return True
+                mu = s0 if mu == 0.0 else 10.0 * mu
+                nbf = _add_cut(bf_k, bf_w, nbf, kg, 0.0)
+            if ok:
+                return True
+        mu = s0 if mu > 0.0 else 0.0
     return False
 
 
@@ -175,7 +187,8 @@ def _s0(v, wt, a0, a1):
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
 def _pass(
-    k, v, wt, offsets, sl, free, bf_klo, bf_khi, slope, slope_lee, rho_max, maxit, m_out, npts, backward, P, how, f,
+    k, v, wt, offsets, sl, free, bf_klo, bf_khi, slope, slope_lee, rho_max, maxit, m_out, npts, backward, P,
+    how, f,
 ):
     """One sequential pass over the slices ``sl`` of a surface (increasing expiry), forward or backward.
     ``P``, ``how``, ``f`` per position in ``sl``; returns the total relative objective (sum over slices of
@@ -235,8 +248,8 @@ def _pass(
                 pklo = min(pklo, bf_klo[sl[ll]])
                 pkhi = max(pkhi, bf_khi[sl[ll]])
             if refit_bounded(
-                k[b0:b1], v[b0:b1], wt[b0:b1], P[last], ll >= 0, plo, True, cand, bf_klo[sp], bf_khi[sp], pklo,
-                pkhi, slope, rho_max, maxit, m_out, npts, alt,
+                k[b0:b1], v[b0:b1], wt[b0:b1], P[last], ll >= 0, plo, True, cand, bf_klo[sp], bf_khi[sp],
+                pklo, pkhi, slope, rho_max, maxit, m_out, npts, alt,
             ):  # fmt: skip
                 f_alt = sse(k[b0:b1], v[b0:b1], wt[b0:b1], alt)
                 cost_alt = (f_alt - f[last]) / _s0(v, wt, b0, b1)
@@ -327,8 +340,8 @@ def _homotopy(k, v, wt, offsets, sl, free, bf_klo, bf_khi, slope, slope_lee, rho
 
 @numba.njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
 def enforce_surfaces(
-    k, v, wt, offsets, params, surf_offsets, order, bf_klo, bf_khi, slope, slope_lee, rho_max, maxit, m_out, npts,
-    how,
+    k, v, wt, offsets, params, surf_offsets, order, bf_klo, bf_khi, slope, slope_lee, rho_max, maxit, m_out,
+    npts, how,
 ):
     """Arbitrage-free fits of every surface (prange over surfaces). ``order`` lists the fitted slices
     surface by surface (CSR ``surf_offsets``) in increasing expiry; ``params`` holds their unconstrained
@@ -352,8 +365,8 @@ def enforce_surfaces(
             if variant == 2:
                 # the homotopy start, then made feasible by a forward pass
                 _homotopy(
-                    k, v, wt, offsets, sl, free, bf_klo, bf_khi, slope, slope_lee, rho_max, maxit, m_out, npts,
-                    start,
+                    k, v, wt, offsets, sl, free, bf_klo, bf_khi, slope, slope_lee, rho_max, maxit, m_out,
+                    npts, start,
                 )  # fmt: skip
             else:
                 start[:] = free
@@ -387,8 +400,8 @@ def enforce_surfaces(
 
 @numba.njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
 def diagnostics(
-    k, v, bid, ask, has_ba, offsets, todo, params, expiry, prev, bf_klo, bf_khi, npts, rmse, inside, min_g_out,
-    k_min_g, cal_gap, k_cal,
+    k, v, bid, ask, has_ba, offsets, todo, params, expiry, prev, bf_klo, bf_khi, npts, rmse, inside,
+    min_g_out, k_min_g, cal_gap, k_cal,
 ):
     """Per-slice RMSE (vol points; NaN without expiry), share inside [bid, ask], the exact minimum of g on
     [bf_klo, bf_khi] (and where), and the exact minimum calendar gap to slice ``prev[s]`` over all k

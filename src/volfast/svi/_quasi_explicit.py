@@ -605,7 +605,8 @@ def fit_slice(k, v, wt0, slope, rho_max, robust, huber_c, n_starts, maxit, out, 
 
 @numba.njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
 def fit_batch(
-    k, v, wt, offsets, todo, slope, rho_max, robust, huber_c, n_starts, maxit, params, objective, m_out, wt_out
+    k, v, wt, offsets, todo, slope, rho_max, robust, huber_c, n_starts, maxit, params, objective, m_out,
+    wt_out,
 ):
     """Fit every slice ``s`` with ``todo[s]`` (prange over slices). ``params`` (n, 5), ``objective`` (n),
     ``wt_out`` (N) the final per-quote weights."""

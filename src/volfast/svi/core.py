@@ -410,13 +410,15 @@ def fit_svi(
         ACT/365 year fraction per slice; needed for the RMSE in vol points and for calendar checks. Without
         ``surface_id``, a new surface starts wherever the expiry does not increase.
     arbitrage_free : bool
-        Remove butterfly arbitrage (g >= 0 on the check grid) and calendar arbitrage (each slice at or
-        above the previous one of its surface on the union grid) by moving violating slices towards an
-        arbitrage-free SSVI target; such slices get status REPAIRED. Each slice is fitted with its SVI
-        minimum ``m`` inside its quoted range; a violating slice is refitted under the constraints
-        (calendar alone: exactly, as linear bounds inside the quasi-explicit solve; with butterfly:
-        5-parameter exact-penalty search), or its predecessor is bent below it where that costs the
-        two slices less, and only as a last resort moved towards the SSVI target.
+        Enforce no arbitrage inside the fit: every OK/REPAIRED slice is free of butterfly arbitrage
+        (g >= 0 on its quoted range widened by the check margin, Lee's wing bound ``b (1 + |rho|) <= 2``
+        beyond) and of calendar arbitrage against the previous usable slice of its surface for every real
+        k, by construction and as confirmed by the exact checkers (:func:`check_butterfly_exact`,
+        :func:`check_calendar_exact`). A slice whose own best fit (``m`` among its quotes) already passes
+        is OK; otherwise it is fitted under the constraints (calendar bounds as cutting planes inside the
+        quasi-explicit solve, butterfly as an exact-checked penalty; see :mod:`volfast.svi._enforce`) and
+        is REPAIRED; ARBITRAGE where no arbitrage-free fit was found. False: independent unconstrained fits
+        (``max_wing_slope`` as given, ``m`` free), flagged by the same exact checkers.
     robust : bool
         Huber IRLS (c = 1.345 on the MAD scale) against stray quotes.
     max_wing_slope : float
@@ -430,15 +432,15 @@ def fit_svi(
         Explicit surface membership; consecutive slices with the same id form a surface (expiries must
         increase within it).
     check_margin : float
-        The arbitrage check grid spans the quoted log-moneyness range extended on each side by this much
-        at most (log-moneyness units).
+        The butterfly check interval spans the quoted log-moneyness range extended on each side by this
+        much at most (log-moneyness units) ...
     check_margin_sd : float or None
         ... and by at most this many "standard deviations" ``sqrt(w)`` of the slice (``w`` its median
-        quoted total variance): extrapolating a 1-day smile 0.5 beyond its last strike is meaningless, and
-        arbitrage there should not bend the fit to the quotes. None: ``check_margin`` alone. The grid
-        used for each slice is returned in :attr:`SVIFit.check_range`.
+        quoted total variance), but never by less than ``min(0.1, check_margin)``. None: ``check_margin``
+        alone. The interval used for each slice is returned in :attr:`SVIFit.check_range`.
     check_points : int
-        Points of the check grid per slice (and per pair of slices for the calendar check).
+        Minimum points of the uniform u-grid of the exact butterfly checker before refinement (its step is
+        at most 0.05 in ``u``, ``k - m = sigma sinh u``).
     max_rmse : float, optional
         Slices whose RMSE (vol points) exceeds this get status NO_FIT.
     n_starts, max_iter : int
@@ -450,8 +452,9 @@ def fit_svi(
 
     Raises
     ------
-    ValueError
-        For inconsistent array shapes or offsets (per-slice problems give a status instead).
+    SVIInputError
+        (a ``ValueError``) for inconsistent array shapes, offsets or settings (per-slice problems give a
+        status instead).
     """
     from volfast.svi import _enforce as enf
     from volfast.svi import _quasi_explicit as qe
