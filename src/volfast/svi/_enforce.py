@@ -44,6 +44,8 @@ _HOMOTOPY_EPS0 = 0.1  # its first relative slack of the calendar bounds
 # starts per surface: 1 = the forward pass (with pairwise lowering); 2 adds the backward pass, 3 the homotopy
 # start (on the SPX chain of tests/_spx_chain.py: RMSE 1.20 -> 1.16 vol points for ~3x the time on dense days)
 _VARIANTS = 1
+_NM_FTOL = 1e-7  # Nelder-Mead stopping rule of the bounded refits (relative objective, (m, log sigma))
+_NM_XTOL = 1e-4
 _MAXIT_LATER = 40  # Nelder-Mead iterations of the later cutting-plane rounds (warm, small moves)
 
 # how[] codes
@@ -150,7 +152,9 @@ def refit_bounded(
             )  # fmt: skip
             n_grid = 1 if attempt == 1 and rnd == 0 else 0
             it = maxit if rnd == 0 else _MAXIT_LATER
-            f = search(k, v, wt, slope, rho_max, n_grid, it, True, wm, wls, y, z, out, bnd, m_out)
+            f = search(
+                k, v, wt, slope, rho_max, n_grid, it, True, wm, wls, y, z, out, bnd, m_out, _NM_FTOL, _NM_XTOL
+            )
             if not f < math.inf:
                 break
             wm = out[3]

@@ -389,8 +389,11 @@ def _outer(k, v, wt, x0, x1, lo0, hi0, lo1, hi1, fscale, slope, rho_max, y, z, r
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
-def _nelder_mead(k, v, wt, sx0, sx1, h0, h1, lo0, hi0, lo1, hi1, fscale, slope, rho_max, y, z, maxit, bnd):
-    """2-D Nelder-Mead from (sx0, sx1) with steps (h0, h1). Returns (f, m, log sigma, evaluations)."""
+def _nelder_mead(
+    k, v, wt, sx0, sx1, h0, h1, lo0, hi0, lo1, hi1, fscale, slope, rho_max, y, z, maxit, bnd, ftol, xtol
+):
+    """2-D Nelder-Mead from (sx0, sx1) with steps (h0, h1), stopping when the simplex values agree to
+    ``ftol`` (relative) and its size is below ``xtol``. Returns (f, m, log sigma, evaluations)."""
     res = np.empty(5)
     px = np.empty((3, 2))
     fv = np.empty(3)
@@ -422,7 +425,7 @@ def _nelder_mead(k, v, wt, sx0, sx1, h0, h1, lo0, hi0, lo1, hi1, fscale, slope, 
             abs(px[iw, 0] - px[ib, 0]) + abs(px[iw, 1] - px[ib, 1]),
             abs(px[im, 0] - px[ib, 0]) + abs(px[im, 1] - px[ib, 1]),
         )
-        if fv[iw] - fb <= 1e-10 * abs(fb) + 1e-300 and size < 1e-5:
+        if fv[iw] - fb <= ftol * abs(fb) + 1e-300 and size < xtol:
             break
         if size < 1e-9:
             break
@@ -480,11 +483,14 @@ def _nelder_mead(k, v, wt, sx0, sx1, h0, h1, lo0, hi0, lo1, hi1, fscale, slope, 
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
-def search(k, v, wt, slope, rho_max, n_starts, maxit, warm, wm, wls, y, z, out, bnd, m_out):
+def search(
+    k, v, wt, slope, rho_max, n_starts, maxit, warm, wm, wls, y, z, out, bnd, m_out, ftol=1e-10, xtol=1e-5
+):
     """Global-ish search over (m, log sigma): a 5x5 grid (skipped when ``n_starts`` is 0), then Nelder-Mead
     from the best ``n_starts`` grid points and from the warm start ``(wm, wls)`` when ``warm``; ``m`` stays
     within the quoted range extended by ``m_out`` times its width. Writes (a, b, rho, m, sigma) into
-    ``out``; returns the objective (with the butterfly penalty when ``bnd.mu > 0``)."""
+    ``out``; returns the objective (with the butterfly penalty when ``bnd.mu > 0``). ``ftol``, ``xtol``: the
+    Nelder-Mead stopping rule; with ``xtol >= 1e-4`` (the bounded refits, warm-started) no restart."""
     n = k.shape[0]
     kmin = k[0]
     kmax = k[0]
@@ -535,20 +541,23 @@ def search(k, v, wt, slope, rho_max, n_starts, maxit, warm, wm, wls, y, z, out, 
             h0 = 0.1 * hm
             h1 = 0.1 * hs
         f, x0, x1, _ = _nelder_mead(
-            k, v, wt, sx0, sx1, h0, h1, lo0, hi0, lo1, hi1, fscale, slope, rho_max, y, z, maxit, bnd
+            k, v, wt, sx0, sx1, h0, h1, lo0, hi0, lo1, hi1, fscale, slope, rho_max, y, z, maxit, bnd, ftol,
+            xtol,
         )
         if f < bf:
             bf = f
             bm = x0
             bls = x1
     # restart once from the best point with a small simplex (Nelder-Mead can stall on kinks)
-    f, x0, x1, _ = _nelder_mead(
-        k, v, wt, bm, bls, 0.05 * hm, 0.05 * hs, lo0, hi0, lo1, hi1, fscale, slope, rho_max, y, z, maxit, bnd
-    )
-    if f < bf:
-        bf = f
-        bm = x0
-        bls = x1
+    if xtol < 1e-4:
+        f, x0, x1, _ = _nelder_mead(
+            k, v, wt, bm, bls, 0.05 * hm, 0.05 * hs, lo0, hi0, lo1, hi1, fscale, slope, rho_max, y, z, maxit,
+            bnd, ftol, xtol,
+        )  # fmt: skip
+        if f < bf:
+            bf = f
+            bm = x0
+            bls = x1
     fb = _outer(k, v, wt, bm, bls, lo0, hi0, lo1, hi1, fscale, slope, rho_max, y, z, res, bnd)
     for j in range(5):
         out[j] = res[j]
