@@ -513,11 +513,13 @@ def test_qqq_chain_forwards_vols_svi(shared_dbn: Path) -> None:
     rd = surface_snapshot(snap)
     rep = rd.svi.to_pandas()
     assert rep["status"].isin([0, 1]).all() and rep["butterfly_ok"].all() and rep["calendar_ok"].all()
-    # with the repair on, the fits still go through the quotes (issue 4): 94% on this chain
+    # with no-arbitrage enforced (butterfly 0.1 beyond the quotes, Lee's wing bound, calendar for every k)
+    # these 0-3 day smiles lose closeness: 56% within +-1 vol point of bid/ask near the money (issue 19;
+    # the earlier post-fit repair reached 94% but was not arbitrage-free between its check points)
     rq = rd.quotes.to_pandas()
     rn = rq[rq["used"] & (rq["log_moneyness"].abs() <= 0.1)]
     r_in = (rn["fit_iv"] >= rn["bid_iv"] - tol) & (rn["fit_iv"] <= rn["ask_iv"] + tol)
-    assert len(rn) == len(near) and r_in.mean() > 0.85
+    assert len(rn) == len(near) and r_in.mean() > 0.5
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,15 @@
-"""Batched raw-SVI fits per expiry slice, arbitrage checks (butterfly g(k), calendar) and repair."""
+"""Batched raw-SVI fits per expiry slice with no-arbitrage enforced in the fit, and exact arbitrage checks
+(butterfly g(k) on an interval, calendar over the whole real line)."""
 
 from volfast.svi.core import (
     ButterflyCheck,
     SVIFit,
+    SVIInputError,
     SVIStatus,
     check_butterfly,
+    check_butterfly_exact,
     check_calendar,
+    check_calendar_exact,
     fit_svi,
     gj_jw_repair,
     jw_to_raw,
@@ -19,8 +23,11 @@ __all__ = [
     "ButterflyCheck",
     "SVIFit",
     "SVIStatus",
+    "SVIInputError",
     "check_butterfly",
+    "check_butterfly_exact",
     "check_calendar",
+    "check_calendar_exact",
     "fit_svi",
     "gj_jw_repair",
     "jw_to_raw",

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from volfast._native import resolve_threads
+from volfast.errors import VolfastError
 
 PARAM_NAMES = ("a", "b", "rho", "m", "sigma")
 MIN_POINTS = 5
@@ -22,19 +23,32 @@ RHO_MAX = 1.0 - 1e-6  # |rho| < 1 strictly
 HUBER_C = 1.345
 # how far beyond the quoted log-moneyness range (in units of its width) the SVI minimum m may lie:
 # independent fits search widely; arbitrage-free fits keep m among the quotes, since a minimum beyond the
-# last strike with a wing at the slope cap fits the quotes but extrapolates into the next slice
+# last strike with a wing at the slope cap fits the quotes as well but imposes that steep wing on every
+# later slice (calendar order holds for all k, so wing slopes must not decrease)
 M_OUT_FREE = 2.0
 M_OUT_ARBITRAGE_FREE = 0.0
+# Roger Lee's moment formula: an arbitrage-free smile has wing slopes b (1 +- rho) <= 2
+LEE_SLOPE = 2.0
+# the butterfly check interval extends at least this far beyond the quoted log-moneyness range
+MIN_CHECK_MARGIN = 0.1
+
+
+class SVIInputError(VolfastError, ValueError):
+    """Inconsistent arguments to :func:`fit_svi` or the SVI helpers (shapes, offsets, settings)."""
 
 
 class SVIStatus(enum.IntEnum):
     """Per-slice status (uint8 in :attr:`SVIFit.status`)."""
 
-    OK = 0  #: fitted; no arbitrage found on the check grid (or not asked for)
-    REPAIRED = 1  #: fitted, then moved towards an arbitrage-free target to remove arbitrage
+    OK = 0  #: fitted; with ``arbitrage_free`` its own best fit, already free of arbitrage
+    #: fitted under the arbitrage constraints (``arbitrage_free`` only): its own best fit would violate
+    #: butterfly or calendar no-arbitrage, so a constraint binds (``SVIFit.repair`` says what it costs)
+    REPAIRED = 1
     TOO_FEW_POINTS = 2  #: fewer than 5 distinct log-moneyness values
     INVALID_INPUT = 3  #: NaN/inf or negative total variance, bad weight or expiry
     NO_FIT = 4  #: no acceptable fit (non-finite result, or RMSE above ``max_rmse``)
+    #: ``arbitrage_free`` only: no fit free of arbitrage was found; parameters withheld (NaN)
+    ARBITRAGE = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,15 +69,23 @@ class SVIFit:
     inside_bid_ask : (n,) float64
         Share of the slice's quotes whose fitted total variance lies in [bid, ask]; NaN without bid/ask.
     min_g : (n,) float64
-        Minimum of Gatheral-Jacquier's g(k) on the check grid (-inf if w <= 0 somewhere on it).
+        Minimum of Gatheral-Jacquier's g(k) on the check interval :attr:`check_range` of the continuous
+        slice (exact checker :func:`check_butterfly_exact`; -inf if w <= 0 anywhere).
     butterfly_ok, calendar_ok : (n,) bool
-        No butterfly arbitrage on the check grid (``min_g >= 0``); no calendar arbitrage against the
-        previous fitted slice of the same surface (True for the first slice of a surface).
+        No butterfly arbitrage: ``min_g >= 0`` on the check interval and Lee's wing bound
+        ``b (1 + |rho|) <= 2`` beyond it; no calendar arbitrage against the previous usable slice of the
+        same surface for every real k (exact checker :func:`check_calendar_exact`; True for the first slice
+        of a surface). Computed the same way with and without ``arbitrage_free``.
     objective : (n,) float64
         Weighted sum of squared total-variance residuals ``sum wt (w(k) - w_mkt)^2`` with the weights
         normalised to mean 1 in each slice (Huber loss with ``robust=True``), for the returned params.
     repair : (n,) float64
-        How far each slice moved from its own fit towards the arbitrage-free target (0 = not moved).
+        Relative increase of the objective over the slice's own unconstrained fit (0 = its own fit).
+    check_range : (n, 2) float64
+        The butterfly check interval of each slice (quoted range widened by the margin).
+    calendar_gap : (n,) float64
+        Exact ``min_k w_s(k) - w_prev(k)`` over all real k against the previous usable slice of the surface
+        (inf for the first slice).
     """
 
     params: NDArray[np.float64]
@@ -77,6 +99,7 @@ class SVIFit:
     objective: NDArray[np.float64]
     repair: NDArray[np.float64]
     check_range: NDArray[np.float64] = dataclasses.field(default_factory=lambda: np.empty((0, 2)))
+    calendar_gap: NDArray[np.float64] = dataclasses.field(default_factory=lambda: np.empty(0))
 
     @property
     def n_slices(self) -> int:
@@ -94,7 +117,7 @@ def _params2d(params: ArrayLike) -> NDArray[np.float64]:
     if p.ndim == 1:
         p = p[None, :]
     if p.ndim != 2 or p.shape[1] != 5:
-        raise ValueError(f"params must have shape (5,) or (n, 5) as a, b, rho, m, sigma; got {p.shape}")
+        raise SVIInputError(f"params must have shape (5,) or (n, 5) as a, b, rho, m, sigma; got {p.shape}")
     return p
 
 
@@ -264,6 +287,64 @@ def check_calendar(
     return gap >= 0.0, gap
 
 
+def check_butterfly_exact(
+    params: ArrayLike, *, k_low: ArrayLike, k_high: ArrayLike, min_points: int = 201
+) -> ButterflyCheck:
+    """Butterfly check of raw-SVI rows as continuous functions on ``[k_low, k_high]``.
+
+    The minimum of Gatheral-Jacquier's g is found on a uniform grid in ``u`` (``k - m = sigma sinh u``,
+    step <= 0.05, at least ``min_points`` points) with every local minimum refined by golden section;
+    ``ok`` also requires Lee's wing bound ``b (1 + |rho|) <= 2``, which keeps g >= 0 asymptotically
+    beyond the interval. A slice with ``w <= 0`` anywhere gets ``min_g = -inf``.
+
+    Parameters
+    ----------
+    params : array_like, (5,) or (n, 5)
+        Raw SVI rows ``a, b, rho, m, sigma``.
+    k_low, k_high : array_like
+        Interval ends in log-moneyness ``log(K / F)``, scalars or one per row.
+    min_points : int
+        Minimum grid points before refinement.
+    """
+    from volfast.svi._arbitrage import min_g
+
+    p = _params2d(params)
+    lo = np.broadcast_to(np.asarray(k_low, dtype=np.float64), (p.shape[0],))
+    hi = np.broadcast_to(np.asarray(k_high, dtype=np.float64), (p.shape[0],))
+    mg = np.empty(p.shape[0])
+    km = np.empty(p.shape[0])
+    for i, row in enumerate(p):
+        if not (np.isfinite(row).all() and row[4] > 0.0 and lo[i] <= hi[i]):
+            raise SVIInputError(f"row {i}: need finite params with sigma > 0 and k_low <= k_high")
+        mg[i], km[i] = min_g(*(float(x) for x in row), float(lo[i]), float(hi[i]), int(min_points))
+    lee = p[:, 1] * (1.0 + np.abs(p[:, 2])) <= LEE_SLOPE * (1.0 + 1e-12)
+    return ButterflyCheck(ok=(mg >= 0.0) & lee, min_g=mg, k_at_min=km)
+
+
+def check_calendar_exact(
+    params: ArrayLike,
+) -> tuple[NDArray[np.bool_], NDArray[np.float64], NDArray[np.float64]]:
+    """Calendar check of consecutive raw-SVI rows (increasing expiry) over the whole real line.
+
+    The crossings of two raw-SVI slices are among the real roots of a quartic (the equation
+    ``w_{i+1}(k) = w_i(k)`` squared twice); the gap keeps its sign between consecutive roots, so its minimum
+    on each interval (golden section) and the wing slopes ``b (1 +- rho)`` decide ``w_{i+1} >= w_i``
+    everywhere. Returns ``(ok, min_gap, k_at_min)`` of length n - 1; ``min_gap = -inf`` (with
+    ``k = -+inf``) when a wing of the later slice is less steep than the earlier one's.
+    """
+    from volfast.svi._arbitrage import calendar_gap
+
+    p = _params2d(params)
+    n = max(p.shape[0] - 1, 0)
+    gap = np.empty(n)
+    kk = np.empty(n)
+    for i in range(n):
+        if not (np.isfinite(p[i : i + 2]).all() and (p[i : i + 2, 4] > 0.0).all()):
+            raise SVIInputError(f"rows {i}, {i + 1}: need finite params with sigma > 0")
+        gap[i], kk[i] = calendar_gap(np.ascontiguousarray(p[i + 1]), np.ascontiguousarray(p[i]))
+    return gap >= 0.0, gap, kk
+
+
 def ssvi_to_raw(*, theta: ArrayLike, phi: ArrayLike, rho: ArrayLike) -> NDArray[np.float64]:
     """An SSVI slice ``w = theta/2 (1 + rho phi k + sqrt((phi k + rho)^2 + 1 - rho^2))`` as raw SVI:
     ``a = theta/2 (1 - rho^2), b = theta phi / 2, m = -rho / phi, sigma = sqrt(1 - rho^2) / phi``."""
@@ -276,9 +357,9 @@ def ssvi_to_raw(*, theta: ArrayLike, phi: ArrayLike, rho: ArrayLike) -> NDArray[
 def _as1d(name: str, x: ArrayLike, n: int | None = None) -> NDArray[np.float64]:
     a = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
     if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+        raise SVIInputError(f"{name} must be 1-D, got shape {a.shape}")
     if n is not None and a.shape[0] != n:
-        raise ValueError(f"{name} has length {a.shape[0]}, expected {n}")
+        raise SVIInputError(f"{name} has length {a.shape[0]}, expected {n}")
     return a
 
 
@@ -329,13 +410,15 @@ def fit_svi(
         ACT/365 year fraction per slice; needed for the RMSE in vol points and for calendar checks. Without
         ``surface_id``, a new surface starts wherever the expiry does not increase.
     arbitrage_free : bool
-        Remove butterfly arbitrage (g >= 0 on the check grid) and calendar arbitrage (each slice at or
-        above the previous one of its surface on the union grid) by moving violating slices towards an
-        arbitrage-free SSVI target; such slices get status REPAIRED. Each slice is fitted with its SVI
-        minimum ``m`` inside its quoted range; a violating slice is refitted under the constraints
-        (calendar alone: exactly, as linear bounds inside the quasi-explicit solve; with butterfly:
-        5-parameter exact-penalty search), or its predecessor is bent below it where that costs the
-        two slices less, and only as a last resort moved towards the SSVI target.
+        Enforce no arbitrage inside the fit: every OK/REPAIRED slice is free of butterfly arbitrage
+        (g >= 0 on its quoted range widened by the check margin, Lee's wing bound ``b (1 + |rho|) <= 2``
+        beyond) and of calendar arbitrage against the previous usable slice of its surface for every real
+        k, by construction and as confirmed by the exact checkers (:func:`check_butterfly_exact`,
+        :func:`check_calendar_exact`). A slice whose own best fit (``m`` among its quotes) already passes
+        is OK; otherwise it is fitted under the constraints (calendar bounds as cutting planes inside the
+        quasi-explicit solve, butterfly as an exact-checked penalty; see :mod:`volfast.svi._enforce`) and
+        is REPAIRED; ARBITRAGE where no arbitrage-free fit was found. False: independent unconstrained fits
+        (``max_wing_slope`` as given, ``m`` free), flagged by the same exact checkers.
     robust : bool
         Huber IRLS (c = 1.345 on the MAD scale) against stray quotes.
     max_wing_slope : float
@@ -349,15 +432,15 @@ def fit_svi(
         Explicit surface membership; consecutive slices with the same id form a surface (expiries must
         increase within it).
     check_margin : float
-        The arbitrage check grid spans the quoted log-moneyness range extended on each side by this much
-        at most (log-moneyness units).
+        The butterfly check interval spans the quoted log-moneyness range extended on each side by this
+        much at most (log-moneyness units) ...
     check_margin_sd : float or None
         ... and by at most this many "standard deviations" ``sqrt(w)`` of the slice (``w`` its median
-        quoted total variance): extrapolating a 1-day smile 0.5 beyond its last strike is meaningless, and
-        arbitrage there should not bend the fit to the quotes. None: ``check_margin`` alone. The grid
-        used for each slice is returned in :attr:`SVIFit.check_range`.
+        quoted total variance), but never by less than ``min(0.1, check_margin)``. None: ``check_margin``
+        alone. The interval used for each slice is returned in :attr:`SVIFit.check_range`.
     check_points : int
-        Points of the check grid per slice (and per pair of slices for the calendar check).
+        Minimum points of the uniform u-grid of the exact butterfly checker before refinement (its step is
+        at most 0.05 in ``u``, ``k - m = sigma sinh u``).
     max_rmse : float, optional
         Slices whose RMSE (vol points) exceeds this get status NO_FIT.
     n_starts, max_iter : int
@@ -369,31 +452,36 @@ def fit_svi(
 
     Raises
     ------
-    ValueError
-        For inconsistent array shapes or offsets (per-slice problems give a status instead).
+    SVIInputError
+        (a ``ValueError``) for inconsistent array shapes, offsets or settings (per-slice problems give a
+        status instead).
     """
-    from volfast.svi import _numba as nb
+    from volfast.svi import _enforce as enf
+    from volfast.svi import _quasi_explicit as qe
+    from volfast.svi import _weights as wts
 
     k = _as1d("log_moneyness", log_moneyness)
     n = k.shape[0]
     v = _as1d("total_variance", total_variance, n)
     off = np.ascontiguousarray(np.asarray(offsets))
     if off.ndim != 1 or off.shape[0] < 1 or not np.issubdtype(off.dtype, np.integer):
-        raise ValueError("offsets must be a 1-D integer array of length n_slices + 1")
+        raise SVIInputError("offsets must be a 1-D integer array of length n_slices + 1")
     off = off.astype(np.int64)
     if off[0] != 0 or off[-1] != n or np.any(np.diff(off) < 0):
-        raise ValueError(f"offsets must start at 0, end at {n} (the number of quotes) and be non-decreasing")
+        raise SVIInputError(
+            f"offsets must start at 0, end at {n} (the number of quotes) and be non-decreasing"
+        )
     ns = off.shape[0] - 1
     if not (max_wing_slope > 0.0 and math.isfinite(max_wing_slope)):
-        raise ValueError(f"max_wing_slope must be positive and finite, got {max_wing_slope}")
+        raise SVIInputError(f"max_wing_slope must be positive and finite, got {max_wing_slope}")
     if check_points < 2 or not (check_margin >= 0.0):
-        raise ValueError("check_points must be >= 2 and check_margin >= 0")
+        raise SVIInputError("check_points must be >= 2 and check_margin >= 0")
     if check_margin_sd is not None and not (check_margin_sd >= 0.0 and math.isfinite(check_margin_sd)):
-        raise ValueError(f"check_margin_sd must be None or finite and >= 0, got {check_margin_sd}")
+        raise SVIInputError(f"check_margin_sd must be None or finite and >= 0, got {check_margin_sd}")
     T = _as1d("expiry_years", expiry_years, ns) if expiry_years is not None else np.full(ns, np.nan)
     has_ba = bid_total_variance is not None or ask_total_variance is not None
     if has_ba and (bid_total_variance is None or ask_total_variance is None):
-        raise ValueError("give both bid_total_variance and ask_total_variance, or neither")
+        raise SVIInputError("give both bid_total_variance and ask_total_variance, or neither")
     bid, ask = np.empty(0), np.empty(0)
     if bid_total_variance is not None and ask_total_variance is not None:
         bid = _as1d("bid_total_variance", bid_total_variance, n)
@@ -439,32 +527,36 @@ def fit_svi(
 
     wt = np.empty(n)
     if weights is not None:
-        nb.normalise_weights(wt_in, off, wt)
+        wts.normalise_weights(wt_in, off, wt)
         sums = np.add.reduceat(wt_in, off[:-1]) if n else np.zeros(0)
         for s in np.flatnonzero((np.diff(off) > 0) & ~(sums > 0.0)):
             if status[s] == 0:
                 status[s] = SVIStatus.INVALID_INPUT
                 reason[s] = f"slice {s}: all weights are zero"
     elif has_ba:
-        nb.spread_weights(bid, ask, off, wt)
+        wts.spread_weights(bid, ask, off, wt)
     else:
         wt.fill(1.0)
 
+    # arbitrage-free slices obey Roger Lee's moment bound on the wing slopes
+    slope = min(float(max_wing_slope), LEE_SLOPE) if arbitrage_free else float(max_wing_slope)
+    m_out = M_OUT_ARBITRAGE_FREE if arbitrage_free else M_OUT_FREE
     todo = status == 0
     params = np.full((ns, 5), np.nan)
     obj = np.full(ns, np.nan)
+    wt_fit = wt.copy()
     import numba
 
     prev_threads = numba.get_num_threads()
     numba.set_num_threads(_numba_threads(n_threads))
     try:
-        nb.fit_batch(
+        qe.fit_batch(
             k,
             v,
             wt,
             off,
             todo,
-            float(max_wing_slope),
+            slope,
             RHO_MAX,
             bool(robust),
             HUBER_C,
@@ -472,7 +564,8 @@ def fit_svi(
             int(max_iter),
             params,
             obj,
-            M_OUT_ARBITRAGE_FREE if arbitrage_free else M_OUT_FREE,
+            m_out,
+            wt_fit,
         )
         bad = todo & ~(np.isfinite(params).all(axis=1) & np.isfinite(obj))
         for s in np.flatnonzero(bad):
@@ -483,69 +576,90 @@ def fit_svi(
         kmin = np.full(ns, np.nan)
         kmax = np.full(ns, np.nan)
         nz = np.diff(off) > 0
-        if n:
-            kmin[nz] = np.minimum.reduceat(k, off[:-1][nz]) if nz.any() else kmin[nz]
-            kmax[nz] = np.maximum.reduceat(k, off[:-1][nz]) if nz.any() else kmax[nz]
+        if n and nz.any():
+            kmin[nz] = np.minimum.reduceat(k, off[:-1][nz])
+            kmax[nz] = np.maximum.reduceat(k, off[:-1][nz])
         margin = np.full(ns, float(check_margin))
         if check_margin_sd is not None:
             for s in np.flatnonzero(todo):
                 med = float(np.median(v[off[s] : off[s + 1]]))
                 margin[s] = min(margin[s], float(check_margin_sd) * math.sqrt(max(med, 0.0)))
+        margin = np.maximum(margin, min(MIN_CHECK_MARGIN, float(check_margin)))
+        bf_klo = kmin - margin
+        bf_khi = kmax + margin
         # surfaces: runs of fitted slices in increasing expiry
-        prev = np.full(ns, -1, np.int64)
         order = np.flatnonzero(todo).astype(np.int64)
         starts = _surface_starts(order, T, surface_id, ns, expiry_years is not None)
-        for j in range(1, order.shape[0]):
-            if not starts[j]:
-                prev[order[j]] = order[j - 1]
         surf_off = np.append(np.flatnonzero(starts), order.shape[0]).astype(np.int64)
 
-        lam = np.zeros(ns)
+        repair = np.zeros(ns)
         if arbitrage_free and order.shape[0]:
-            target = np.full((ns, 5), np.nan)
+            free_obj = obj.copy()
             fitted = params.copy()
-            how = np.zeros(ns, np.uint8)
-            nb.repair_surfaces(
+            how = np.full(ns, -1, np.int64)
+            enf.enforce_surfaces(
                 k,
                 v,
-                wt,
+                wt_fit,
                 off,
                 params,
-                target,
                 surf_off,
                 order,
-                kmin,
-                kmax,
-                margin,
-                int(check_points),
-                float(max_wing_slope),
+                bf_klo,
+                bf_khi,
+                slope,
+                slope,
                 RHO_MAX,
                 int(max_iter),
-                lam,
+                m_out,
+                int(check_points),
                 how,
             )
-            moved = todo & np.any(params != fitted, axis=1)
-            for s in np.flatnonzero(moved):
+            for s in np.flatnonzero(todo & (how != enf.FREE)):
                 lo, hi = off[s], off[s + 1]
-                r = total_variance_raw(k[lo:hi], params[s]) - v[lo:hi]
-                obj[s] = float(np.sum(wt[lo:hi] * r * r)) if not robust else _huber(r, wt[lo:hi])
-                status[s] = SVIStatus.REPAIRED
-                if how[s] == 1:
+                if how[s] == enf.FAILED:
+                    status[s] = SVIStatus.ARBITRAGE
                     reason[s] = (
-                        f"slice {s}: refitted under the butterfly and calendar constraints (its own fit "
-                        "violated them or blocked the next slice)"
+                        f"slice {s}: no fit free of butterfly and calendar arbitrage found (its own fit "
+                        f"violates them)"
+                    )
+                    continue
+                r = total_variance_raw(k[lo:hi], params[s]) - v[lo:hi]
+                obj[s] = float(np.sum(wt_fit[lo:hi] * r * r)) if not robust else _huber(r, wt[lo:hi])
+                status[s] = SVIStatus.REPAIRED
+                repair[s] = obj[s] / free_obj[s] - 1.0 if free_obj[s] > 0.0 else 0.0
+                if how[s] == enf.COPIED:
+                    reason[s] = (
+                        f"slice {s}: no arbitrage-free fit of its own; takes its neighbour's parameters"
                     )
                 else:
                     reason[s] = (
-                        f"slice {s}: moved {lam[s]:.4g} of the way from its fit towards the "
-                        f"arbitrage-free SSVI target"
+                        f"slice {s}: fitted under the butterfly and calendar constraints (its own fit "
+                        f"would violate them); objective +{100 * repair[s]:.3g}%"
                     )
+            params[status == SVIStatus.ARBITRAGE] = fitted[status == SVIStatus.ARBITRAGE]
+
+        usable = todo & ((status == SVIStatus.OK) | (status == SVIStatus.REPAIRED))
+        prev = np.full(ns, -1, np.int64)
+        chk = np.flatnonzero(todo).astype(np.int64)
+        surf_of = np.zeros(ns, np.int64)
+        surf_of[order] = np.cumsum(starts) - 1
+        last = -1
+        for s in chk:
+            if last >= 0 and surf_of[s] == surf_of[last]:
+                prev[s] = last
+            if usable[s] or not arbitrage_free:
+                last = s
+            elif last >= 0 and surf_of[s] != surf_of[last]:
+                last = -1
 
         rmse = np.full(ns, np.nan)
         inside = np.full(ns, np.nan)
         min_g = np.full(ns, np.nan)
+        k_min_g = np.full(ns, np.nan)
         gap = np.full(ns, np.nan)
-        nb.diagnostics(
+        k_gap = np.full(ns, np.nan)
+        enf.diagnostics(
             k,
             v,
             bid if has_ba else k,
@@ -556,14 +670,15 @@ def fit_svi(
             params,
             T,
             prev,
-            kmin,
-            kmax,
-            margin,
+            bf_klo,
+            bf_khi,
             int(check_points),
             rmse,
             inside,
             min_g,
+            k_min_g,
             gap,
+            k_gap,
         )
     finally:
         numba.set_num_threads(prev_threads)
@@ -573,6 +688,17 @@ def fit_svi(
             status[s] = SVIStatus.NO_FIT
             reason[s] = f"slice {s}: RMSE {rmse[s]:.3g} vol points exceeds max_rmse={max_rmse}"
     usable = (status == SVIStatus.OK) | (status == SVIStatus.REPAIRED)
+    lee = params[:, 1] * (1.0 + np.abs(params[:, 2])) <= LEE_SLOPE * (1.0 + 1e-12)
+    bfly = usable & (min_g >= 0.0) & lee
+    cal = usable & (gap >= 0.0)
+    if arbitrage_free:
+        # enforcement accepts only slices that pass these checks; should one not, it is never reported OK
+        for s in np.flatnonzero(usable & ~(bfly & cal)):
+            status[s] = SVIStatus.ARBITRAGE
+            reason[s] = f"slice {s}: the enforced fit fails the exact arbitrage checks (min g {min_g[s]:.3g})"
+        usable = (status == SVIStatus.OK) | (status == SVIStatus.REPAIRED)
+        bfly &= usable
+        cal &= usable
     params[~usable] = np.nan
     return SVIFit(
         params=params,
@@ -581,11 +707,12 @@ def fit_svi(
         reason=reason,
         inside_bid_ask=np.where(usable, inside, np.nan),
         min_g=np.where(usable, min_g, np.nan),
-        butterfly_ok=usable & (min_g >= 0.0),
-        calendar_ok=usable & (gap >= 0.0),
+        butterfly_ok=bfly,
+        calendar_ok=cal,
         objective=np.where(usable, obj, np.nan),
-        repair=np.where(usable, lam, np.nan),
-        check_range=np.where(usable[:, None], np.stack([kmin - margin, kmax + margin], axis=1), np.nan),
+        repair=np.where(usable, repair, np.nan),
+        check_range=np.where(usable[:, None], np.stack([bf_klo, bf_khi], axis=1), np.nan),
+        calendar_gap=np.where(usable, gap, np.nan),
     )
 
 
@@ -612,11 +739,11 @@ def _surface_starts(
     if surface_id is not None:
         sid = np.asarray(surface_id)
         if sid.shape != (ns,):
-            raise ValueError(f"surface_id must have shape ({ns},), got {sid.shape}")
+            raise SVIInputError(f"surface_id must have shape ({ns},), got {sid.shape}")
         for a in np.flatnonzero(sid[1:] == sid[:-1]):
             b = a + 1
             if np.isfinite(T[a]) and np.isfinite(T[b]) and not T[b] > T[a]:
-                raise ValueError(
+                raise SVIInputError(
                     f"slices {a} and {b} of surface {sid[a]!r}: expiry_years must increase "
                     f"({T[a]} then {T[b]})"
                 )
