@@ -38,17 +38,10 @@
 #define VOLFAST_LANE inline
 #endif
 
-namespace volfast {
+#include "volfast/arch.hpp"
 
-// Whether the batched solver beats the scalar one in this build: its SIMD stage computes every branch for
-// every lane, which pays with 4 or 8 doubles per vector (AVX2, AVX-512) and not with 2 (the x86-64 baseline
-// SSE2 of portable wheels, where it runs about 1.3x slower than the scalar solver). The bindings use it as
-// the default of `batched`.
-#if defined(__AVX2__) || defined(__AVX512F__)
-constexpr bool kBatchedPreferred = true;
-#else
-constexpr bool kBatchedPreferred = false;
-#endif
+namespace volfast {
+VOLFAST_ARCH_BEGIN
 
 namespace lane {
 
@@ -343,4 +336,5 @@ void implied_vol_batch(const Load& load, std::int64_t begin, std::int64_t end, d
   }
 }
 
+VOLFAST_ARCH_END
 }  // namespace volfast
