@@ -143,6 +143,17 @@ void register_black76(py::module_ m) {
         "the active level (volfast._core.simd_level()); batched=False runs the scalar solver quote by quote.");
   m.def("normalised_black", &normalised_black_py, py::arg("x"), py::arg("s"), py::arg("theta"), th,
         "Normalised Black price b(x, s, theta) = price / (D sqrt(F K)) with x = ln(F/K), s = vol sqrt(T).");
+  m.def(
+      "transcendental_floor",
+      [](std::int64_t n) {
+        const auto& kern = volfast::simd::active();
+        py::gil_scoped_release release;
+        return kern.transcendental_floor(n);
+      },
+      py::arg("n"),
+      "n quotes' worth of the transcendentals an implied-vol solve needs (6 exp, 4 log, 2 erfc per quote)\n"
+      "through the active level's vectorised functions, on one thread; returns a checksum. Time it to get\n"
+      "the floor that volfast bench iv reports beside the solver's ns per quote.");
   m.attr("MAX_ITERATIONS") = volfast::kMaxIterations;
   m.attr("BATCHED_DEFAULT") = true;
 }

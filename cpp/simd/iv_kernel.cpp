@@ -64,17 +64,17 @@ void price_range(const IVColumns& in, const Column& vol, std::int64_t begin, std
 namespace kernels {
 #if VOLFAST_KERNEL_LEVEL == 0
 const Kernels& scalar() {
-  static const Kernels k{"scalar", &implied_vol_range, &price_range};
+  static const Kernels k{"scalar", &implied_vol_range, &price_range, &lane::transcendental_floor};
   return k;
 }
 #elif VOLFAST_KERNEL_LEVEL == 1
 const Kernels& avx2() {
-  static const Kernels k{"avx2", &implied_vol_range, &price_range};
+  static const Kernels k{"avx2", &implied_vol_range, &price_range, &lane::transcendental_floor};
   return k;
 }
 #elif VOLFAST_KERNEL_LEVEL == 2
 const Kernels& avx512() {
-  static const Kernels k{"avx512", &implied_vol_range, &price_range};
+  static const Kernels k{"avx512", &implied_vol_range, &price_range, &lane::transcendental_floor};
   return k;
 }
 #else

@@ -39,10 +39,14 @@ using ImpliedVolFn = void (*)(const IVColumns& in, std::int64_t begin, std::int6
 using PriceFn = void (*)(const IVColumns& in, const Column& vol, std::int64_t begin, std::int64_t end,
                          double* out);
 
+// n quotes' worth of the transcendental functions an implied-vol solve needs, vectorised (a checksum).
+using FloorFn = double (*)(std::int64_t n);
+
 struct Kernels {
   const char* name;  // "scalar", "avx2" or "avx512"
   ImpliedVolFn implied_vol;
   PriceFn price;
+  FloorFn transcendental_floor;
 };
 
 enum Level : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
