@@ -58,12 +58,27 @@ def info(as_json: bool) -> None:
 
 @main.command()
 @click.argument("suites", nargs=-1, type=click.Choice(["iv", "svi", "snapshot", "day", "all"]))
-@click.option("--quotes", default=1_000_000, show_default=True, type=click.IntRange(min=100),
-              help="Implied-vol quotes; svi fits one slice per 1,000; snapshot/day use a full-scale day from 1M.")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
-              help="volfast also runs on this many threads (always on one); peers run on one.")
-@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
-              help="Also write the rows {library, version, ns_per_item, max_abs_err, threads, ...} here.")
+@click.option(
+    "--quotes",
+    default=1_000_000,
+    show_default=True,
+    type=click.IntRange(min=100),
+    help="Implied-vol quotes; svi fits one slice per 1,000; snapshot/day use a full-scale day from 1M.",
+)
+@click.option(
+    "--threads",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="volfast also runs on this many threads (always on one); peers run on one.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the rows {library, version, ns_per_item, max_abs_err, threads, ...} here.",
+)
 def bench(suites: tuple[str, ...], quotes: int, threads: int, json_path: str | None) -> None:
     """volfast against the peers a user would otherwise pick, same inputs, one run: iv (default), svi,
     snapshot, day or all. Missing peers are listed with the pip command that installs them."""
@@ -81,13 +96,12 @@ def bench(suites: tuple[str, ...], quotes: int, threads: int, json_path: str | N
             task = prog.add_task("volfast bench", total=len(names))
             done = []
             for name in names:
-                prog.update(task, description=f"{name}: starting")
-                done += run_bench(
-                    [name],
-                    quotes=quotes,
-                    threads=threads,
-                    progress=lambda msg, name=name: prog.update(task, description=f"{name}: {msg}"),
-                )
+
+                def step(msg: str, name: str = name) -> None:
+                    prog.update(task, description=f"{name}: {msg}")
+
+                step("starting")
+                done += run_bench([name], quotes=quotes, threads=threads, progress=step)
                 prog.advance(task)
         print_report(done)
         if json_path:

@@ -33,7 +33,10 @@ SUITES: tuple[str, ...] = ("iv", "svi", "snapshot", "day")
 def _runner(name: str) -> Callable[[int, int, Callable[[str], None] | None], Suite]:
     import importlib
 
-    return importlib.import_module(f"volfast.bench.{name}").run  # type: ignore[no-any-return]
+    run: Callable[[int, int, Callable[[str], None] | None], Suite] = importlib.import_module(
+        f"volfast.bench.{name}"
+    ).run
+    return run
 
 
 def run_bench(
@@ -87,7 +90,9 @@ def to_json(suites: Sequence[Suite]) -> dict[str, Any]:
             if row["max_abs_err"] is not None and not math.isfinite(row["max_abs_err"]):
                 # strict JSON has no inf: a library that left reference quotes unsolved (NaN) gets null
                 row["max_abs_err"] = None
-                row["note"] = (row["note"] + "; " if row["note"] else "") + "left some reference quotes unsolved"
+                row["note"] = (
+                    row["note"] + "; " if row["note"] else ""
+                ) + "left some reference quotes unsolved"
             rows.append(row)
     return {
         "machine": machine(),
@@ -124,8 +129,10 @@ def print_report(suites: Sequence[Suite], console: Any = None) -> None:
     )
     for s in suites:
         ratio = _ratios(s)
-        t = Table(title=f"volfast bench {s.name} ({s.rows[0].items:,} {s.item}s)" if s.rows else s.name,
-                  title_justify="left")
+        t = Table(
+            title=f"volfast bench {s.name} ({s.rows[0].items:,} {s.item}s)" if s.rows else s.name,
+            title_justify="left",
+        )
         t.add_column("library", no_wrap=True)
         t.add_column("threads", justify="right", no_wrap=True, min_width=7)
         t.add_column(f"ns/{s.item}", justify="right", no_wrap=True)

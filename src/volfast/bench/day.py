@@ -39,7 +39,9 @@ def run(quotes: int, threads: int, progress: Callable[[str], None] | None = None
         data = root / "data"
         say(f"synthetic day ({scale})")
         generate_days(DAY, 1, data, seed=5, scale=scale)
-        cfg = BuildConfig().replace(executor={"kind": "serial", "workers": 1, "threads_per_worker": max(1, threads)})
+        cfg = BuildConfig().replace(
+            executor={"kind": "serial", "workers": 1, "threads_per_worker": max(1, threads)}
+        )
         say("volfast build (warm-up)")
         warmup(cfg)
         runs = [0]
@@ -59,20 +61,41 @@ def run(quotes: int, threads: int, progress: Callable[[str], None] | None = None
             m = volfast_atm(out, DAY).merge(truth, on="expiration")
             m = m[m["expiry_years"] >= MIN_EXPIRY_YEARS]
             err_vf = float(np.max(np.abs(m["vf_atm"] - m["true_atm"]))) if len(m) else float("nan")
-        s.rows.append(Row("day", "volfast", dist_version("volfast"), t_vf * 1e9, err_vf, max(1, threads), 1,
-                          f"volfast build, serial executor, {scale} day"))
+        s.rows.append(
+            Row(
+                "day",
+                "volfast",
+                dist_version("volfast"),
+                t_vf * 1e9,
+                err_vf,
+                max(1, threads),
+                1,
+                f"volfast build, serial executor, {scale} day",
+            )
+        )
         if pd is not None and not missing:
             say("do-it-yourself pipeline")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                t_diy, diy = best_time(lambda: diy_day(data, dt.date.fromordinal(DAY.toordinal())), repeats=1,
-                                       warmup=False)
+                t_diy, diy = best_time(
+                    lambda: diy_day(data, dt.date.fromordinal(DAY.toordinal())), repeats=1, warmup=False
+                )
             m = diy.merge(truth, on="expiration", suffixes=("", "_truth"))
             m = m[m["expiry_years"] >= MIN_EXPIRY_YEARS]
             err = float(np.max(np.abs(m["atm_vol"] - m["true_atm"]))) if len(m) else float("nan")
-            s.rows.append(Row("day", "do-it-yourself", f"pandas {dist_version('pandas')}, py_vollib_vectorized "
-                              f"{dist_version('py_vollib_vectorized')}, scipy {dist_version('scipy')}", t_diy * 1e9,
-                              err, 1, 1, "databento to_df + pandas + py_vollib_vectorized + scipy least_squares"))
+            s.rows.append(
+                Row(
+                    "day",
+                    "do-it-yourself",
+                    f"pandas {dist_version('pandas')}, py_vollib_vectorized "
+                    f"{dist_version('py_vollib_vectorized')}, scipy {dist_version('scipy')}",
+                    t_diy * 1e9,
+                    err,
+                    1,
+                    1,
+                    "databento to_df + pandas + py_vollib_vectorized + scipy least_squares",
+                )
+            )
     s.notes.append(
         f"day: one synthetic ES day (--scale {scale}); max_abs_err = largest |ATM vol - true ATM vol| over "
         "expiries of at least a week"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ def es_quotes(n: int, *, seed: int = 42) -> dict[str, np.ndarray]:
     import volfast
     from volfast.demo import es_like_chain
 
-    c = es_like_chain(n // 3 + 1, seed=seed)
+    c: dict[str, Any] = es_like_chain(n // 3 + 1, seed=seed)
     mid = volfast.black76_price(**c)
     tick = np.where(mid < 5.0, 0.05, 0.25)
     bid = np.floor(mid / tick) * tick
@@ -66,24 +67,32 @@ def run(quotes: int, threads: int, progress: Callable[[str], None] | None = None
     s = Suite("iv", "quote")
     q = es_quotes(quotes)
     n = len(q["price"])
-    kw = {k: q[k] for k in ("forward", "strike", "expiry_years", "is_call", "discount_factor")}
+    kw: dict[str, Any] = {
+        k: q[k] for k in ("forward", "strike", "expiry_years", "is_call", "discount_factor")
+    }
     m_ref = min(n, BRENTQ_QUOTES)
     # the reference subsample: quotes with a time value (a bid rounded down to intrinsic has vol 0, where
     # libraries legitimately differ: 0, NaN or an error), spread over the first m_ref
-    intrinsic = q["discount_factor"] * np.maximum(np.where(q["is_call"], 1, -1) * (q["forward"] - q["strike"]), 0)
+    intrinsic = q["discount_factor"] * np.maximum(
+        np.where(q["is_call"], 1, -1) * (q["forward"] - q["strike"]), 0
+    )
     solvable = np.flatnonzero((q["price"] - intrinsic > 1e-9 * q["forward"])[:m_ref])
-    idx = solvable[np.unique(np.linspace(0, len(solvable) - 1, min(REFERENCE_QUOTES, len(solvable))).astype(int))]
+    idx = solvable[
+        np.unique(np.linspace(0, len(solvable) - 1, min(REFERENCE_QUOTES, len(solvable))).astype(int))
+    ]
     say("40-digit reference vols")
     ref = _reference(q, idx)
     vf = dist_version("volfast")
 
-    def add(lib: str, ver: str, seconds: float, items: int, err: float | None, th: int, note: str = "") -> None:
+    def add(
+        lib: str, ver: str, seconds: float, items: int, err: float | None, th: int, note: str = ""
+    ) -> None:
         s.rows.append(Row("iv", lib, ver, seconds / items * 1e9, err, th, items, note))
 
     level = core().simd_level()
     for th in sorted({1, max(1, threads)}):
         say(f"volfast, {th} thread(s)")
-        t, r = best_time(lambda th=th: volfast.implied_vol(q["price"], **kw, threads=th), repeats=5)
+        t, r = best_time(partial(volfast.implied_vol, q["price"], **kw, threads=th), repeats=5)
         add("volfast", vf, t, n, _err(r.iv, ref, idx), th, f"C++ {level}")
     say("transcendental floor")
     fl = core().black76.transcendental_floor
@@ -99,7 +108,14 @@ def run(quotes: int, threads: int, progress: Callable[[str], None] | None = None
         with numba_threads(1), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t, iv = best_time(lambda: pvv.vectorized_implied_volatility_black(*args, return_as="numpy"))
-        add("py_vollib_vectorized", dist_version("py_vollib_vectorized"), t, n, _err(np.ravel(iv), ref, idx), 1)
+        add(
+            "py_vollib_vectorized",
+            dist_version("py_vollib_vectorized"),
+            t,
+            n,
+            _err(np.ravel(iv), ref, idx),
+            1,
+        )
 
     ive = s.peer("iv_engine")
     if ive is not None:
@@ -130,7 +146,9 @@ def run(quotes: int, threads: int, progress: Callable[[str], None] | None = None
                 ),
                 repeats=1,
             )
-        add("fast-vollib", dist_version("fast-vollib"), t, n, _err(np.ravel(iv), ref, idx), 1, "numpy backend")
+        add(
+            "fast-vollib", dist_version("fast-vollib"), t, n, _err(np.ravel(iv), ref, idx), 1, "numpy backend"
+        )
 
     ql = s.peer("QuantLib")
     if ql is not None:
@@ -143,7 +161,10 @@ def run(quotes: int, threads: int, progress: Callable[[str], None] | None = None
                 typ = ql.Option.Call if q["is_call"][i] else ql.Option.Put
                 try:
                     sd = ql.blackFormulaImpliedStdDev(
-                        typ, float(q["strike"][i]), float(q["forward"][i]), float(q["price"][i]),
+                        typ,
+                        float(q["strike"][i]),
+                        float(q["forward"][i]),
+                        float(q["price"][i]),
                         float(q["discount_factor"][i]),
                     )
                     out[i] = sd / np.sqrt(q["expiry_years"][i])

@@ -37,10 +37,13 @@ def synth_day(root: Path, scale: str, day: dt.date = DAY) -> tuple[Path, Path]:
 
 
 def pandas_route(db: Any, pd: Any, mbp: Path, cut_ns: int) -> Any:
-    """The whole file as a DataFrame, the window, then each instrument's last row (whole rows: groupby().last()
-    would skip NaN and mix an older bid into a now one-sided quote)."""
+    """The whole file as a DataFrame, the window, then each instrument's last row (whole rows:
+    groupby().last() would skip NaN and mix an older bid into a now one-sided quote)."""
     df = db.DBNStore.from_file(mbp).to_df()
-    w = df[(df.index >= pd.Timestamp(cut_ns - LOOKBACK_NS, tz="UTC")) & (df.index <= pd.Timestamp(cut_ns, tz="UTC"))]
+    w = df[
+        (df.index >= pd.Timestamp(cut_ns - LOOKBACK_NS, tz="UTC"))
+        & (df.index <= pd.Timestamp(cut_ns, tz="UTC"))
+    ]
     w = w.reset_index().sort_values("ts_recv", kind="stable")
     return w.groupby("instrument_id", sort=True).tail(1).set_index("instrument_id").sort_index()
 
@@ -62,11 +65,11 @@ def run(quotes: int, threads: int, progress: Callable[[str], None] | None = None
         t, res = best_time(
             lambda: volfast.snapshot(mbp, definitions=defs, cut=CUT, date=DAY, tz=TZ, lookback="10m")
         )
-        vf = res.table.to_pandas() if dist_version("pandas") != "?" else None
         db = s.peer("databento")
         pd = s.peer("pandas")
         err: float | None = None
         if db is not None and pd is not None:
+            vf = res.table.to_pandas()
             say("databento + pandas")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # databento's own deprecation and resource warnings
@@ -74,25 +77,59 @@ def run(quotes: int, threads: int, progress: Callable[[str], None] | None = None
             got = vf[vf["has_quote"]].set_index("instrument_id").sort_index()
             both = got.index.intersection(ref.index)
             same_set = len(both) == len(got) == len(ref)
-            diffs = [np.abs(got.loc[both, a].to_numpy(float) - ref.loc[both, b].to_numpy(float))
-                     for a, b in (("bid", "bid_px_00"), ("ask", "ask_px_00"))]
+            diffs = [
+                np.abs(got.loc[both, a].to_numpy(float) - ref.loc[both, b].to_numpy(float))
+                for a, b in (("bid", "bid_px_00"), ("ask", "ask_px_00"))
+            ]
             d = np.concatenate(diffs)
             d = d[~(np.isnan(d) & np.isnan(np.concatenate([got.loc[both, "bid"], got.loc[both, "ask"]])))]
             err = float(np.nanmax(d)) if same_set and d.size else float("inf")
-            s.rows.append(Row("snapshot", "databento + pandas", f"databento {dist_version('databento')}, pandas "
-                              f"{dist_version('pandas')}", t_pd / n * 1e9, 0.0, 1, n, "to_df, window, last row"))
+            s.rows.append(
+                Row(
+                    "snapshot",
+                    "databento + pandas",
+                    f"databento {dist_version('databento')}, pandas {dist_version('pandas')}",
+                    t_pd / n * 1e9,
+                    0.0,
+                    1,
+                    n,
+                    "to_df, window, last row",
+                )
+            )
             say("databento decode")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 t_dec, _ = best_time(
                     lambda: sum(len(a) for a in db.DBNStore.from_file(mbp).to_ndarray(count=CHUNK)), repeats=1
                 )
-            s.rows.append(Row("snapshot", "databento decode", dist_version("databento"), t_dec / n * 1e9, None,
-                              1, n, "to_ndarray(count=65536) alone, no reduction"))
-        s.rows.insert(0, Row("snapshot", "volfast", dist_version("volfast"), t / n * 1e9, err, 1, n,
-                             "volfast.snapshot, C++ reducer"))
+            s.rows.append(
+                Row(
+                    "snapshot",
+                    "databento decode",
+                    dist_version("databento"),
+                    t_dec / n * 1e9,
+                    None,
+                    1,
+                    n,
+                    "to_ndarray(count=65536) alone, no reduction",
+                )
+            )
+        s.rows.insert(
+            0,
+            Row(
+                "snapshot",
+                "volfast",
+                dist_version("volfast"),
+                t / n * 1e9,
+                err,
+                1,
+                n,
+                "volfast.snapshot, C++ reducer",
+            ),
+        )
     s.notes.append(
-        f"snapshot: one synthetic ES day (--scale {scale}, {n:,} mbp-1 records); max_abs_err = largest bid/ask "
+        f"snapshot: one synthetic ES day (--scale {scale}, {n:,} mbp-1 records); max_abs_err = largest"
+        " bid/ask "
         "difference from the pandas route (inf if the instruments differ)"
     )
     return s

@@ -8,6 +8,7 @@ quoted strikes over the slices scipy fits (a subsample: it runs slice by slice f
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -48,9 +49,7 @@ def run(quotes: int, threads: int, progress: Callable[[str], None] | None = None
     for af in (False, True):
         for th in sorted({1, max(1, threads)}):
             say(f"volfast fit_svi ({'arbitrage-free' if af else 'independent'}, {th} thread(s))")
-            t, r = best_time(
-                lambda af=af, th=th: fit_svi(k, w, off, expiry_years=T, arbitrage_free=af, n_threads=th)
-            )
+            t, r = best_time(partial(fit_svi, k, w, off, expiry_years=T, arbitrage_free=af, n_threads=th))
             note = "arbitrage-free surface" if af else "independent slices"
             s.rows.append(Row("svi", "volfast", vf, t / n * 1e9, vol_err(r.params[sub]), th, n, note))
 
@@ -69,11 +68,20 @@ def run(quotes: int, threads: int, progress: Callable[[str], None] | None = None
 
         t, params = best_time(run_scipy, repeats=1, warmup=False)
         s.rows.append(
-            Row("svi", "scipy least_squares", dist_version("scipy"), t / len(sub) * 1e9, vol_err(params), 1,
-                len(sub), "3 starts, analytic Jacobian, independent slices")
+            Row(
+                "svi",
+                "scipy least_squares",
+                dist_version("scipy"),
+                t / len(sub) * 1e9,
+                vol_err(params),
+                1,
+                len(sub),
+                "3 starts, analytic Jacobian, independent slices",
+            )
         )
     s.notes.append(
-        f"svi: {n} SPX-like slices ({npts:,} quotes, noise 0.6 vol points); max_abs_err = largest |fitted vol -"
+        f"svi: {n} SPX-like slices ({npts:,} quotes, noise 0.6 vol points); max_abs_err = largest"
+        " |fitted vol -"
         f" true vol| at the quoted strikes over {len(sub)} slices"
     )
     return s
