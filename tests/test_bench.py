@@ -94,7 +94,11 @@ def test_cli_bench_json(tmp_path: Path) -> None:
         (["bench", "iv", "--quotes", "5"], 2, "Invalid value for '--quotes'"),
         (["bench", "gpu"], 2, "'gpu' is not one of 'iv', 'svi', 'snapshot', 'day', 'all'"),
         (["bench", "iv", "--threads", "0"], 2, "Invalid value for '--threads'"),
-        (["bench", "iv", "--quotes", "100", "--json", "/nonexistent-dir/x.json"], 1, "--json /nonexistent-dir"),
+        (
+            ["bench", "iv", "--quotes", "100", "--json", "/nonexistent-dir/x.json"],
+            1,
+            "--json /nonexistent-dir",
+        ),
     ],
 )
 def test_cli_bench_bad_arguments(args: list[str], code: int, message: str) -> None:

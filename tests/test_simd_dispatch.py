@@ -79,7 +79,9 @@ def test_every_level_gives_the_same_answers(batched: bool, restore_level: None) 
     statuses = np.bincount(st0, minlength=5)
     assert statuses[IVStatus.OK] > 35_000 and statuses[1:4].min() >= 50
     vega = volfast.black76_vega(**{k: v for k, v in d.items() if k != "is_call"})
-    intrinsic = d["discount_factor"] * np.maximum(np.where(d["is_call"], 1, -1) * (d["forward"] - d["strike"]), 0)
+    intrinsic = d["discount_factor"] * np.maximum(
+        np.where(d["is_call"], 1, -1) * (d["forward"] - d["strike"]), 0
+    )
     # a time value that rounds away leaves nothing to learn about the vol (vol 0, compared above)
     ok = (st0 == IVStatus.OK) & (price > 1e-290) & (vega > 0) & (price - intrinsic > 1e-10 * price)
     fl = floor(vol, price, vega)
@@ -93,9 +95,19 @@ def test_every_level_gives_the_same_answers(batched: bool, restore_level: None) 
 @pytest.fixture(scope="module")
 def exact_quotes() -> tuple[np.ndarray, dict[str, np.ndarray]]:
     d = accuracy_domain(500, seed=31)
-    truth = np.array([float(ref.price_mp(*(d[k][i] for k in ("forward", "strike", "expiry_years", "vol",
-                                                              "is_call", "discount_factor"))))
-                      for i in range(500)])
+    truth = np.array(
+        [
+            float(
+                ref.price_mp(
+                    *(
+                        d[k][i]
+                        for k in ("forward", "strike", "expiry_years", "vol", "is_call", "discount_factor")
+                    )
+                )
+            )
+            for i in range(500)
+        ]
+    )
     return truth, d
 
 
@@ -106,7 +118,9 @@ def test_every_level_against_40_digit_prices(
     truth, d = exact_quotes
     vega = volfast.black76_vega(**{k: v for k, v in d.items() if k != "is_call"})
     upper = np.where(d["is_call"], d["forward"], d["strike"]) * d["discount_factor"]
-    intrinsic = d["discount_factor"] * np.maximum(np.where(d["is_call"], 1, -1) * (d["forward"] - d["strike"]), 0)
+    intrinsic = d["discount_factor"] * np.maximum(
+        np.where(d["is_call"], 1, -1) * (d["forward"] - d["strike"]), 0
+    )
     usable = (truth > 1e-290) & (vega > 0) & (truth > intrinsic) & (truth < 0.999 * upper)
     assert usable.sum() > 200
     for lv in RUNNABLE:
@@ -129,7 +143,9 @@ def test_prices_agree_across_levels(restore_level: None) -> None:
 
 def test_unknown_level_is_refused_and_changes_nothing(restore_level: None) -> None:
     before = simd_level()
-    with pytest.raises(SimdLevelError, match=r"unknown SIMD level 'avx9' \(expected auto, scalar, avx2 or avx512\)"):
+    with pytest.raises(
+        SimdLevelError, match=r"unknown SIMD level 'avx9' \(expected auto, scalar, avx2 or avx512\)"
+    ):
         set_simd_level("avx9")
     assert simd_level() == before
     assert set_simd_level("auto") == core().simd_best()
@@ -166,7 +182,8 @@ def _run_python(code: str, level: str) -> subprocess.CompletedProcess[str]:
 def test_environment_forces_level(level: str) -> None:
     code = (
         "import volfast\nfrom volfast._native import simd_level\n"
-        "r = volfast.implied_vol(6.54635543387, forward=100.0, strike=100.0, expiry_years=0.5, is_call=True)\n"
+        "r = volfast.implied_vol(6.54635543387, forward=100.0, strike=100.0, expiry_years=0.5,"
+        " is_call=True)\n"
         "print(simd_level(), repr(float(r.iv)))"
     )
     p = _run_python(code, level)
