@@ -102,6 +102,10 @@ def to_json(suites: Sequence[Suite]) -> dict[str, Any]:
     }
 
 
+def _count(n: int, item: str) -> str:
+    return f"{n:,} {item}" + ("" if n == 1 else "s")
+
+
 def _fmt_ns(ns: float) -> str:
     return f"{ns:,.0f}" if ns >= 100 else f"{ns:.1f}"
 
@@ -130,7 +134,7 @@ def print_report(suites: Sequence[Suite], console: Any = None) -> None:
     for s in suites:
         ratio = _ratios(s)
         t = Table(
-            title=f"volfast bench {s.name} ({s.rows[0].items:,} {s.item}s)" if s.rows else s.name,
+            title=f"volfast bench {s.name} ({_count(s.rows[0].items, s.item)})" if s.rows else s.name,
             title_justify="left",
         )
         t.add_column("library", no_wrap=True)
