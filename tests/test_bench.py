@@ -148,3 +148,15 @@ def test_day_rows() -> None:
     # both pipelines recover the synthetic truth's ATM vols (a small day: within a few tenths of a vol point)
     assert rows["volfast"].max_abs_err is not None and rows["volfast"].max_abs_err < 0.01
     assert rows["do-it-yourself"].max_abs_err is not None and rows["do-it-yourself"].max_abs_err < 0.02
+
+
+def test_cli_bench_bad_simd_level_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from volfast import _native
+
+    monkeypatch.setenv("VOLFAST_SIMD", "bogus")
+    monkeypatch.setattr(_native, "_SIMD_ERROR", _native._apply_simd_env())
+    res = CliRunner().invoke(main, ["bench", "iv", "--quotes", "100"])
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines()[-1] == (
+        "Error: VOLFAST_SIMD=bogus: unknown SIMD level 'bogus' (expected auto, scalar, avx2 or avx512)"
+    )
