@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "strided.hpp"
 #include "volfast/black76.hpp"
@@ -154,6 +156,28 @@ void register_black76(py::module_ m) {
       "n quotes' worth of the transcendentals an implied-vol solve needs (6 exp, 4 log, 2 erfc per quote)\n"
       "through the active level's vectorised functions, on one thread; returns a checksum. Time it to get\n"
       "the floor that volfast bench iv reports beside the solver's ns per quote.");
+  m.def(
+      "lane_math",
+      [](const std::string& fn, const py::array_t<double, py::array::c_style | py::array::forcecast>& x) {
+        int which = -1;
+        if (fn == "exp") which = 0;
+        if (fn == "log") which = 1;
+        if (fn == "erfcx") which = 2;
+        if (which < 0) throw std::invalid_argument("lane_math: unknown function '" + fn + "' (exp, log, erfcx)");
+        const auto& kern = volfast::simd::active();
+        const auto n = static_cast<std::int64_t>(x.size());
+        F64 out(x.size());
+        const double* in = x.data();
+        double* o = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          kern.lane_math(which, in, o, n);
+        }
+        return out;
+      },
+      py::arg("fn"), py::arg("x"),
+      "The active level's vectorised lane functions of the batched solver, elementwise over a 1-D array:\n"
+      "'exp' (|x| < 700), 'log' (x > 0, finite) or 'erfcx' (exp(x^2) erfc(x), x >= 0). For tests.");
   m.attr("MAX_ITERATIONS") = volfast::kMaxIterations;
   m.attr("BATCHED_DEFAULT") = true;
 }

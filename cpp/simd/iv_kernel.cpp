@@ -59,22 +59,41 @@ void price_range(const IVColumns& in, const Column& vol, std::int64_t begin, std
                                   f64_at(vol, i), bool_at(in.is_call, i), f64_at(in.discount, i));
 }
 
+void lane_math(int which, const double* in, double* out, std::int64_t n) {
+  constexpr int B = lane::kBlock;
+  alignas(64) double buf[B];
+  for (std::int64_t b0 = 0; b0 < n; b0 += B) {
+    const int nb = static_cast<int>(n - b0 < B ? n - b0 : B);
+    for (int j = 0; j < B; ++j) buf[j] = j < nb ? in[b0 + j] : 1.0;
+    if (which == 0) {
+#pragma omp simd
+      for (int j = 0; j < B; ++j) buf[j] = lane::exp_lane(buf[j]);
+    } else if (which == 1) {
+#pragma omp simd
+      for (int j = 0; j < B; ++j) buf[j] = lane::log_pos(buf[j]);
+    } else {
+      lane::erfcx_block(buf);
+    }
+    for (int j = 0; j < nb; ++j) out[b0 + j] = buf[j];
+  }
+}
+
 }  // namespace
 
 namespace kernels {
 #if VOLFAST_KERNEL_LEVEL == 0
 const Kernels& scalar() {
-  static const Kernels k{"scalar", &implied_vol_range, &price_range, &lane::transcendental_floor};
+  static const Kernels k{"scalar", &implied_vol_range, &price_range, &lane::transcendental_floor, &lane_math};
   return k;
 }
 #elif VOLFAST_KERNEL_LEVEL == 1
 const Kernels& avx2() {
-  static const Kernels k{"avx2", &implied_vol_range, &price_range, &lane::transcendental_floor};
+  static const Kernels k{"avx2", &implied_vol_range, &price_range, &lane::transcendental_floor, &lane_math};
   return k;
 }
 #elif VOLFAST_KERNEL_LEVEL == 2
 const Kernels& avx512() {
-  static const Kernels k{"avx512", &implied_vol_range, &price_range, &lane::transcendental_floor};
+  static const Kernels k{"avx512", &implied_vol_range, &price_range, &lane::transcendental_floor, &lane_math};
   return k;
 }
 #else

@@ -42,11 +42,16 @@ using PriceFn = void (*)(const IVColumns& in, const Column& vol, std::int64_t be
 // n quotes' worth of the transcendental functions an implied-vol solve needs, vectorised (a checksum).
 using FloorFn = double (*)(std::int64_t n);
 
+// The vectorised functions of implied_vol_batch.hpp's lanes, out[i] = f(in[i]) for i < n, so that tests can
+// check each level's own copies against high-precision values: which = 0 exp_lane, 1 log_pos, 2 erfcx_block.
+using LaneMathFn = void (*)(int which, const double* in, double* out, std::int64_t n);
+
 struct Kernels {
   const char* name;  // "scalar", "avx2" or "avx512"
   ImpliedVolFn implied_vol;
   PriceFn price;
   FloorFn transcendental_floor;
+  LaneMathFn lane_math;
 };
 
 enum Level : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
