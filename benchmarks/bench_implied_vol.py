@@ -206,7 +206,15 @@ def test_interleaved_ratios(kind: str, pytestconfig: pytest.Config) -> None:
         + ", ".join(f"{k} {np.median(v) / n * 1e9:.0f}" for k, v in t.items())
         + f"; median ratios to {best}: pvv {np.median(t['pvv'] / t[best]):.2f},"
         f" iv_engine {np.median(t['iv_engine'] / t[best]):.2f}, floor {np.median(t['floor'] / t[best]):.3f},"
-        f" {levels[-1]} 1t/2t {np.median(t[best] / t[f'cpp 2t {levels[-1]}']):.2f}; max err/floor "
+        f" {levels[-1]} 1t/2t {np.median(t[best] / t[f'cpp 2t {levels[-1]}']):.2f}; per level (pvv, iv_engine"
+        ", floor over volfast): "
+        + ", ".join(
+            f"{lv} {np.median(t['pvv'] / t[f'cpp 1t {lv}']):.2f}"
+            f" / {np.median(t['iv_engine'] / t[f'cpp 1t {lv}']):.2f}"
+            f" / {np.median(t['floor'] / t[f'cpp 1t {lv}']):.3f}"
+            for lv in levels
+        )
+        + "; max err/floor "
         + ", ".join(f"{k} {v:.2f}" for k, v in acc.items())
     )
     assert all(acc[k] < MAX_ERR_OVER_FLOOR for k in acc if k.startswith("cpp"))

@@ -98,7 +98,8 @@ def test_every_level_gives_the_same_answers(batched: bool, restore_level: None) 
         to_truth = np.abs(iv - vol)[ok & clean] / fl[ok & clean]
         assert to_truth.max() < 6.0, (lv, to_truth.max())
     if "avx2" in out and "avx512" in out:
-        np.testing.assert_array_equal(out["avx512"][0], out["avx2"][0])  # NaN where NaN, bit for bit elsewhere
+        # NaN where NaN, bit for bit elsewhere
+        np.testing.assert_array_equal(out["avx512"][0], out["avx2"][0])
 
 
 def _ulps(got: np.ndarray, want: np.ndarray) -> np.ndarray:
