@@ -213,7 +213,8 @@ inline void erfcx_block(double* y) {
   alignas(64) int row[kBlock];
 #pragma omp simd
   for (int j = 0; j < kBlock; ++j) {
-    const double yc = std::fmin(std::fmax(y[j], 0.0), 8.0);
+    double yc = y[j] > 0.0 ? y[j] : 0.0;  // NaN -> 0: the row index stays in the table
+    yc = yc < 8.0 ? yc : 8.0;
     const int i = static_cast<int>(yc * 4.0);
     const bool big = !(y[j] < 8.0);
     r[j] = 1.0 / (big ? y[j] : 8.0);
