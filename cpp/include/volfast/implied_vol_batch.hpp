@@ -12,8 +12,8 @@
 //      bound beta < exp(x/2) in SIMD, with libm deciding the quotes within 1e-14 of it;
 //   2. for quotes below the inflection point (the common case: out-of-the-money quotes of short and medium
 //      expiries), implied_vol.hpp's lower_guess (two Newton steps instead of three) and one Householder
-//      step on f(s) = 1/ln bo(s) - 1/ln beta, evaluated in log space with polynomial log and erfcx (relative
-//      error about 1e-15 and 2e-15) so that nothing underflows. This "hint" is within about 1e-6;
+//      step on f(s) = 1/ln bo(s) - 1/ln beta, evaluated in log space with a polynomial log (relative error
+//      about 1e-15) and erfcx_block so that nothing underflows. This "hint" is within about 1e-6;
 //   3. the accurate step: one Householder step on bo - beta with bo from bo_lower_acc() (erfcx to about one
 //      ulp from the piecewise table of erfcx_table.hpp, exp to about one ulp, squares split exactly),
 //      accepted when the step was small enough for the result to be exact to double (lower_finish);
@@ -122,7 +122,7 @@ VOLFAST_LANE double log_pos(double a) {
 
 // exp(a) for |a| < 700, branch-free: a = n ln2 + r (Cody-Waite, |r| <= ln2/2), exp(r) by its Taylor series
 // to r^13 (truncation below 1e-17 relative), 2^n put into the exponent bits. Relative error about 2 ulp.
-// Used by transcendental_floor() to time the exponentials a quote costs when vectorised.
+// Used by the accurate step (bo_lower_acc), the prologue's bound and transcendental_floor().
 VOLFAST_LANE double exp_lane(double a) {
   constexpr double kLog2e = 1.4426950408889634074;
   constexpr double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
@@ -145,31 +145,6 @@ VOLFAST_LANE double exp_lane(double a) {
   p = madd(p, r, 1.0);
   const std::uint64_t e = (bits_of(big) + 1023) << 52;  // the high bits shift out: (n + 1023) << 52
   return p * from_bits(e);
-}
-
-// Scaled complementary error function erfcx(y) = exp(y^2) erfc(y) for y >= 0 (finite), branch-free.
-// erfcx(y) = 2K/(y + K) g(u), u = (y - K)/(y + K) in [-1, 1), g a degree-21 Chebyshev series fitted to
-// 40-digit values (K = 3.5); relative error about 1.5e-15 over [0, inf).
-VOLFAST_LANE double erfcx_pos(double y) {
-  constexpr double K = 3.5;
-  static constexpr double c[22] = {
-      2.18098252924718128e-01,  -1.89051097253873729e-01, 6.73963610664221058e-02,  -1.97848075014623939e-02,
-      4.69970839424203087e-03,  -8.61120015243762465e-04, 1.06439551619918473e-04,  -4.01270831310416526e-06,
-      -1.50623006312207817e-06, 3.01017944341874076e-07,  -4.06687833933052444e-10, -7.74143822162523126e-09,
-      6.98180974646608448e-10,  1.74067383786969393e-10,  -3.19072418747739223e-11, -4.09419899889026642e-12,
-      1.21582560676031790e-12,  1.14572122414959334e-13,  -4.55978119258661390e-14, -4.20217770608632891e-15,
-      1.73943247235109550e-15,  1.97827881301368812e-16};
-  const double r = 1.0 / (y + K);
-  const double u = (y - K) * r;
-  const double u2 = 2.0 * u;
-  double b1 = 0.0, b2 = 0.0;
-#pragma GCC unroll 21
-  for (int k = 21; k >= 1; --k) {
-    const double b0 = madd(u2, b1, c[k] - b2);
-    b2 = b1;
-    b1 = b0;
-  }
-  return 2.0 * K * r * madd(u, b1, c[0] - b2);
 }
 
 // a * b = p + lo exactly (p the rounded product): by FMA where the level has it, else by Veltkamp/Dekker
@@ -323,14 +298,21 @@ struct LogBlack {
   double lam;
 };
 
-VOLFAST_LANE LogBlack log_black_lower(double x, double inv_s, double s) {
+// The erfcx arguments of log_black_lower (computed in a loop of their own, then erfcx_block).
+VOLFAST_LANE LowerArgs log_black_args(double x, double s) {
   using namespace detail;
-  const double h = x * inv_s, t = 0.5 * s;
+  const double h = x * (1.0 / s), t = 0.5 * s;
   const bool small = t < 0.21;
   const double a = -(h + t) * kInvSqrt2;  // > 0 below the inflection point
   const double ya = small ? -h * kInvSqrt2 : a;
-  const double e1 = erfcx_pos(ya > 0.0 ? ya : 0.0);
-  const double e2 = erfcx_pos(a + kSqrt2 * t);
+  return {ya > 0.0 ? ya : 0.0, a + kSqrt2 * t};
+}
+
+// e1, e2: erfcx of log_black_args(x, s).
+VOLFAST_LANE LogBlack log_black_lower(double x, double inv_s, double s, double e1, double e2) {
+  using namespace detail;
+  const double h = x * inv_s, t = 0.5 * s;
+  const bool small = t < 0.21;
   // Series: S = sum_{k odd} y_k t^k / k!, y_0 = sqrt(pi/2) erfcx(-h/sqrt2), y_1 = 1 + h y_0,
   // y_{k+1} = h y_k + k y_{k-1} (terms to t^19).
   static constexpr double kInvPair[9] = {1.0 / 6,   1.0 / 20,  1.0 / 42,  1.0 / 72, 1.0 / 110,
@@ -360,9 +342,9 @@ VOLFAST_LANE LogBlack log_black_lower(double x, double inv_s, double s) {
 
 // One Householder step of order 4 on f(s) = 1/ln bo(s) - 1/ln beta (as in implied_vol.hpp), kept inside
 // (0, sc): a step that leaves it, or is not finite, keeps s.
-VOLFAST_LANE double lower_step(double x, double s, double inv_lnb, double sc) {
+VOLFAST_LANE double lower_step(double x, double s, double inv_lnb, double sc, double e1, double e2) {
   const double inv_s = 1.0 / s;
-  const LogBlack ev = log_black_lower(x, inv_s, s);
+  const LogBlack ev = log_black_lower(x, inv_s, s, e1, e2);
   const double x2 = x * x, q = x2 * inv_s * inv_s;  // h^2
   const double r2 = q * inv_s - 0.25 * s;
   const double r3 = r2 * r2 - 3.0 * q * inv_s * inv_s - 0.25;
@@ -387,15 +369,15 @@ struct LowerStart {
   double s0, inv_lnb, sc, sure;
 };
 
-VOLFAST_LANE LowerStart lower_start(double x, double beta) {
+// exs = erfcx(sqrt(-x)).
+VOLFAST_LANE LowerStart lower_start(double x, double beta, double exs) {
   using namespace detail;
   const double ax = -x;
   const double lnb = log_pos(beta);
   const double sc = std::sqrt(2.0 * ax);
   // bc = bo(x, s_c) = exp(x/2) (1 - erfcx(sqrt(-x))) / 2. Its cancellation for tiny |x| is why
   // |x| <= 1e-6 is left to the scalar solver; the margin of 1e-9 in ln beta covers the rest.
-  const double ysc = std::sqrt(ax);
-  const double one_m = 1.0 - erfcx_pos(ysc);
+  const double one_m = 1.0 - exs;
   const double lnbc = 0.5 * x + log_pos(0.5 * (one_m > 0.0 ? one_m : 1e-300));
   const double sure = (ax > 1e-6 ? 1.0 : 0.0) * (lnb < lnbc - 1e-9 ? 1.0 : 0.0);
   const double g1 = sc * std::sqrt(lnbc / lnb);
@@ -428,10 +410,13 @@ VOLFAST_LANE LowerStart lower_start(double x, double beta) {
 // else 0 (the caller then runs the plain scalar solver). Stage by stage, so that each loop stays simple
 // enough for the vectoriser.
 inline void lower_hints(const double* x, const double* beta, double* hint) {
-  alignas(64) double s[kBlock], inv_lnb[kBlock], sc[kBlock], sure[kBlock];
+  alignas(64) double s[kBlock], inv_lnb[kBlock], sc[kBlock], sure[kBlock], e1[kBlock], e2[kBlock];
+#pragma omp simd
+  for (int j = 0; j < kBlock; ++j) e1[j] = std::sqrt(-x[j]);
+  erfcx_block(e1);
 #pragma omp simd
   for (int j = 0; j < kBlock; ++j) {
-    const LowerStart st = lower_start(x[j], beta[j]);
+    const LowerStart st = lower_start(x[j], beta[j], e1[j]);
     s[j] = st.s0;
     inv_lnb[j] = st.inv_lnb;
     sc[j] = st.sc;
@@ -440,7 +425,15 @@ inline void lower_hints(const double* x, const double* beta, double* hint) {
   // one step: from the starting point's few per cent it lands within about 1e-6 on ES-like quotes, close
   // enough for lower_finish's accurate step
 #pragma omp simd
-  for (int j = 0; j < kBlock; ++j) s[j] = lower_step(x[j], s[j], inv_lnb[j], sc[j]);
+  for (int j = 0; j < kBlock; ++j) {
+    const LowerArgs a = log_black_args(x[j], s[j]);
+    e1[j] = a.y1;
+    e2[j] = a.y2;
+  }
+  erfcx_block(e1);
+  erfcx_block(e2);
+#pragma omp simd
+  for (int j = 0; j < kBlock; ++j) s[j] = lower_step(x[j], s[j], inv_lnb[j], sc[j], e1[j], e2[j]);
 #pragma omp simd
   for (int j = 0; j < kBlock; ++j) hint[j] = (sure[j] != 0.0 && s[j] > 0.0 && s[j] < sc[j]) ? s[j] : 0.0;
 }
@@ -494,20 +487,27 @@ inline void lower_finish(const double* x, const double* beta, const double* hint
 // implied-vol solve needs (6 exp, 4 log, 2 erfc per quote), each through the vectorised lane functions
 // above, in blocks of kBlock lanes. Returns a checksum so that nothing is optimised away; the caller times it.
 inline double transcendental_floor(std::int64_t n) {
-  alignas(64) double acc[kBlock] = {};
+  alignas(64) double acc[kBlock] = {}, c1[kBlock], c2[kBlock];
   for (std::int64_t b0 = 0; b0 < n; b0 += kBlock) {
     const int base = static_cast<int>(b0 & 1023);  // 32-bit lanes: int64 -> double needs AVX-512DQ
 #pragma omp simd
     for (int j = 0; j < kBlock; ++j) {
       const double u = 0.001 * static_cast<double>((base + j) & 1023) + 0.01;  // (0.01, 1.04)
+      c1[j] = u;
+      c2[j] = 2.0 * u;
+    }
+    erfcx_block(c1);
+    erfcx_block(c2);
+#pragma omp simd
+    for (int j = 0; j < kBlock; ++j) {
+      const double u = 0.001 * static_cast<double>((base + j) & 1023) + 0.01;
       double e = 0.0;
 #pragma GCC unroll 6
       for (int r = 0; r < 6; ++r) e += exp_lane(-u * (r + 1));
       double l = 0.0;
 #pragma GCC unroll 4
       for (int r = 0; r < 4; ++r) l += log_pos(u * (r + 1));
-      const double c = erfcx_pos(u) + erfcx_pos(2.0 * u);
-      acc[j] += e + l + c;
+      acc[j] += e + l + c1[j] + c2[j];
     }
   }
   double s = 0.0;
