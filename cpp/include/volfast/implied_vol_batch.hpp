@@ -657,7 +657,10 @@ void implied_vol_batch(const Load& load, std::int64_t begin, std::int64_t end, d
       const double x = -std::fabs(log_moneyness(Fv[j], Kv[j]));
       IVStatus st;
       int nit;
-      const double s = low[j] != 0.0 && hints[j] > 0.0
+      // A tiny beta (a subnormal price, a few significant bits) leaves any evaluation of bo a few bits, so
+      // a step of the hint's size (about 1e-6) would carry that error into the vol: such quotes get the
+      // scalar solver from its own start, exactly as implied_vol().
+      const double s = low[j] != 0.0 && hints[j] > 0.0 && b > 0x1p-1000
                            ? implied_normalised_vol_otm_lower_from(b, x, std::exp(0.5 * x), hints[j], st, nit)
                            : implied_normalised_vol_otm(b, x, st, nit);
       status[o] = st;
