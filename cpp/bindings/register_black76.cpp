@@ -4,12 +4,14 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "strided.hpp"
 #include "volfast/black76.hpp"
-#include "volfast/implied_vol.hpp"
-#include "volfast/implied_vol_batch.hpp"
+#include "volfast/implied_vol.hpp"  // IVStatus, kMaxIterations
 #include "volfast/parallel.hpp"
+#include "volfast/simd_dispatch.hpp"
 
 namespace py = pybind11;
 using volfast::bind::Strided;
@@ -46,12 +48,27 @@ struct Market {
         d(strided<double>(D, "discount_factor", n)) {}
 };
 
+// A strided float64 / bool column for the SIMD kernels (the binding checked its dtype and length).
+template <class T>
+volfast::simd::Column column(const Strided<T>& a) {
+  return {a.ptr, static_cast<std::int64_t>(a.stride)};
+}
+
 F64 price_py(const py::array& F, const py::array& K, const py::array& T, const py::array& vol,
              const py::array& is_call, const py::array& D, int threads) {
   const auto n = volfast::bind::length_of(F, "forward");
   const Market m(F, K, T, vol, D, n);
   auto c = strided<bool>(is_call, "is_call", n);
-  return map_f64(n, threads, [=](std::int64_t i) { return volfast::black_price(m.f[i], m.k[i], m.t[i], m.v[i], c[i], m.d[i]); });
+  const volfast::simd::IVColumns in{{}, column(m.f), column(m.k), column(m.t), column(c), column(m.d)};
+  const volfast::simd::Column v = column(m.v);
+  const volfast::simd::Kernels& kern = volfast::simd::active();
+  F64 out(n);
+  double* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    volfast::parallel_for(n, threads, [&](std::int64_t b, std::int64_t e) { kern.price(in, v, b, e, o); });
+  }
+  return out;
 }
 
 F64 vega_py(const py::array& F, const py::array& K, const py::array& T, const py::array& vol, const py::array& D,
@@ -89,31 +106,13 @@ py::tuple implied_vol_py(const py::array& P, const py::array& F, const py::array
   double* o = iv.mutable_data();
   std::uint8_t* st = status.mutable_data();
   std::uint8_t* it = with_iterations ? iters.mutable_data() : nullptr;
+  const volfast::simd::IVColumns in{column(p), column(f), column(k), column(t), column(c), column(d)};
+  const volfast::simd::Kernels& kern = volfast::simd::active();
   {
     py::gil_scoped_release release;
-    if (batched) {
-      const auto load = [&](std::int64_t i, double& pi, double& fi, double& ki, double& ti, bool& ci, double& di) {
-        pi = p[i];
-        fi = f[i];
-        ki = k[i];
-        ti = t[i];
-        ci = c[i];
-        di = d[i];
-      };
-      volfast::parallel_for(n, threads, [&](std::int64_t b, std::int64_t e) {
-        volfast::implied_vol_batch(load, b, e, o + b, st + b, it ? it + b : nullptr);
-      });
-    } else {
-      volfast::parallel_for(n, threads, [&](std::int64_t b, std::int64_t e) {
-        for (std::int64_t i = b; i < e; ++i) {
-          volfast::IVStatus s;
-          int nit;
-          o[i] = volfast::implied_vol(p[i], f[i], k[i], t[i], c[i], d[i], s, nit);
-          st[i] = s;
-          if (it) it[i] = static_cast<std::uint8_t>(nit);
-        }
-      });
-    }
+    volfast::parallel_for(n, threads, [&](std::int64_t b, std::int64_t e) {
+      kern.implied_vol(in, b, e, o, st, it, batched);
+    });
   }
   if (with_iterations) return py::make_tuple(iv, status, iters);
   return py::make_tuple(iv, status);
@@ -140,13 +139,45 @@ void register_black76(py::module_ m) {
         py::arg("discount_factor"), th);
   m.def("implied_vol", &implied_vol_py, py::arg("price"), py::arg("forward"), py::arg("strike"),
         py::arg("expiry_years"), py::arg("is_call"), py::arg("discount_factor"), th,
-        py::arg("with_iterations") = false, py::arg("batched") = volfast::kBatchedPreferred,
+        py::arg("with_iterations") = false, py::arg("batched") = true,
         "Returns (iv, status) or, with with_iterations, (iv, status, iterations): the number of accurate\n"
-        "Householder steps. batched=True takes SIMD starting points over blocks of quotes and one accurate\n"
-        "step; batched=False runs the scalar solver quote by quote. The default is BATCHED_DEFAULT (True\n"
-        "where this build has AVX2 or AVX-512).");
+        "Householder steps. batched=True (BATCHED_DEFAULT) solves blocks of quotes with the SIMD kernels of\n"
+        "the active level (volfast._core.simd_level()); batched=False runs the scalar solver quote by quote.");
   m.def("normalised_black", &normalised_black_py, py::arg("x"), py::arg("s"), py::arg("theta"), th,
         "Normalised Black price b(x, s, theta) = price / (D sqrt(F K)) with x = ln(F/K), s = vol sqrt(T).");
+  m.def(
+      "transcendental_floor",
+      [](std::int64_t n) {
+        const auto& kern = volfast::simd::active();
+        py::gil_scoped_release release;
+        return kern.transcendental_floor(n);
+      },
+      py::arg("n"),
+      "n quotes' worth of the transcendentals an implied-vol solve needs (6 exp, 4 log, 2 erfc per quote)\n"
+      "through the active level's vectorised functions, on one thread; returns a checksum. Time it to get\n"
+      "the floor that volfast bench iv reports beside the solver's ns per quote.");
+  m.def(
+      "lane_math",
+      [](const std::string& fn, const py::array_t<double, py::array::c_style | py::array::forcecast>& x) {
+        int which = -1;
+        if (fn == "exp") which = 0;
+        if (fn == "log") which = 1;
+        if (fn == "erfcx") which = 2;
+        if (which < 0) throw std::invalid_argument("lane_math: unknown function '" + fn + "' (exp, log, erfcx)");
+        const auto& kern = volfast::simd::active();
+        const auto n = static_cast<std::int64_t>(x.size());
+        F64 out(x.size());
+        const double* in = x.data();
+        double* o = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          kern.lane_math(which, in, o, n);
+        }
+        return out;
+      },
+      py::arg("fn"), py::arg("x"),
+      "The active level's vectorised lane functions of the batched solver, elementwise over a 1-D array:\n"
+      "'exp' (|x| < 700), 'log' (x > 0, finite) or 'erfcx' (exp(x^2) erfc(x), x >= 0). For tests.");
   m.attr("MAX_ITERATIONS") = volfast::kMaxIterations;
-  m.attr("BATCHED_DEFAULT") = volfast::kBatchedPreferred;
+  m.attr("BATCHED_DEFAULT") = true;
 }

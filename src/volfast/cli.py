@@ -89,6 +89,61 @@ def info(as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("suites", nargs=-1, type=click.Choice(["iv", "svi", "snapshot", "day", "all"]))
+@click.option(
+    "--quotes",
+    default=1_000_000,
+    show_default=True,
+    type=click.IntRange(min=100),
+    help="Implied-vol quotes; svi fits one slice per 1,000; snapshot/day use a full-scale day from 1M.",
+)
+@click.option(
+    "--threads",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="volfast also runs on this many threads (always on one); peers run on one.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the rows {library, version, ns_per_item, max_abs_err, threads, ...} here.",
+)
+def bench(suites: tuple[str, ...], quotes: int, threads: int, json_path: str | None) -> None:
+    """volfast against the peers a user would otherwise pick, same inputs, one run: iv (default), svi,
+    snapshot, day or all. Missing peers are listed with the pip command that installs them."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from volfast.bench import SUITES, print_report, run_bench, write_json
+    from volfast.errors import VolfastError
+
+    names = list(SUITES) if "all" in suites else list(dict.fromkeys(suites or ("iv",)))
+    err = Console(stderr=True)
+    cols = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*cols, console=err, transient=True) as prog:
+            task = prog.add_task("volfast bench", total=len(names))
+            done = []
+            for name in names:
+
+                def step(msg: str, name: str = name) -> None:
+                    prog.update(task, description=f"{name}: {msg}")
+
+                step("starting")
+                done += run_bench([name], quotes=quotes, threads=threads, progress=step)
+                prog.advance(task)
+        print_report(done)
+        if json_path:
+            write_json(done, json_path)
+            click.echo(f"rows written to {json_path}")
+    except VolfastError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
 @click.option("--quotes", default=200_000, show_default=True, help="Synthetic quotes to price and invert.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", default=None, type=int, help="C++ threads (default: VOLFAST_NUM_THREADS or all).")

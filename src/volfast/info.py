@@ -76,6 +76,7 @@ def _check_triton(cuda_ok: bool) -> tuple[bool, str]:
 
 
 def collect_info() -> dict[str, Any]:
+    from volfast import _native
     from volfast._native import _IMPORT_ERROR, core_available, resolve_threads
 
     data: dict[str, Any] = {
@@ -87,12 +88,17 @@ def collect_info() -> dict[str, Any]:
         "packages": {p: _version(p) for p in PACKAGES},
     }
     if core_available():
-        import volfast._core as _core  # no .pyi declarations: Any to mypy
+        import volfast._core as _core
 
         data["core"] = {
             "available": True,
             "version": _core.__version__,
-            "simd": _core.SIMD,
+            # the level in use; None with simd_error set when VOLFAST_SIMD asks for one that cannot run
+            "simd": None if _native._SIMD_ERROR else _core.simd_level(),
+            "simd_error": str(_native._SIMD_ERROR) if _native._SIMD_ERROR else None,
+            "simd_best": _core.simd_best(),
+            "simd_levels": {k: dict(v) for k, v in _core.simd_levels().items()},
+            "VOLFAST_SIMD": os.environ.get("VOLFAST_SIMD"),
             "hardware_threads": _core.hardware_threads(),
         }
     else:
@@ -111,6 +117,15 @@ def collect_info() -> dict[str, Any]:
     return data
 
 
+def simd_line(core: dict[str, Any]) -> str:
+    """``avx512 (auto; this CPU: scalar, avx2, avx512)`` or the error a bad ``VOLFAST_SIMD`` left."""
+    runnable = ", ".join(k for k, v in core["simd_levels"].items() if v["compiled"] and v["supported"])
+    if core["simd_error"]:
+        return f"ERROR: {core['simd_error']}"
+    how = f"VOLFAST_SIMD={core['VOLFAST_SIMD']}" if core["VOLFAST_SIMD"] else "auto"
+    return f"{core['simd']} ({how}; this CPU and build: {runnable})"
+
+
 def print_info(data: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -121,7 +136,9 @@ def print_info(data: dict[str, Any]) -> None:
     table.add_row("python", f"{data['python']} on {data['platform']}")
     table.add_row("cpu", f"{data['cpu']} ({data['cpu_count']} logical cores)")
     core = data["core"]
-    table.add_row("compiled core", f"yes, SIMD {core['simd']}" if core["available"] else f"NO: {core['why']}")
+    table.add_row("compiled core", f"yes, {core['version']}" if core["available"] else f"NO: {core['why']}")
+    if core["available"]:
+        table.add_row("SIMD level", simd_line(core))
     th = data["threads"]
     table.add_row("threads", f"{th['resolved']} (VOLFAST_NUM_THREADS={th['VOLFAST_NUM_THREADS'] or 'unset'})")
     for key in ("numba", "cuda", "triton"):

@@ -16,7 +16,10 @@
 #include <cstdint>
 #include <limits>
 
+#include "volfast/arch.hpp"
+
 namespace volfast {
+VOLFAST_ARCH_BEGIN
 namespace detail {
 
 constexpr double kSqrt2 = 1.4142135623730950488;
@@ -221,4 +224,5 @@ inline double black_gamma(double F, double K, double T, double vol, double D) {
   return D * detail::kInvSqrt2Pi * detail::exp_neg_half_square(d1) / (F * s);
 }
 
+VOLFAST_ARCH_END
 }  // namespace volfast

@@ -25,7 +25,10 @@
 
 #include "volfast/black76.hpp"
 
+#include "volfast/arch.hpp"
+
 namespace volfast {
+VOLFAST_ARCH_BEGIN
 
 enum IVStatus : std::uint8_t {
   kOk = 0,
@@ -262,4 +265,5 @@ inline double implied_vol(double price, double F, double K, double T, bool is_ca
   return s / std::sqrt(T);
 }
 
+VOLFAST_ARCH_END
 }  // namespace volfast

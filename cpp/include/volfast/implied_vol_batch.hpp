@@ -1,23 +1,31 @@
-// Batched Black-76 implied volatility: SIMD starting points, one accurate scalar step.
+// Batched Black-76 implied volatility: SIMD starting points and a SIMD accurate step.
 //
 // The scalar solver of implied_vol.hpp spends most of its time on work that does not need full precision:
 // the starting point (five or six logarithms) and the first Householder step. Only the last step decides
 // the accuracy: a fourth-order step from a relative error e lands near e^4, so the result is as accurate
 // as the one evaluation of bo(x, s) it makes, whatever produced the start.
 //
-// So quotes are processed in blocks of kBlock:
-//   1. scalar: validate, statuses, x = -|ln(F/K)| and beta exactly as implied_vol() does;
-//   2. SIMD across the block (branch-free lanes that the compiler vectorises; `#pragma omp simd` with
-//      -fopenmp-simd): for quotes below the inflection point (the common case: out-of-the-money quotes of
-//      short and medium expiries), the starting point of implied_vol.hpp's lower_guess and two Householder
-//      steps on f(s) = 1/ln bo(s) - 1/ln beta, evaluated in log space with polynomial log and erfcx
-//      (relative error about 1e-15 and 2e-15) so that nothing underflows. This "hint" is within about 1e-10
-//      of the root;
-//   3. scalar: the accurate solver of implied_vol.hpp started at the hint (one evaluation in practice,
-//      with the same convergence test, bracket and fallbacks). Quotes whose branch is ambiguous, above the
-//      inflection point, or whose hint failed take the unchanged scalar path.
+// So quotes are processed in blocks of kBlock, every stage a loop over the block that the compiler vectorises
+// (`#pragma omp simd` with -fopenmp-simd; branch-free lanes, selects instead of branches):
+//   1. the inputs (scalar: strided columns), then in SIMD the statuses, the time value and beta with the
+//      same tests and arithmetic as implied_vol(); x = -|ln(F/K)| by libm (scalar, as implied_vol()); the
+//      bound beta < exp(x/2) in SIMD, with libm deciding the quotes within 1e-14 of it;
+//   2. for quotes below the inflection point (the common case: out-of-the-money quotes of short and medium
+//      expiries), implied_vol.hpp's lower_guess (two Newton steps instead of three) and one Householder
+//      step on f(s) = 1/ln bo(s) - 1/ln beta, evaluated in log space with a polynomial log (relative error
+//      about 1e-15) and erfcx_block so that nothing underflows. This "hint" is within about 1e-6;
+//   3. the accurate step: one Householder step on bo - beta with bo from bo_lower_acc() (erfcx to about one
+//      ulp from the piecewise table of erfcx_table.hpp, exp to about one ulp, squares split exactly),
+//      accepted when the step was small enough for the result to be exact to double (lower_finish);
+//   4. scalar: the accurate solver of implied_vol.hpp for the rest (started at the hint where there is one,
+//      with its own convergence test, bracket and fallbacks): quotes whose branch is ambiguous, above the
+//      inflection point, at the money, or whose vector step was not accepted.
 // The hint only decides how many accurate steps are needed, never the accuracy: results satisfy the same
 // contract as implied_vol() (tests/test_implied_vol.py) and agree with it to within a few ulps.
+//
+// Levels: the AVX2 and AVX-512 kernels fuse the multiply-adds of the lane polynomials and series (madd());
+// the baseline kernel cannot, so its vols differ from theirs in the last bits (within the attainable floor),
+// while every status decision is computed identically at every level. AVX2 and AVX-512 agree bit for bit.
 //
 // Every lane runs the same vector code on a full block (short blocks are padded), so a quote's result does
 // not depend on its neighbours or on how the caller splits the work across threads.
@@ -28,8 +36,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "volfast/black76.hpp"
+#include "volfast/erfcx_table.hpp"
 #include "volfast/implied_vol.hpp"
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -38,17 +52,10 @@
 #define VOLFAST_LANE inline
 #endif
 
-namespace volfast {
+#include "volfast/arch.hpp"
 
-// Whether the batched solver beats the scalar one in this build: its SIMD stage computes every branch for
-// every lane, which pays with 4 or 8 doubles per vector (AVX2, AVX-512) and not with 2 (the x86-64 baseline
-// SSE2 of portable wheels, where it runs about 1.3x slower than the scalar solver). The bindings use it as
-// the default of `batched`.
-#if defined(__AVX2__) || defined(__AVX512F__)
-constexpr bool kBatchedPreferred = true;
-#else
-constexpr bool kBatchedPreferred = false;
-#endif
+namespace volfast {
+VOLFAST_ARCH_BEGIN
 
 namespace lane {
 
@@ -65,6 +72,18 @@ VOLFAST_LANE double from_bits(std::uint64_t u) {
   double a;
   std::memcpy(&a, &u, sizeof a);
   return a;
+}
+
+// a * b + c: one fused multiply-add where the level has FMA (AVX2, AVX-512), else a multiply and an add.
+// Only the polynomials and series of the lane functions use it, so the levels differ in those last bits alone
+// (well inside the attainable floor; tests/test_simd_dispatch.py) while every decision that sets a status is
+// computed the same way at every level (the kernels are otherwise compiled without FMA contraction).
+VOLFAST_LANE double madd(double a, double b, double c) {
+#if defined(__FMA__)
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
 }
 
 // Natural log for finite a > 0 (subnormals included), branch-free; relative error about 1e-15.
@@ -84,16 +103,16 @@ VOLFAST_LANE double log_pos(double a) {
   const double z = f / (2.0 + f);
   const double w = z * z;
   double p = 1.0 / 23;
-  p = p * w + 1.0 / 21;
-  p = p * w + 1.0 / 19;
-  p = p * w + 1.0 / 17;
-  p = p * w + 1.0 / 15;
-  p = p * w + 1.0 / 13;
-  p = p * w + 1.0 / 11;
-  p = p * w + 1.0 / 9;
-  p = p * w + 1.0 / 7;
-  p = p * w + 1.0 / 5;
-  p = p * w + 1.0 / 3;
+  p = madd(p, w, 1.0 / 21);
+  p = madd(p, w, 1.0 / 19);
+  p = madd(p, w, 1.0 / 17);
+  p = madd(p, w, 1.0 / 15);
+  p = madd(p, w, 1.0 / 13);
+  p = madd(p, w, 1.0 / 11);
+  p = madd(p, w, 1.0 / 9);
+  p = madd(p, w, 1.0 / 7);
+  p = madd(p, w, 1.0 / 5);
+  p = madd(p, w, 1.0 / 3);
   // ln(1 + f) = 2z + 2 z w p, with 2z = f - z f exactly enough.
   const double l1p = (f - z * f) + 2.0 * z * w * p;
   constexpr double ln2_hi = 6.93147180369123816490e-01;  // 21 trailing zero bits: e * ln2_hi is exact
@@ -101,29 +120,173 @@ VOLFAST_LANE double log_pos(double a) {
   return e * ln2_hi + (e * ln2_lo + l1p);
 }
 
-// Scaled complementary error function erfcx(y) = exp(y^2) erfc(y) for y >= 0 (finite), branch-free.
-// erfcx(y) = 2K/(y + K) g(u), u = (y - K)/(y + K) in [-1, 1), g a degree-21 Chebyshev series fitted to
-// 40-digit values (K = 3.5); relative error about 1.5e-15 over [0, inf).
-VOLFAST_LANE double erfcx_pos(double y) {
-  constexpr double K = 3.5;
-  static constexpr double c[22] = {
-      2.18098252924718128e-01,  -1.89051097253873729e-01, 6.73963610664221058e-02,  -1.97848075014623939e-02,
-      4.69970839424203087e-03,  -8.61120015243762465e-04, 1.06439551619918473e-04,  -4.01270831310416526e-06,
-      -1.50623006312207817e-06, 3.01017944341874076e-07,  -4.06687833933052444e-10, -7.74143822162523126e-09,
-      6.98180974646608448e-10,  1.74067383786969393e-10,  -3.19072418747739223e-11, -4.09419899889026642e-12,
-      1.21582560676031790e-12,  1.14572122414959334e-13,  -4.55978119258661390e-14, -4.20217770608632891e-15,
-      1.73943247235109550e-15,  1.97827881301368812e-16};
-  const double r = 1.0 / (y + K);
-  const double u = (y - K) * r;
-  const double u2 = 2.0 * u;
-  double b1 = 0.0, b2 = 0.0;
-#pragma GCC unroll 21
-  for (int k = 21; k >= 1; --k) {
-    const double b0 = u2 * b1 - b2 + c[k];
-    b2 = b1;
-    b1 = b0;
+// exp(a) for |a| < 700, branch-free: a = n ln2 + r (Cody-Waite, |r| <= ln2/2), exp(r) by its Taylor series
+// to r^13 (truncation below 1e-17 relative), 2^n put into the exponent bits. Relative error about 2 ulp.
+// Used by the accurate step (bo_lower_acc), the prologue's bound and transcendental_floor().
+VOLFAST_LANE double exp_lane(double a) {
+  constexpr double kLog2e = 1.4426950408889634074;
+  constexpr double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+  const double big = a * kLog2e + 0x1.8p52;  // n in the low mantissa bits (no 64-bit conversion needed)
+  const double nf = big - 0x1.8p52;           // n = round(a / ln2)
+  const double r = (a - nf * ln2_hi) - nf * ln2_lo;
+  double p = 1.0 / 6227020800.0;
+  p = madd(p, r, 1.0 / 479001600.0);
+  p = madd(p, r, 1.0 / 39916800.0);
+  p = madd(p, r, 1.0 / 3628800.0);
+  p = madd(p, r, 1.0 / 362880.0);
+  p = madd(p, r, 1.0 / 40320.0);
+  p = madd(p, r, 1.0 / 5040.0);
+  p = madd(p, r, 1.0 / 720.0);
+  p = madd(p, r, 1.0 / 120.0);
+  p = madd(p, r, 1.0 / 24.0);
+  p = madd(p, r, 1.0 / 6.0);
+  p = madd(p, r, 0.5);
+  p = madd(p, r, 1.0);
+  p = madd(p, r, 1.0);
+  const std::uint64_t e = (bits_of(big) + 1023) << 52;  // the high bits shift out: (n + 1023) << 52
+  return p * from_bits(e);
+}
+
+// a * b = p + lo exactly (p the rounded product): by FMA where the level has it, else by Veltkamp/Dekker
+// splitting. Both are exact, so every level gets the same p and lo.
+VOLFAST_LANE double two_prod(double a, double b, double& lo) {
+  const double p = a * b;
+#if defined(__FMA__)
+  lo = std::fma(a, b, -p);
+#else
+  constexpr double kSplit = 134217729.0;  // 2^27 + 1
+  const double ca = kSplit * a, cb = kSplit * b;
+  const double ah = ca - (ca - a), al = a - ah;
+  const double bh = cb - (cb - b), bl = b - bh;
+  lo = ((ah * bh - p) + ah * bl + al * bh) + al * bl;
+#endif
+  return p;
+}
+
+// erfcx(y) = exp(y^2) erfc(y) for y >= 0 to about one ulp, over a block of kBlock values in place
+// (largest relative error about 2.5e-16 against mpmath on [0, 1e6]; tests/test_simd_dispatch.py),
+// branch-free: every lane gathers the 12 coefficients of its piece of erfcx_table.hpp (y in [i/4, (i+1)/4)
+// for y < 8, one piece in w = 64/y^2 beyond) and evaluates one polynomial in a variable of [-1, 1] where the
+// constant term dominates, so rounding stays near one ulp. Negative y evaluates as 0; NaN reads row 0 and
+// stays NaN. GCC does not turn table lookups into gathers inside a vectorised loop, so the AVX2 and AVX-512
+// levels gather explicitly.
+#if defined(__AVX512F__)
+// tab[ix + k] for 8 lanes (the masked form: GCC 12's plain gather warns about its undefined source)
+VOLFAST_LANE __m512d gather8(__m256i ix, int k, const double* tab) {
+  return _mm512_mask_i32gather_pd(_mm512_setzero_pd(), 0xFF, _mm256_add_epi32(ix, _mm256_set1_epi32(k)), tab, 8);
+}
+#elif defined(__AVX2__)
+// tab[ix + k] for 4 lanes (masked form, as gather8)
+VOLFAST_LANE __m256d gather4(__m128i ix, int k, const double* tab) {
+  const __m256d all = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
+  return _mm256_mask_i32gather_pd(_mm256_setzero_pd(), tab, _mm_add_epi32(ix, _mm_set1_epi32(k)), all, 8);
+}
+#endif
+
+inline void erfcx_block(double* y) {
+  alignas(64) double u[kBlock], r[kBlock];
+  alignas(64) int row[kBlock];
+#pragma omp simd
+  for (int j = 0; j < kBlock; ++j) {
+    double yc = y[j] > 0.0 ? y[j] : 0.0;  // NaN -> 0: the row index stays in the table
+    yc = yc < 8.0 ? yc : 8.0;
+    const int i = static_cast<int>(yc * 4.0);
+    const bool big = !(y[j] < 8.0);
+    r[j] = 1.0 / (big ? y[j] : 8.0);
+    u[j] = big ? 128.0 * r[j] * r[j] - 1.0 : 8.0 * yc - static_cast<double>(2 * i + 1);
+    row[j] = i * tables::kErfcxTerms;
   }
-  return 2.0 * K * r * (u * b1 - b2 + c[0]);
+  const double* tab = tables::kErfcx;
+#if defined(__AVX512F__)
+  for (int j = 0; j < kBlock; j += 8) {
+    const __m256i ix = _mm256_load_si256(reinterpret_cast<const __m256i*>(row + j));
+    const __m512d uu = _mm512_load_pd(u + j);
+    __m512d p = gather8(ix, 11, tab);
+    for (int k = 10; k >= 0; --k)
+      p = _mm512_fmadd_pd(p, uu, gather8(ix, k, tab));
+    _mm512_store_pd(u + j, p);
+  }
+#elif defined(__AVX2__)
+  for (int j = 0; j < kBlock; j += 4) {
+    const __m128i ix = _mm_load_si128(reinterpret_cast<const __m128i*>(row + j));
+    const __m256d uu = _mm256_load_pd(u + j);
+    __m256d p = gather4(ix, 11, tab);
+    for (int k = 10; k >= 0; --k)
+      p = _mm256_fmadd_pd(p, uu, gather4(ix, k, tab));
+    _mm256_store_pd(u + j, p);
+  }
+#else
+  for (int j = 0; j < kBlock; ++j) {
+    const double* c = tab + row[j];
+    double p = c[11];
+    for (int k = 10; k >= 0; --k) p = madd(p, u[j], c[k]);
+    u[j] = p;
+  }
+#endif
+#pragma omp simd
+  for (int j = 0; j < kBlock; ++j) y[j] = !(y[j] < 8.0) ? u[j] * (r[j] * detail::kInvSqrtPi) : u[j];
+}
+
+// bo(x, s) and its vega for x < 0 below the inflection point (0 < s < s_c), to the accuracy of
+// normalised_black_otm_vega() in black76.hpp and by the same formulas in the same regions (the small-t series
+// for t < 0.21 and x > -1.5, else the difference of two erfcx), but branch-free with erfcx_block and exp_lane
+// in place of libm. ok is false where exp(-(h^2 + t^2)/2) would leave exp_lane's range (the caller then takes
+// the scalar path).
+struct BlackLower {
+  double b, vega, ok;  // ok: 1 or 0 (a double keeps the struct one vector type)
+};
+
+// The erfcx arguments bo_lower_acc() needs, computed in a loop of their own so that the table lookups stay
+// unconditional gathers (inside one big loop the compiler may turn them into masked loads and give up).
+struct LowerArgs {
+  double y1, y2;
+};
+
+VOLFAST_LANE LowerArgs bo_lower_args(double x, double s) {
+  using namespace detail;
+  const double h = x / s, t = 0.5 * s;
+  const bool small = (t < 0.21 ? 1.0 : 0.0) * (x > -1.5 ? 1.0 : 0.0) != 0.0;
+  const double a = -(h + t) * kInvSqrt2;  // > 0 below the inflection point
+  return {small ? -h * kInvSqrt2 : a, -(h - t) * kInvSqrt2};
+}
+
+// e1, e2 = erfcx of bo_lower_args(x, s) (erfcx_block).
+VOLFAST_LANE BlackLower bo_lower_acc(double x, double s, double e1, double e2) {
+  using namespace detail;
+  const double h = x / s, t = 0.5 * s;
+  // a 0/1 double rather than a && of two bools, which the vectoriser cannot always turn into one mask
+  const bool small = (t < 0.21 ? 1.0 : 0.0) * (x > -1.5 ? 1.0 : 0.0) != 0.0;
+  // E = exp(-(h^2 + t^2)/2) / sqrt(2 pi) with both squares and their sum carried exactly to first order
+  double qa, qc;
+  const double pa = two_prod(h, h, qa), pc = two_prod(t, t, qc);
+  const double S2 = pa + pc;
+  const double bb = S2 - pa;
+  const double e = (pa - (S2 - bb)) + (pc - bb);
+  const bool ok = S2 < 1400.0;
+  const double arg = ok ? -0.5 * S2 : -700.0;
+  const double E = exp_lane(arg) * (1.0 - 0.5 * (qa + qc + e)) * kInvSqrt2Pi;
+  // bo = 2 E sum_{k odd} y_k t^k / k!, y_0 = sqrt(pi/2) erfcx(-h/sqrt2), y_1 = 1 + h y_0,
+  // y_{k+1} = h y_k + k y_{k-1} (terms to t^19; black76.hpp's bo_small_t)
+  static constexpr double kInvPair[9] = {1.0 / 6,   1.0 / 20,  1.0 / 42,  1.0 / 72, 1.0 / 110,
+                                         1.0 / 156, 1.0 / 210, 1.0 / 272, 1.0 / 342};
+  const double t2 = t * t;
+  double ykm1 = kSqrtPiOver2 * e1;
+  double yk = 1.0 + h * ykm1;
+  double scale = t;
+  double sum = yk * scale;
+#pragma GCC unroll 9
+  for (int i = 0; i < 9; ++i) {
+    const double k = 2 * i + 1;
+    const double y2 = madd(h, yk, k * ykm1);
+    const double y3 = madd(h, y2, (k + 1.0) * yk);
+    ykm1 = y2;
+    yk = y3;
+    scale *= t2 * kInvPair[i];
+    sum = madd(yk, scale, sum);
+  }
+  constexpr double kSqrtPiOver8 = 0.62665706865775012560;
+  const double S = small ? sum : kSqrtPiOver8 * (e1 - e2);
+  return {2.0 * E * S, E, ok ? 1.0 : 0.0};
 }
 
 // ln bo(x, s) and lam = bo'/bo for x < 0 below the inflection point (h + t < 0), in log space so that
@@ -135,14 +298,21 @@ struct LogBlack {
   double lam;
 };
 
-VOLFAST_LANE LogBlack log_black_lower(double x, double inv_s, double s) {
+// The erfcx arguments of log_black_lower (computed in a loop of their own, then erfcx_block).
+VOLFAST_LANE LowerArgs log_black_args(double x, double s) {
   using namespace detail;
-  const double h = x * inv_s, t = 0.5 * s;
+  const double h = x * (1.0 / s), t = 0.5 * s;
   const bool small = t < 0.21;
   const double a = -(h + t) * kInvSqrt2;  // > 0 below the inflection point
   const double ya = small ? -h * kInvSqrt2 : a;
-  const double e1 = erfcx_pos(ya > 0.0 ? ya : 0.0);
-  const double e2 = erfcx_pos(a + kSqrt2 * t);
+  return {ya > 0.0 ? ya : 0.0, a + kSqrt2 * t};
+}
+
+// e1, e2: erfcx of log_black_args(x, s).
+VOLFAST_LANE LogBlack log_black_lower(double x, double inv_s, double s, double e1, double e2) {
+  using namespace detail;
+  const double h = x * inv_s, t = 0.5 * s;
+  const bool small = t < 0.21;
   // Series: S = sum_{k odd} y_k t^k / k!, y_0 = sqrt(pi/2) erfcx(-h/sqrt2), y_1 = 1 + h y_0,
   // y_{k+1} = h y_k + k y_{k-1} (terms to t^19).
   static constexpr double kInvPair[9] = {1.0 / 6,   1.0 / 20,  1.0 / 42,  1.0 / 72, 1.0 / 110,
@@ -155,12 +325,12 @@ VOLFAST_LANE LogBlack log_black_lower(double x, double inv_s, double s) {
 #pragma GCC unroll 9
   for (int i = 0; i < 9; ++i) {
     const double k = 2 * i + 1;
-    const double y2 = h * yk + k * ykm1;
-    const double y3 = h * y2 + (k + 1.0) * yk;
+    const double y2 = madd(h, yk, k * ykm1);
+    const double y3 = madd(h, y2, (k + 1.0) * yk);
     ykm1 = y2;
     yk = y3;
     scale *= t2 * kInvPair[i];
-    sum += yk * scale;
+    sum = madd(yk, scale, sum);
   }
   // Large t: bo = exp(-(h^2+t^2)/2) (erfcx(a) - erfcx(a + sqrt2 t)) / 2, i.e. S = sqrt(pi/8) (e1 - e2).
   constexpr double kSqrtPiOver8 = 0.62665706865775012560;
@@ -172,9 +342,9 @@ VOLFAST_LANE LogBlack log_black_lower(double x, double inv_s, double s) {
 
 // One Householder step of order 4 on f(s) = 1/ln bo(s) - 1/ln beta (as in implied_vol.hpp), kept inside
 // (0, sc): a step that leaves it, or is not finite, keeps s.
-VOLFAST_LANE double lower_step(double x, double s, double inv_lnb, double sc) {
+VOLFAST_LANE double lower_step(double x, double s, double inv_lnb, double sc, double e1, double e2) {
   const double inv_s = 1.0 / s;
-  const LogBlack ev = log_black_lower(x, inv_s, s);
+  const LogBlack ev = log_black_lower(x, inv_s, s, e1, e2);
   const double x2 = x * x, q = x2 * inv_s * inv_s;  // h^2
   const double r2 = q * inv_s - 0.25 * s;
   const double r3 = r2 * r2 - 3.0 * q * inv_s * inv_s - 0.25;
@@ -199,15 +369,15 @@ struct LowerStart {
   double s0, inv_lnb, sc, sure;
 };
 
-VOLFAST_LANE LowerStart lower_start(double x, double beta) {
+// exs = erfcx(sqrt(-x)).
+VOLFAST_LANE LowerStart lower_start(double x, double beta, double exs) {
   using namespace detail;
   const double ax = -x;
   const double lnb = log_pos(beta);
   const double sc = std::sqrt(2.0 * ax);
   // bc = bo(x, s_c) = exp(x/2) (1 - erfcx(sqrt(-x))) / 2. Its cancellation for tiny |x| is why
   // |x| <= 1e-6 is left to the scalar solver; the margin of 1e-9 in ln beta covers the rest.
-  const double ysc = std::sqrt(ax);
-  const double one_m = 1.0 - erfcx_pos(ysc);
+  const double one_m = 1.0 - exs;
   const double lnbc = 0.5 * x + log_pos(0.5 * (one_m > 0.0 ? one_m : 1e-300));
   const double sure = (ax > 1e-6 ? 1.0 : 0.0) * (lnb < lnbc - 1e-9 ? 1.0 : 0.0);
   const double g1 = sc * std::sqrt(lnbc / lnb);
@@ -220,8 +390,10 @@ VOLFAST_LANE LowerStart lower_start(double x, double beta) {
   const double C = log_pos(ax) - 0.91893853320467274178;
   const double w0sq = -2.0 * (lnb - C);
   double w = std::sqrt(w0sq > wc * wc ? w0sq : wc * wc);
-#pragma GCC unroll 3
-  for (int i = 0; i < 3; ++i) {
+  // two Newton steps (three in the scalar lower_guess): the one SIMD step and the accurate step that follow
+  // absorb the difference, and each of these costs a logarithm and two divisions
+#pragma GCC unroll 2
+  for (int i = 0; i < 2; ++i) {
     const double w2 = w * w, iw = 1.0 / w, iw2 = iw * iw;
     const double v = w * (w2 + 3.0);
     const double m = -0.5 * w2 - 0.125 * ax * ax * iw2 - log_pos(v) + C;
@@ -238,21 +410,109 @@ VOLFAST_LANE LowerStart lower_start(double x, double beta) {
 // else 0 (the caller then runs the plain scalar solver). Stage by stage, so that each loop stays simple
 // enough for the vectoriser.
 inline void lower_hints(const double* x, const double* beta, double* hint) {
-  alignas(64) double s[kBlock], inv_lnb[kBlock], sc[kBlock], sure[kBlock];
+  alignas(64) double s[kBlock], inv_lnb[kBlock], sc[kBlock], sure[kBlock], e1[kBlock], e2[kBlock];
+#pragma omp simd
+  for (int j = 0; j < kBlock; ++j) e1[j] = std::sqrt(-x[j]);
+  erfcx_block(e1);
 #pragma omp simd
   for (int j = 0; j < kBlock; ++j) {
-    const LowerStart st = lower_start(x[j], beta[j]);
+    const LowerStart st = lower_start(x[j], beta[j], e1[j]);
     s[j] = st.s0;
     inv_lnb[j] = st.inv_lnb;
     sc[j] = st.sc;
     sure[j] = st.sure;
   }
-  for (int step = 0; step < 2; ++step) {
+  // one step: from the starting point's few per cent it lands within about 1e-6 on ES-like quotes, close
+  // enough for lower_finish's accurate step
 #pragma omp simd
-    for (int j = 0; j < kBlock; ++j) s[j] = lower_step(x[j], s[j], inv_lnb[j], sc[j]);
+  for (int j = 0; j < kBlock; ++j) {
+    const LowerArgs a = log_black_args(x[j], s[j]);
+    e1[j] = a.y1;
+    e2[j] = a.y2;
   }
+  erfcx_block(e1);
+  erfcx_block(e2);
+#pragma omp simd
+  for (int j = 0; j < kBlock; ++j) s[j] = lower_step(x[j], s[j], inv_lnb[j], sc[j], e1[j], e2[j]);
 #pragma omp simd
   for (int j = 0; j < kBlock; ++j) hint[j] = (sure[j] != 0.0 && s[j] > 0.0 && s[j] < sc[j]) ? s[j] : 0.0;
+}
+
+// The accurate final step for a block, vectorised: for every lane with a hint s0 (lower_hints), one
+// Householder step of order 4 on the plain objective bo - beta from bo_lower_acc, the step that
+// implied_vol.hpp's implied_normalised_vol_otm_lower_from() takes. The result is as accurate as that one
+// evaluation of bo, provided the step started close enough: bo ~ exp(-h^2/2) makes the plain objective's
+// fourth-order step land near ((1 + h^2) e)^4 / (1 + h^2) from a relative error e ~ |ds|/s, so a step with
+// (1 + h^2) |ds| <= 1e-5 s leaves at most about 1e-20 (the scalar solver's |ds| <= 1e-8 s is the same bound
+// for h^2 < 1500). The result must also lie inside (0, s_c), and beta must not be tiny. out[j] is the solved
+// s, or 0 where the lane has no hint or the step is not accepted; next[j] is the step's result wherever it is
+// valid (inside (0, s_c), from a good evaluation), accepted or not: a start for one more step.
+inline void lower_finish(const double* x, const double* beta, const double* hint, double* out, double* next) {
+  alignas(64) double y1[kBlock], y2[kBlock];
+#pragma omp simd
+  for (int j = 0; j < kBlock; ++j) {
+    const LowerArgs a = bo_lower_args(x[j], hint[j] > 0.0 ? hint[j] : 0.5);
+    y1[j] = a.y1;
+    y2[j] = a.y2;
+  }
+  erfcx_block(y1);
+  erfcx_block(y2);
+#pragma omp simd
+  for (int j = 0; j < kBlock; ++j) {
+    const double s0 = hint[j] > 0.0 ? hint[j] : 0.5;  // benign lane where there is no hint
+    const double xj = x[j];
+    const BlackLower ev = bo_lower_acc(xj, s0, y1[j], y2[j]);
+    const double s2 = s0 * s0, x2 = xj * xj;
+    const double r2 = x2 / (s2 * s0) - 0.25 * s0;
+    const double r3 = r2 * r2 - 3.0 * x2 / (s2 * s2) - 0.25;
+    const double nu = -(ev.b - beta[j]) / ev.vega;
+    const double ds = nu * (1.0 + 0.5 * r2 * nu) / (1.0 + nu * (r2 + r3 * nu * (1.0 / 6.0)));
+    const double s1 = s0 + ds;
+    const double sc = std::sqrt(-2.0 * xj);
+    const double ads = ds < 0.0 ? -ds : ds;
+    // nested selects on doubles rather than one && chain: the vectoriser keeps those in vector masks
+    double r = s1 > 0.0 ? s1 : 0.0;
+    r = s1 < sc ? r : 0.0;
+    r = beta[j] > 0x1p-1000 ? r : 0.0;
+    r = ev.b > 0.0 ? r : 0.0;
+    r = ev.vega > 0.0 ? r : 0.0;
+    r = ev.ok != 0.0 ? r : 0.0;
+    r = hint[j] > 0.0 ? r : 0.0;
+    next[j] = r;  // a valid step that may still be too large to settle the quote
+    out[j] = ads * (1.0 + x2 / s2) <= 1e-5 * s0 ? r : 0.0;  // (1 + h^2) |ds| <= 1e-5 s: see above
+  }
+}
+
+// The transcendental floor: n quotes' worth of the exponentials, logarithms and error functions an
+// implied-vol solve needs (6 exp, 4 log, 2 erfc per quote), each through the vectorised lane functions
+// above, in blocks of kBlock lanes. Returns a checksum so that nothing is optimised away; the caller times it.
+inline double transcendental_floor(std::int64_t n) {
+  alignas(64) double acc[kBlock] = {}, c1[kBlock], c2[kBlock];
+  for (std::int64_t b0 = 0; b0 < n; b0 += kBlock) {
+    const int base = static_cast<int>(b0 & 1023);  // 32-bit lanes: int64 -> double needs AVX-512DQ
+#pragma omp simd
+    for (int j = 0; j < kBlock; ++j) {
+      const double u = 0.001 * static_cast<double>((base + j) & 1023) + 0.01;  // (0.01, 1.04)
+      c1[j] = u;
+      c2[j] = 2.0 * u;
+    }
+    erfcx_block(c1);
+    erfcx_block(c2);
+#pragma omp simd
+    for (int j = 0; j < kBlock; ++j) {
+      const double u = 0.001 * static_cast<double>((base + j) & 1023) + 0.01;
+      double e = 0.0;
+#pragma GCC unroll 6
+      for (int r = 0; r < 6; ++r) e += exp_lane(-u * (r + 1));
+      double l = 0.0;
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; ++r) l += log_pos(u * (r + 1));
+      acc[j] += e + l + c1[j] + c2[j];
+    }
+  }
+  double s = 0.0;
+  for (int j = 0; j < kBlock; ++j) s += acc[j];
+  return s;
 }
 
 }  // namespace lane
@@ -264,83 +524,152 @@ template <class Load>
 void implied_vol_batch(const Load& load, std::int64_t begin, std::int64_t end, double* iv, std::uint8_t* status,
                        std::uint8_t* iterations) {
   constexpr int B = lane::kBlock;
-  alignas(64) double xs[B], betas[B], hints[B], xq[B], bq[B], ehs[B], sqrt_t[B];
-  alignas(64) bool solve[B];
-  for (std::int64_t b0 = begin; b0 < end; b0 += B) {
-    const int nb = static_cast<int>(end - b0 < B ? end - b0 : B);
-    // 1. statuses, x and beta (scalar; the same tests and arithmetic as implied_vol()).
-    for (int j = 0; j < B; ++j) {
-      xs[j] = -1.0;
-      betas[j] = 0.1;  // a benign lower-region lane for padding and quotes already decided
-      solve[j] = false;
+  constexpr double kMax = std::numeric_limits<double>::max();
+  // what the prologue decided per lane (a double, so that its loop vectorises): kSolve, a status, or kZero
+  constexpr double kSolve = -1.0, kZero = -2.0;
+  alignas(64) double P[B], Fv[B], Kv[B], Tv[B], Dv[B], Cv[B];
+  alignas(64) double code[B], low[B], xs[B], betas[B], hints[B], done[B], next[B];
+  // Quotes whose vector step was valid but not small enough to settle them wait here, with that step's
+  // result as their start, for one more vector step in a batch of their own (deep out of the money, where
+  // the hint is rougher, most quotes take this route). A quote's result depends only on its own inputs.
+  alignas(64) double qx[B], qb[B], qs[B], qt[B], qdone[B], qnext[B];
+  std::int64_t qo[B];
+  int qn = 0;
+  const auto flush = [&]() {
+    for (int k = qn; k < B; ++k) {  // benign padding lanes (no start: not solved)
+      qx[k] = -1.0;
+      qb[k] = 0.1;
+      qs[k] = 0.0;
     }
-    for (int j = 0; j < nb; ++j) {
-      const std::int64_t o = b0 + j - begin;
-      double p, F, K, T, D;
-      bool is_call;
-      load(b0 + j, p, F, K, T, is_call, D);
-      if (iterations) iterations[o] = 0;
-      if (!black_inputs_valid(F, K, T, D) || !std::isfinite(p)) {
-        status[o] = kInvalidInput;
-        iv[o] = detail::kNaN;
+    lane::lower_finish(qx, qb, qs, qdone, qnext);
+    for (int k = 0; k < qn; ++k) {
+      const std::int64_t o = qo[k];
+      if (qdone[k] > 0.0) {
+        status[o] = kOk;
+        iv[o] = qdone[k] / qt[k];
+        if (iterations) iterations[o] = 2;
         continue;
       }
-      const double intrinsic = is_call ? D * (F > K ? F - K : 0.0) : D * (K > F ? K - F : 0.0);
-      const double upper = is_call ? D * F : D * K;
-      if (p < intrinsic || p < 0.0) {
-        status[o] = kBelowIntrinsic;
-        iv[o] = detail::kNaN;
-        continue;
-      }
-      if (p >= upper) {
-        status[o] = kAboveMaximum;
-        iv[o] = detail::kNaN;
-        continue;
-      }
-      const double time_value = p - intrinsic;
-      status[o] = kOk;
-      if (time_value == 0.0) {
-        iv[o] = 0.0;
-        continue;
-      }
-      const double x = -std::fabs(log_moneyness(F, K));
-      const double beta = time_value / (D * std::sqrt(F) * std::sqrt(K));
-      if (!(beta > 0.0)) {
-        iv[o] = 0.0;
-        continue;
-      }
-      const double eh = std::exp(0.5 * x);
-      if (!(beta < eh)) {
-        status[o] = kAboveMaximum;
-        iv[o] = detail::kNaN;
-        continue;
-      }
-      solve[j] = true;
-      xq[j] = x;
-      bq[j] = beta;
-      ehs[j] = eh;
-      sqrt_t[j] = std::sqrt(T);
-      if (x < 0.0) {  // x == 0 (at the money) has no lower region: the lane keeps its benign padding
-        xs[j] = x;
-        betas[j] = beta;
-      }
-    }
-    // 2. SIMD hints across the whole block.
-    lane::lower_hints(xs, betas, hints);
-    // 3. the accurate scalar step(s).
-    for (int j = 0; j < nb; ++j) {
-      if (!solve[j]) continue;
-      const std::int64_t o = b0 + j - begin;
       IVStatus st;
       int nit;
-      const double s = hints[j] > 0.0 && xq[j] < 0.0
-                           ? implied_normalised_vol_otm_lower_from(bq[j], xq[j], ehs[j], hints[j], st, nit)
-                           : implied_normalised_vol_otm(bq[j], xq[j], st, nit);
+      const double sv = implied_normalised_vol_otm_lower_from(qb[k], qx[k], std::exp(0.5 * qx[k]), qs[k], st, nit);
       status[o] = st;
-      iv[o] = st == kOk ? s / sqrt_t[j] : detail::kNaN;
+      iv[o] = st == kOk ? sv / qt[k] : detail::kNaN;
+      if (iterations) iterations[o] = static_cast<std::uint8_t>(1 + nit);
+    }
+    qn = 0;
+  };
+  for (std::int64_t b0 = begin; b0 < end; b0 += B) {
+    const int nb = static_cast<int>(end - b0 < B ? end - b0 : B);
+    // 1. the block's inputs (scalar: the columns are strided); padding lanes get a benign quote
+    for (int j = 0; j < nb; ++j) {
+      bool c;
+      load(b0 + j, P[j], Fv[j], Kv[j], Tv[j], c, Dv[j]);
+      Cv[j] = c ? 1.0 : 0.0;
+    }
+    for (int j = nb; j < B; ++j) {
+      P[j] = 0.01;
+      Fv[j] = 1.0;
+      Kv[j] = 1.2;
+      Tv[j] = 1.0;
+      Dv[j] = 1.0;
+      Cv[j] = 1.0;
+    }
+    // 2. statuses, time value and beta, in SIMD: the same tests, in the same order, and the same arithmetic
+    //    as implied_vol() (finite means |v| <= DBL_MAX, which NaN fails).
+#pragma omp simd
+    for (int j = 0; j < B; ++j) {
+      const double p = P[j], F = Fv[j], K = Kv[j], T = Tv[j], D = Dv[j];
+      const bool call = Cv[j] != 0.0;
+      const double valid = (F > 0.0 && F <= kMax ? 1.0 : 0.0) * (K > 0.0 && K <= kMax ? 1.0 : 0.0) *
+                           (T > 0.0 && T <= kMax ? 1.0 : 0.0) * (D > 0.0 && D <= kMax ? 1.0 : 0.0) *
+                           (std::fabs(p) <= kMax ? 1.0 : 0.0);
+      const double intrinsic = call ? D * (F > K ? F - K : 0.0) : D * (K > F ? K - F : 0.0);
+      const double upper = call ? D * F : D * K;
+      const double tv = p - intrinsic;
+      const double beta = tv / (D * std::sqrt(F) * std::sqrt(K));
+      double c = beta > 0.0 ? kSolve : kZero;  // a time value that underflows on the normalised scale: vol 0
+      c = tv == 0.0 ? kZero : c;
+      c = p >= upper ? double(kAboveMaximum) : c;
+      c = (p < intrinsic ? 1.0 : 0.0) + (p < 0.0 ? 1.0 : 0.0) != 0.0 ? double(kBelowIntrinsic) : c;
+      code[j] = valid != 0.0 ? c : double(kInvalidInput);
+      betas[j] = beta;
+    }
+    // 3. x = -|ln(F/K)| where there is something to solve (scalar: libm's log1p / log, as implied_vol())
+    for (int j = 0; j < B; ++j) xs[j] = code[j] == kSolve ? -std::fabs(log_moneyness(Fv[j], Kv[j])) : -1.0;
+    // 4. the upper bound beta < exp(x/2), in SIMD with exp_lane where it is clear by a margin far above
+    //    exp_lane's error; within 1e-14 of the bound, libm's exp decides, exactly as implied_vol() does.
+    //    Lanes that are not solved here get a benign lower-region quote.
+#pragma omp simd
+    for (int j = 0; j < B; ++j) {
+      // exp_lane's range ends at -700: beyond it (and for x = -inf, NaN ratio) libm decides; the clamped
+      // bound is above the true one, so a beta above it is above the true one too.
+      const double hx = 0.5 * xs[j];
+      const double ratio = betas[j] / lane::exp_lane(hx > -700.0 ? hx : -700.0);
+      // nested selects on doubles (not && of bools), which the vectoriser keeps in masks
+      double c = ratio <= 1.0 - 1e-14 ? kSolve : kZero - 1.0;  // -3: close to the bound, libm decides
+      c = hx > -700.0 ? c : kZero - 1.0;
+      c = ratio >= 1.0 + 1e-14 ? double(kAboveMaximum) : c;
+      code[j] = code[j] == kSolve ? c : code[j];
+    }
+    for (int j = 0; j < B; ++j) {
+      if (code[j] == kZero - 1.0) code[j] = betas[j] < std::exp(0.5 * xs[j]) ? kSolve : double(kAboveMaximum);
+    }
+#pragma omp simd
+    for (int j = 0; j < B; ++j) {
+      // x == 0 (at the money) has no lower region
+      const double lower = (code[j] == kSolve ? 1.0 : 0.0) * (xs[j] < 0.0 ? 1.0 : 0.0);
+      low[j] = lower;
+      xs[j] = lower != 0.0 ? xs[j] : -1.0;
+      betas[j] = lower != 0.0 ? betas[j] : 0.1;
+    }
+    // 5. SIMD starting points, then the accurate step, also in SIMD.
+    lane::lower_hints(xs, betas, hints);
+    lane::lower_finish(xs, betas, hints, done, next);
+    // 6. results: the quotes the vector step settled, the decided ones, and the scalar solver for the rest.
+    for (int j = 0; j < nb; ++j) {
+      const std::int64_t o = b0 + j - begin;
+      const double c = code[j];
+      if (c != kSolve) {
+        status[o] = c == kZero ? std::uint8_t{kOk} : static_cast<std::uint8_t>(c);
+        iv[o] = c == kZero ? 0.0 : detail::kNaN;
+        if (iterations) iterations[o] = 0;
+        continue;
+      }
+      if (low[j] != 0.0 && done[j] > 0.0) {  // (benign padding lanes solve too: low tells them apart)
+        status[o] = kOk;
+        iv[o] = done[j] / std::sqrt(Tv[j]);
+        if (iterations) iterations[o] = 1;
+        continue;
+      }
+      if (low[j] != 0.0 && next[j] > 0.0) {  // one more vector step, in the queue's next batch
+        qx[qn] = xs[j];
+        qb[qn] = betas[j];
+        qs[qn] = next[j];
+        qt[qn] = std::sqrt(Tv[j]);
+        qo[qn] = o;
+        if (++qn == B) flush();
+        continue;
+      }
+      const double beta = P[j] - (Cv[j] != 0.0 ? Dv[j] * (Fv[j] > Kv[j] ? Fv[j] - Kv[j] : 0.0)
+                                               : Dv[j] * (Kv[j] > Fv[j] ? Kv[j] - Fv[j] : 0.0));
+      const double b = beta / (Dv[j] * std::sqrt(Fv[j]) * std::sqrt(Kv[j]));
+      const double x = -std::fabs(log_moneyness(Fv[j], Kv[j]));
+      IVStatus st;
+      int nit;
+      // A tiny beta (a subnormal price, a few significant bits) leaves any evaluation of bo a few bits, so
+      // a step of the hint's size (about 1e-6) would carry that error into the vol: such quotes get the
+      // scalar solver from its own start, exactly as implied_vol().
+      const double s = low[j] != 0.0 && hints[j] > 0.0 && b > 0x1p-1000
+                           ? implied_normalised_vol_otm_lower_from(b, x, std::exp(0.5 * x), hints[j], st, nit)
+                           : implied_normalised_vol_otm(b, x, st, nit);
+      status[o] = st;
+      iv[o] = st == kOk ? s / std::sqrt(Tv[j]) : detail::kNaN;
       if (iterations) iterations[o] = static_cast<std::uint8_t>(nit);
     }
   }
+  if (qn > 0) flush();
 }
 
+VOLFAST_ARCH_END
 }  // namespace volfast
