@@ -43,8 +43,8 @@ def _one_error_line(out: str) -> str:
     [
         (["--tz", "Mars/Olympus"], "Error: unknown time zone 'Mars/Olympus' (tz)"),
         (["--date", "2024-02-30"], "Error: date must be a real date as YYYY-MM-DD or YYYYMMDD, got '2024-02"),
-        (["--lookback", "soon"], "Error: lookback: cannot parse 'soon'"),
-        (["--cut", "26:00"], "Error: cut: cannot parse '26:00'"),
+        (["--lookback", "soon"], "Error: cannot parse 'soon'; use e.g. 10m, 90s, 1h, 250ms (lookback)"),
+        (["--cut", "26:00"], "Error: cannot parse '26:00'; use HH:MM[:SS] or an ISO datetime (cut)"),
     ],
 )
 def test_snapshot_usage_errors_are_one_line_exit_2(synth1: Path, tmp_path: Path, extra, what) -> None:
@@ -62,12 +62,13 @@ def test_build_usage_errors_and_config_values_checked_when_read(synth1: Path, tm
     r = _run(["build", "--data", str(synth1), "--out", str(tmp_path / "o"), "--config", str(cfg)])
     assert r.code == 2, r.out
     assert _one_error_line(r.out) == (
-        f"Error: {cfg}: [snapshot] unknown time zone 'Mars/Olympus' (tz); use an IANA name such as "
-        "America/New_York or UTC"
+        "Error: unknown time zone 'Mars/Olympus' (tz); use an IANA name such as America/New_York or UTC "
+        f"({cfg} [snapshot])"
     )
     cfg.write_text("[surfaces]\nmax_rmse = -2.0\n")
     r = _run(["build", "--data", str(synth1), "--out", str(tmp_path / "o"), "--config", str(cfg)])
-    assert r.code == 2 and "[surfaces] max_rmse must be > 0" in _one_error_line(r.out)
+    line = _one_error_line(r.out)
+    assert r.code == 2 and line.startswith("Error: max_rmse must be > 0") and line.endswith(f"({cfg} [surfaces])")
     assert not (tmp_path / "o").exists()
 
 
@@ -192,8 +193,11 @@ def test_one_status_table_documented_from_the_enums() -> None:
         pytest.skip("no README beside the tests")
     text = readme.read_text()
     keep = ("| `implied_vol`", "| `implied_forward`")
+    from volfast.forward.core import ForwardStatus
+    from volfast.iv.black76 import IVStatus
+
     rows = [r for r in status_table().splitlines() if r.startswith(keep)]
-    assert len(rows) == 13
+    assert len(rows) == len(IVStatus) + len(ForwardStatus)
     missing = [r for r in rows if r not in text]
     assert missing == []
 

@@ -45,22 +45,32 @@ def test_reduced_demo_runs_every_stage_then_reuses_them(tmp_path: Path) -> None:
     assert len(re.findall(r'src="data:image/png;base64,', html)) >= 8 and "data:image/gif;base64," in html
     assert (lay.data / "truth").is_dir() and (lay.models / "metrics.json").is_file()
     state = json.loads((tmp_path / "demo-state.json").read_text())
+    stage_dirs = {
+        "train pca": lay.model("pca"), "train vae": lay.model("vae"), "train cvae": lay.model("cvae"),
+        "train lstm": lay.model("lstm"), "evaluate": lay.models, "stress": lay.stress, "hedge": lay.hedge,
+        "backtest": lay.backtest, "report": lay.report,
+    }  # fmt: skip
+    for name, folder in stage_dirs.items():  # each stage recorded under the one freshness rule
+        m = json.loads((folder / "_manifest.json").read_text())
+        assert (m["stage"], m["status"]) == (name, "complete"), (name, m)
+        assert m["recomputed_because"].startswith("no manifest"), (name, m["recomputed_because"])
     files = (report, lay.model("cvae") / "model.pt", lay.hedge / "hedge.json")
+    files += tuple(d / "_manifest.json" for d in stage_dirs.values())
     stamp = {p: p.stat().st_mtime_ns for p in files}
-    # a second run reuses every stage: nothing is rewritten
-    con2 = Console(file=io.StringIO(), width=160)
-    assert run_pipeline(tmp_path, cfg, console=con2) == report
-    text2 = con2.file.getvalue()  # type: ignore[attr-defined]
-    for name in ("data", "build", "train cvae", "train lstm", "stress", "hedge", "backtest", "report"):
-        assert f"{name}: reused" in text2
+    # a second run reuses every stage: nothing is rewritten, not even a manifest
+    run_pipeline(tmp_path, cfg, console=Console(file=io.StringIO(), width=160))
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
     assert json.loads((tmp_path / "demo-state.json").read_text()) == state
-    # a changed setting redoes the stages that depend on it, and only those
-    con3 = Console(file=io.StringIO(), width=160)
-    run_pipeline(tmp_path, dataclasses.replace(cfg, stress_steps=4), console=con3)
-    text3 = con3.file.getvalue()  # type: ignore[attr-defined]
-    assert "train cvae: reused" in text3 and "hedge: reused" in text3
-    assert "stress: reused" not in text3 and "report: reused" not in text3
+    # a changed setting redoes the stages that depend on it, and only those, saying why
+    run_pipeline(tmp_path, dataclasses.replace(cfg, stress_steps=4), console=Console(file=io.StringIO()))
+    for name in ("train cvae", "train lstm", "hedge", "backtest", "evaluate"):
+        assert stage_dirs[name].joinpath("_manifest.json").stat().st_mtime_ns == stamp[
+            stage_dirs[name] / "_manifest.json"
+        ], name
+    why = {n: json.loads((d / "_manifest.json").read_text()) for n, d in stage_dirs.items()}
+    why = {n: m["recomputed_because"] for n, m in why.items()}
+    assert why["stress"] == "settings changed: stress.steps 6 -> 4", why["stress"]
+    assert why["report"].startswith("input stress/stress.json changed"), why["report"]
     assert json.loads((lay.stress / "stress.json").read_text())["config"]["steps"] == 4
 
 
