@@ -28,6 +28,7 @@ from volfast.models.io import (
     MODEL_FILE,
     MODEL_KINDS,
     ModelConfigError,
+    SettingsError,
     build_model,
     config_from_dict,
     load_model,
@@ -96,11 +97,11 @@ def load_config(
     """Model config, train config and search grid from a TOML file (tables ``[model]``, ``[train]``,
     ``[search]`` with lists of values keyed ``"model.latent"`` etc.) and ``section.key=value`` overrides."""
     if kind not in MODEL_KINDS:
-        raise ModelConfigError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
-    raw = read_tables(path, ("model", "train", "search"), error=ModelConfigError)
+        raise SettingsError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
+    raw = read_tables(path, ("model", "train", "search"), error=SettingsError)
     sections: dict[str, dict[str, Any]] = {s: dict(raw.get(s, {})) for s in ("model", "train")}
     sections["train"] = KIND_TRAIN_DEFAULTS.get(kind, {}) | sections["train"]
-    apply_overrides(sections, overrides, error=ModelConfigError)
+    apply_overrides(sections, overrides, error=SettingsError)
     _, cfg_cls = MODEL_KINDS[kind]
     where = str(path) if path else "config"
     mcfg = config_from_dict(cfg_cls, sections["model"], where=f"{where} [model]")
@@ -109,7 +110,7 @@ def load_config(
     for k in search:
         sec, _, name = k.partition(".")
         if sec != "model" or name not in {f.name for f in dataclasses.fields(cfg_cls)}:
-            raise ModelConfigError(f"{where} [search]: {k!r} is not model.<field of {cfg_cls.__name__}>")
+            raise SettingsError(f"{where} [search]: {k!r} is not model.<field of {cfg_cls.__name__}>")
     return mcfg, tcfg, search
 
 
