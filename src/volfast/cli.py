@@ -593,6 +593,10 @@ def _surfaces_from_quotes(
     default=None,
     help="TOML build config ([snapshot], [surfaces], [executor], seed, stages).",
 )
+@_set_option(
+    "Override a build config value (repeatable), e.g. --set snapshot.lookback=1s --set surfaces.max_rmse=0.02 "
+    "--set seed=3; checked with the config, before any day runs.",
+)
 @click.option("--stages", default=None, help="Comma-separated stages to run (default: snapshot,surfaces).")
 @click.option("--seed", type=int, default=None, help="Master seed (day d gets a seed from (seed, d)).")
 @_surface_setting_options
@@ -609,6 +613,7 @@ def build(
     workers: int | None,
     threads_per_worker: int | None,
     config_path: str | None,
+    overrides: tuple[str, ...],
     stages: str | None,
     seed: int | None,
     arbitrage: str | None,
@@ -625,7 +630,7 @@ def build(
     from volfast.pipeline import ConfigError, load_config, run_build
 
     try:
-        cfg = load_config(config_path)
+        cfg = load_config(config_path, overrides)
         top: dict[str, object] = {}
         if stages is not None:
             top["stages"] = tuple(s.strip() for s in stages.split(",") if s.strip())
@@ -670,6 +675,8 @@ def build(
     ):
         if val is not None:
             cmd += [flag, str(val)]
+    for o in overrides:
+        cmd += ["--set", o]
     summary = run_build(
         data,
         out,
