@@ -594,8 +594,8 @@ def _surfaces_from_quotes(
     help="TOML build config ([snapshot], [surfaces], [executor], seed, stages).",
 )
 @_set_option(
-    "Override a build config value (repeatable), e.g. --set snapshot.lookback=1s --set surfaces.max_rmse=0.02 "
-    "--set seed=3; checked with the config, before any day runs.",
+    "Override a build config value (repeatable), e.g. --set snapshot.lookback=1s "
+    "--set surfaces.max_rmse=0.02 --set seed=3; checked with the config, before any day runs.",
 )
 @click.option("--stages", default=None, help="Comma-separated stages to run (default: snapshot,surfaces).")
 @click.option("--seed", type=int, default=None, help="Master seed (day d gets a seed from (seed, d)).")
