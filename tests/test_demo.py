@@ -18,12 +18,16 @@ def test_surfaces_demo_against_truth_and_reuse(tmp_path: Path) -> None:
     assert fig["forward_err_median_bp"] <= 0.3 and fig["forward_err_p95_bp"] <= 1.5
     assert fig["fit_vs_truth_rmse_volpts"] < 0.1
     assert fig["inside_bid_ask"] > 0.9
-    text = console.file.getvalue()  # type: ignore[attr-defined]
-    assert "2 built, 0 reused" in text
+    import json
+
+    def counts() -> dict[str, int]:  # the build's summary file, not the console text
+        c: dict[str, int] = json.loads((tmp_path / "build" / "build-summary.json").read_text())["counts"]
+        return c
+
+    assert counts() == {"ok": 2, "skipped": 0, "invalid": 0, "failed": 0}
     # a second run reuses both days and reports the same figures
-    console2 = Console(file=io.StringIO(), width=120)
-    assert surfaces_demo(console2, str(tmp_path), days=2, seed=3) == fig
-    assert "0 built, 2 reused" in console2.file.getvalue()  # type: ignore[attr-defined]
+    assert surfaces_demo(Console(file=io.StringIO()), str(tmp_path), days=2, seed=3) == fig
+    assert counts() == {"ok": 0, "skipped": 2, "invalid": 0, "failed": 0}
 
 
 def test_reduced_demo_runs_every_stage_then_reuses_them(tmp_path: Path) -> None:
