@@ -372,26 +372,13 @@ def train_stage(
     return res
 
 
-def run_train(
-    kind: str,
-    data: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    config_path: str | os.PathLike[str] | None = None,
-    overrides: Sequence[str] = (),
-    encoder: str | os.PathLike[str] | None = None,
-    force: bool = False,
-    log: Any = None,
-) -> Path:
+def run_train(kind: str, data: str | os.PathLike[str], out: str | os.PathLike[str], **kw: Any) -> Path:
     """Train one model kind and write ``OUT/<kind>/``; returns that folder. ``lstm`` takes its latents from
     ``encoder`` (a trained run folder; default: the first of OUT/cvae, OUT/vae, OUT/cvae-conv, OUT/pca).
 
-    An earlier run in that folder is reused when its settings, code and inputs all match
-    (:func:`train_stage`, which also says why it retrains); ``force`` retrains regardless."""
-    res = train_stage(
-        kind, data, out, config_path=config_path, overrides=overrides, encoder=encoder, force=force, log=log
-    )
-    return Path(res.folder)
+    Takes the keywords of :func:`train_stage` (``config_path``, ``overrides``, ``encoder``, ``force``,
+    ``log``): an earlier run in that folder is reused when its settings, code and inputs all match."""
+    return Path(train_stage(kind, data, out, **kw).folder)
 
 
 def _run_train(
