@@ -326,11 +326,13 @@ def test_cli_build_summary_exit_code_and_rerun_command(data: Path, tmp_path: Pat
     ]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 1, r.output
-    assert "3 ok, 0 skipped" in r.output and "1 failed" in r.output
-    assert "--date 2024-03-07" in r.output and f"file: {bad}" in r.output
+    summary = json.loads((out / "build-summary.json").read_text())  # the file, not the console text
+    assert summary["counts"] == {"ok": 3, "skipped": 0, "invalid": 0, "failed": 1}
+    assert "--date 2024-03-07" in r.output and f"file: {bad}" in r.output  # the re-run hint on the console
     r = CliRunner().invoke(cli, [*args[:-1], "--from", "2024-03-04", "--to", "2024-03-06"])
     assert r.exit_code == 0, r.output
-    assert "0 ok, 3 skipped" in r.output
+    summary = json.loads((out / "build-summary.json").read_text())
+    assert summary["counts"] == {"ok": 0, "skipped": 3, "invalid": 0, "failed": 0}
     r = CliRunner().invoke(
         cli, ["build", "--data", str(data), "--out", str(out), "--config", str(tmp_path / "x")]
     )
