@@ -524,7 +524,7 @@ def test_qqq_chain_forwards_vols_svi(shared_dbn: Path) -> None:
     ("change", "key"),
     [
         ({"side": "both"}, "surfaces.side otm -> both"),
-        ({"arbitrage_free": False}, "surfaces.arbitrage_free True -> False"),
+        ({"arbitrage": "check"}, "surfaces.arbitrage enforce -> check"),
         ({"max_rmse": 3.0}, "surfaces.max_rmse None -> 3.0"),
         ({"validity": ValidityConfig(min_two_sided=4)}, "surfaces.validity.min_two_sided 6 -> 4"),
     ],
