@@ -172,7 +172,8 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
     r = runner.invoke(
         main, ["surfaces", "--quotes", str(csv), "--asof", "yesterday", "--out", str(tmp_path / "o")]
     )
-    assert r.exit_code == 1 and "asof: cannot parse 'yesterday'" in r.output
+    assert r.exit_code == 2 and r.output.startswith("Error: cannot parse 'yesterday'"), r.output  # usage
+    assert r.output.rstrip().endswith("(asof)"), r.output
     r = runner.invoke(main, ["surfaces", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "--snapshots DIR or --quotes FILE" in r.output
     curve = tmp_path / "curve.csv"
@@ -191,7 +192,7 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
             str(curve),
         ],
     )
-    assert r.exit_code == 1 and "row 2" in r.output and "'abc'" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 2 and "row 2" in r.output and "'abc'" in r.output and "Traceback" not in r.output
 
 
 def test_bad_numbers_are_skipped_and_counted() -> None:

@@ -43,8 +43,8 @@ def _one_error_line(out: str) -> str:
     [
         (["--tz", "Mars/Olympus"], "Error: unknown time zone 'Mars/Olympus' (tz)"),
         (["--date", "2024-02-30"], "Error: date must be a real date as YYYY-MM-DD or YYYYMMDD, got '2024-02"),
-        (["--lookback", "soon"], "Error: lookback: cannot parse 'soon'"),
-        (["--cut", "26:00"], "Error: cut: cannot parse '26:00'"),
+        (["--lookback", "soon"], "Error: cannot parse 'soon'; use e.g. 10m, 90s, 1h, 250ms (lookback)"),
+        (["--cut", "26:00"], "Error: cannot parse '26:00'; use HH:MM[:SS] or an ISO datetime (cut)"),
     ],
 )
 def test_snapshot_usage_errors_are_one_line_exit_2(synth1: Path, tmp_path: Path, extra, what) -> None:
@@ -62,12 +62,13 @@ def test_build_usage_errors_and_config_values_checked_when_read(synth1: Path, tm
     r = _run(["build", "--data", str(synth1), "--out", str(tmp_path / "o"), "--config", str(cfg)])
     assert r.code == 2, r.out
     assert _one_error_line(r.out) == (
-        f"Error: {cfg}: [snapshot] unknown time zone 'Mars/Olympus' (tz); use an IANA name such as "
-        "America/New_York or UTC"
+        "Error: unknown time zone 'Mars/Olympus' (tz); use an IANA name such as America/New_York or UTC "
+        f"({cfg} [snapshot])"
     )
     cfg.write_text("[surfaces]\nmax_rmse = -2.0\n")
     r = _run(["build", "--data", str(synth1), "--out", str(tmp_path / "o"), "--config", str(cfg)])
-    assert r.code == 2 and "[surfaces] max_rmse must be > 0" in _one_error_line(r.out)
+    line = _one_error_line(r.out)
+    assert r.code == 2 and line.startswith("Error: max_rmse must be > 0") and line.endswith(f"({cfg} [surfaces])")
     assert not (tmp_path / "o").exists()
 
 
@@ -192,6 +193,9 @@ def test_one_status_table_documented_from_the_enums() -> None:
         pytest.skip("no README beside the tests")
     text = readme.read_text()
     keep = ("| `implied_vol`", "| `implied_forward`")
+    from volfast.forward.core import ForwardStatus
+    from volfast.iv.black76 import IVStatus
+
     rows = [r for r in status_table().splitlines() if r.startswith(keep)]
     from volfast.forward import ForwardStatus
     from volfast.iv import IVStatus
@@ -216,3 +220,68 @@ def test_status_table_success_column_matches_the_fit_masks() -> None:
 
     ok = dict((fn, names) for fn, _, names in STATUS_ENUMS)["implied_forward"]
     assert {int(fcore.ForwardStatus[n]) for n in ok} == set(fcore._SUCCESS)
+
+
+@pytest.mark.parametrize(
+    ("exc", "line"),
+    [
+        ("VolfastError('/d/b.toml: [train] lr must be > 0')", "lr must be > 0 (/d/b.toml [train])"),
+        ("VolfastError('lookback: cannot parse x')", "cannot parse x (lookback)"),
+        ("VolfastError('f.dbn.zst: byte 812: checksum mismatch')", "checksum mismatch (f.dbn.zst byte 812)"),
+        ("VolfastError('bad value', where='b.toml [train] lr')", "bad value (b.toml [train] lr)"),
+        ("VolfastError('date must be a real date')", "date must be a real date"),
+        ("DBNReadError('/x/a.dbn', 'truncated', 3)", "truncated (/x/a.dbn at record 3)"),
+    ],
+)
+def test_error_line_is_what_then_where(exc: str, line: str) -> None:
+    """Issue 14: the CLI's line reads ``Error: <what> (<where>)``."""
+    from volfast.errors import VolfastError, error_line
+    from volfast.io.dbn import DBNReadError
+
+    assert error_line(eval(exc, {"VolfastError": VolfastError, "DBNReadError": DBNReadError})) == line
+
+
+def test_unexpected_exception_is_one_line_naming_a_bug_and_debug_shows_it(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An exception volfast did not raise on purpose is a bug: one line that says so (exit 1); its
+    traceback only with --debug."""
+    import volfast.info
+
+    def broken() -> dict[str, object]:
+        raise KeyError("cpu")
+
+    monkeypatch.setattr(volfast.info, "collect_info", broken)
+    r = _run(["info"])
+    assert r.code == 1, r.out
+    line = _one_error_line(r.out)
+    assert line.startswith("Error: unexpected KeyError: 'cpu' (a bug in volfast; run `volfast --debug"), line
+    r = _run(["--debug", "info"])
+    assert r.code != 0 and isinstance(r.exc, KeyError)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "start"),
+    [
+        (["train", "--model", "pca", "--data", "{d}", "--out", "{o}", "--set", "train.lr=-1"], 2, "Error: "),
+        (["train", "--model", "pca", "--data", "{d}", "--out", "{o}", "--set", "bogus"], 2, "Error: override"),
+        (["evaluate", "--run", "{o}"], 1, "Error: "),
+        (["report", "{o}/nothing"], 1, "Error: not a folder; produce a run with"),
+        (["stress", "--run", "{o}", "--out", "{o}/s"], 1, "Error: no encoder stage"),
+    ],
+)
+def test_model_commands_errors_are_one_line(synth1: Path, tmp_path: Path, args, code, start) -> None:  # type: ignore[no-untyped-def]
+    """train / evaluate / report / stress: what used to be caught as a bare ValueError (or not at all) is one
+    line with the command's exit code."""
+    (tmp_path / "o").mkdir()
+    r = _run([a.format(d=synth1, o=tmp_path / "o") for a in args])
+    assert r.code == code, r.out
+    assert _one_error_line(r.out).startswith(start), r.out
+
+
+def test_backtest_and_hedge_config_values_are_usage_errors(tmp_path: Path) -> None:
+    """A bad --set value is found when the config is read: exit 2, one line naming the key."""
+    (tmp_path / "o").mkdir()
+    r = _run(["backtest", "--data", str(tmp_path), "--out", str(tmp_path / "b"), "--set", "backtest.treshold=2"])
+    assert r.code == 2 and "unknown keys ['treshold']" in _one_error_line(r.out), r.out
+    r = _run(["hedge", "--run", str(tmp_path / "o"), "--data", str(tmp_path), "--out", str(tmp_path / "h"),
+              "--set", "coverage=yes"])  # fmt: skip
+    assert r.code == 2 and _one_error_line(r.out) == "Error: expected float, got 'yes' (config [hedge] coverage)", r.out

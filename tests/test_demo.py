@@ -18,12 +18,16 @@ def test_surfaces_demo_against_truth_and_reuse(tmp_path: Path) -> None:
     assert fig["forward_err_median_bp"] <= 0.3 and fig["forward_err_p95_bp"] <= 1.5
     assert fig["fit_vs_truth_rmse_volpts"] < 0.1
     assert fig["inside_bid_ask"] > 0.9
-    text = console.file.getvalue()  # type: ignore[attr-defined]
-    assert "2 built, 0 reused" in text
+    import json
+
+    def counts() -> dict[str, int]:  # the build's summary file, not the console text
+        c: dict[str, int] = json.loads((tmp_path / "build" / "build-summary.json").read_text())["counts"]
+        return c
+
+    assert counts() == {"ok": 2, "skipped": 0, "invalid": 0, "failed": 0}
     # a second run reuses both days and reports the same figures
-    console2 = Console(file=io.StringIO(), width=120)
-    assert surfaces_demo(console2, str(tmp_path), days=2, seed=3) == fig
-    assert "0 built, 2 reused" in console2.file.getvalue()  # type: ignore[attr-defined]
+    assert surfaces_demo(Console(file=io.StringIO()), str(tmp_path), days=2, seed=3) == fig
+    assert counts() == {"ok": 0, "skipped": 2, "invalid": 0, "failed": 0}
 
 
 def test_reduced_demo_runs_every_stage_then_reuses_them(tmp_path: Path) -> None:
@@ -45,22 +49,32 @@ def test_reduced_demo_runs_every_stage_then_reuses_them(tmp_path: Path) -> None:
     assert len(re.findall(r'src="data:image/png;base64,', html)) >= 8 and "data:image/gif;base64," in html
     assert (lay.data / "truth").is_dir() and (lay.models / "metrics.json").is_file()
     state = json.loads((tmp_path / "demo-state.json").read_text())
+    stage_dirs = {
+        "train pca": lay.model("pca"), "train vae": lay.model("vae"), "train cvae": lay.model("cvae"),
+        "train lstm": lay.model("lstm"), "evaluate": lay.models, "stress": lay.stress, "hedge": lay.hedge,
+        "backtest": lay.backtest, "report": lay.report,
+    }  # fmt: skip
+    for name, folder in stage_dirs.items():  # each stage recorded under the one freshness rule
+        m = json.loads((folder / "_manifest.json").read_text())
+        assert (m["stage"], m["status"]) == (name, "complete"), (name, m)
+        assert m["recomputed_because"].startswith("no manifest"), (name, m["recomputed_because"])
     files = (report, lay.model("cvae") / "model.pt", lay.hedge / "hedge.json")
+    files += tuple(d / "_manifest.json" for d in stage_dirs.values())
     stamp = {p: p.stat().st_mtime_ns for p in files}
-    # a second run reuses every stage: nothing is rewritten
-    con2 = Console(file=io.StringIO(), width=160)
-    assert run_pipeline(tmp_path, cfg, console=con2) == report
-    text2 = con2.file.getvalue()  # type: ignore[attr-defined]
-    for name in ("data", "build", "train cvae", "train lstm", "stress", "hedge", "backtest", "report"):
-        assert f"{name}: reused" in text2
+    # a second run reuses every stage: nothing is rewritten, not even a manifest
+    run_pipeline(tmp_path, cfg, console=Console(file=io.StringIO(), width=160))
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
     assert json.loads((tmp_path / "demo-state.json").read_text()) == state
-    # a changed setting redoes the stages that depend on it, and only those
-    con3 = Console(file=io.StringIO(), width=160)
-    run_pipeline(tmp_path, dataclasses.replace(cfg, stress_steps=4), console=con3)
-    text3 = con3.file.getvalue()  # type: ignore[attr-defined]
-    assert "train cvae: reused" in text3 and "hedge: reused" in text3
-    assert "stress: reused" not in text3 and "report: reused" not in text3
+    # a changed setting redoes the stages that depend on it, and only those, saying why
+    run_pipeline(tmp_path, dataclasses.replace(cfg, stress_steps=4), console=Console(file=io.StringIO()))
+    for name in ("train cvae", "train lstm", "hedge", "backtest", "evaluate"):
+        assert stage_dirs[name].joinpath("_manifest.json").stat().st_mtime_ns == stamp[
+            stage_dirs[name] / "_manifest.json"
+        ], name
+    why = {n: json.loads((d / "_manifest.json").read_text()) for n, d in stage_dirs.items()}
+    why = {n: m["recomputed_because"] for n, m in why.items()}
+    assert why["stress"] == "settings changed: stress.steps 6 -> 4", why["stress"]
+    assert why["report"].startswith("input stress/stress.json changed"), why["report"]
     assert json.loads((lay.stress / "stress.json").read_text())["config"]["steps"] == 4
 
 

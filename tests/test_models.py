@@ -304,7 +304,8 @@ def test_cli_train_and_evaluate(grids40: Path, tmp_path: Path) -> None:
     assert cfg["model"]["latent"] == 3 and cfg["train"]["seed"] == 2
     r = CliRunner().invoke(main, ["evaluate", "--run", str(tmp_path / "run")])
     assert r.exit_code == 0, r.output
-    assert "| pca | image | 3 |" in r.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())  # the file evaluate writes
+    assert set(metrics) == {"pca"} and "| pca | image | 3 |" in (tmp_path / "run" / "metrics.md").read_text()
     r = CliRunner().invoke(
         main,
         [

@@ -326,11 +326,13 @@ def test_cli_build_summary_exit_code_and_rerun_command(data: Path, tmp_path: Pat
     ]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 1, r.output
-    assert "3 ok, 0 skipped" in r.output and "1 failed" in r.output
-    assert "--date 2024-03-07" in r.output and f"file: {bad}" in r.output
+    summary = json.loads((out / "build-summary.json").read_text())  # the file, not the console text
+    assert summary["counts"] == {"ok": 3, "skipped": 0, "invalid": 0, "failed": 1}
+    assert "--date 2024-03-07" in r.output and f"file: {bad}" in r.output  # the re-run hint on the console
     r = CliRunner().invoke(cli, [*args[:-1], "--from", "2024-03-04", "--to", "2024-03-06"])
     assert r.exit_code == 0, r.output
-    assert "0 ok, 3 skipped" in r.output
+    summary = json.loads((out / "build-summary.json").read_text())
+    assert summary["counts"] == {"ok": 0, "skipped": 3, "invalid": 0, "failed": 0}
     r = CliRunner().invoke(
         cli, ["build", "--data", str(data), "--out", str(out), "--config", str(tmp_path / "x")]
     )
@@ -624,3 +626,39 @@ def test_a_stale_grid_without_a_valid_manifest_is_never_loaded(data: Path, tmp_p
     s = run_build(data, out, config=cfg, dates=DAYS[:2], progress=False)
     assert s.results[1]["stages"]["surfaces"]["reason"].startswith("interrupted")
     assert len(load_dataset(out).dates) == 2
+
+
+def test_build_set_maps_onto_the_same_config_checked_when_read(tmp_path: Path) -> None:
+    """Issue 14 (one config system): ``--set`` overrides of the build land in the same dataclasses as the
+    TOML, are checked when the config is read, and a bad one names the key."""
+    p = tmp_path / "b.toml"
+    p.write_text('seed = 2\n[snapshot]\nlookback = "5m"\n')
+    c = load_config(p, ["snapshot.lookback=1s", "seed=3", "surfaces.max_rmse=0.02", "executor.workers=2"])
+    assert (c.seed, c.snapshot.lookback, c.executor.workers) == (3, "1s", 2)
+    assert c.surfaces_params()["max_rmse"] == 0.02
+    assert load_config(None, ["snapshot.tz=UTC"]).snapshot.tz == "UTC"
+    for bad, what in (
+        (["snapshot.lookbak=1s"], "unknown key(s) lookbak in [snapshot]"),
+        (["snapshot.lookback=forever"], "[snapshot] lookback: cannot parse 'forever'"),
+        (["surfaces.max_rmse=-1.0"], "[surfaces] max_rmse must be > 0"),
+        (["nokey"], "override 'nokey': expected"),
+    ):
+        with pytest.raises(ConfigError) as ei:
+            load_config(p, bad)
+        assert what in str(ei.value), str(ei.value)
+
+
+def test_build_set_reaches_the_day_manifest_and_recomputes(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    args = ["build", "--data", str(data), "--out", str(out), "--quiet", "--executor", "serial",
+            "--date", "2024-03-04", "--stages", "snapshot"]  # fmt: skip
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    m = json.loads(next(out.glob("**/date=2024-03-04/_manifest.json")).read_text())
+    assert m["config"]["snapshot"]["lookback"] == "10m"
+    r = CliRunner().invoke(cli, [*args, "--set", "snapshot.lookback=1s"])
+    assert r.exit_code == 0, r.output
+    m = json.loads(next(out.glob("**/date=2024-03-04/_manifest.json")).read_text())
+    assert m["config"]["snapshot"]["lookback"] == "1s" and m["status"] == "complete"
+    r = CliRunner().invoke(cli, [*args, "--set", "snapshot.lookbak=1s"])
+    assert r.exit_code == 2 and r.output.startswith("Error: unknown key(s) lookbak in [snapshot]"), r.output

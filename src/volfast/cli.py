@@ -38,27 +38,40 @@ _agent_device_option = click.option("--device", default="auto", show_default=Tru
 class _Main(click.Group):
     """The ``volfast`` group: every error raised on purpose (:class:`volfast.VolfastError`) and every
     operating-system error (a read-only or full output folder, a missing file) becomes one line,
-    ``Error: <what>``, and exit code 2 (usage) or 1 (the work failed); ``--debug`` (or
-    ``VOLFAST_DEBUG=1``) shows the traceback instead."""
+    ``Error: <what> (<where>)``, and exit code 2 (usage) or 1 (the work failed); any other exception is a bug
+    in volfast: one line saying so and how to see the traceback. ``--debug`` (or ``VOLFAST_DEBUG=1``)
+    shows the traceback instead."""
 
     def invoke(self, ctx: click.Context) -> Any:
         import os
 
-        from volfast.errors import VolfastError
+        from volfast.errors import VolfastError, error_line
 
         debug = bool(ctx.params.get("debug")) or os.environ.get("VOLFAST_DEBUG", "") not in ("", "0")
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own usage errors and exits: click prints them
         except VolfastError as exc:
             if debug:
                 raise
-            click.echo(f"Error: {_one_line(exc)}", err=True)
+            click.echo(f"Error: {error_line(exc)}", err=True)
             ctx.exit(exc.exit_code)
         except OSError as exc:
             if debug:
                 raise
+            what = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-            click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+            click.echo(f"Error: {what}{where}", err=True)
+            ctx.exit(1)
+        except Exception as exc:
+            if debug:
+                raise
+            click.echo(
+                f"Error: unexpected {type(exc).__name__}: {_one_line(exc)} (a bug in volfast; run "
+                "`volfast --debug ...` for the traceback and report it)",
+                err=True,
+            )
             ctx.exit(1)
 
 
@@ -210,10 +223,7 @@ def report(run_dir: str, out: str | None) -> None:
     forecasts, stress animation, hedge PnL, backtest equity and the metrics tables."""
     from volfast.report import build_report
 
-    try:
-        res = build_report(run_dir, out=out, log=click.echo)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    res = build_report(run_dir, out=out, log=click.echo)  # ReportError: one line (the group)
     click.echo(f"Report: {res.html.resolve()}")
 
 
@@ -288,17 +298,9 @@ def synth(
                 + ("  [crash]" if r.crash else "")
             )
 
-        try:
-            generate_spy_days(
-                moved, days, out_dir, seed=seed, scale=scale, schemas=picked, progress=report_spy
-            )
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
+        generate_spy_days(moved, days, out_dir, seed=seed, scale=scale, schemas=picked, progress=report_spy)
         return
-    try:
-        generate_days(moved, days, out_dir, seed=seed, scale=scale, progress=report)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    generate_days(moved, days, out_dir, seed=seed, scale=scale, progress=report)  # VolfastErrors: the group
 
 
 @main.command()
@@ -567,10 +569,12 @@ def surfaces(
             ),
             **extra,
         )
-    except VolfastError as exc:
-        raise click.ClickException(str(exc)) from None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    except VolfastError:
+        raise
+    except ValueError as exc:  # the settings' own checks (SurfaceConfig, ValidityConfig): a usage error
+        from volfast.errors import UsageError
+
+        raise UsageError(str(exc), where="volfast surfaces options") from None
 
     if quotes_file is not None:
         _surfaces_from_quotes(quotes_file, asof or "", column_map, expiry_time, tz, out, cfg)
@@ -598,25 +602,21 @@ def surfaces(
                 click.secho(f"    {w}", fg="yellow", err=True)
 
     assert snapshots is not None
-    try:
-        reports = surfaces_days(
-            snapshots, out, dates=list(dates) or None, config=cfg, force=force, on_day=show
-        )
-    except SurfacesError as exc:
-        raise click.ClickException(str(exc)) from None
+    reports = surfaces_days(
+        snapshots, out, dates=list(dates) or None, config=cfg, force=force, on_day=show
+    )
     failed = [r for r in reports if r.status == "failed"]
     if failed:
-        raise click.ClickException(f"{len(failed)} of {len(reports)} days failed")
+        raise SurfacesError(f"{len(failed)} of {len(reports)} days failed", where=str(out))
 
 
 def _surfaces_from_quotes(
     path: str, asof: str, column_map: tuple[str, ...], expiry_time: str, tz: str, out: str, cfg: Any
 ) -> None:
     """``volfast surfaces --quotes FILE``: one chain through the surfaces stage, the same tables written."""
-    from volfast.errors import VolfastError
     from volfast.io.output import file_record
     from volfast.surface.chain import from_quotes
-    from volfast.surface.run import write_surface_day
+    from volfast.surface.run import SurfacesError, write_surface_day
 
     columns: dict[str, str] = {}
     for item in column_map:
@@ -633,10 +633,8 @@ def _surfaces_from_quotes(
             "quotes": {"asof": asof, "columns": columns, "expiry_time": expiry_time, "tz": tz},
         }
         folder = write_surface_day(day, out, inputs=[dict(file_record(path), role="quotes")], config=mcfg)
-    except VolfastError as exc:
-        raise click.ClickException(str(exc)) from None
     except OSError as exc:
-        raise click.ClickException(f"{out}: cannot write the tables ({exc.strerror or exc})") from None
+        raise SurfacesError(f"cannot write the tables ({exc.strerror or exc})", where=str(out)) from None
     c = day.counts
     inp = c.get("input", {})
     verdict = "valid" if day.valid else "INVALID"
@@ -688,6 +686,10 @@ def _surfaces_from_quotes(
     default=None,
     help="TOML build config ([snapshot], [surfaces], [executor], seed, stages).",
 )
+@_set_option(
+    "Override a build config value (repeatable), e.g. --set snapshot.lookback=1s "
+    "--set surfaces.max_rmse=0.02 --set seed=3; checked with the config, before any day runs.",
+)
 @click.option("--stages", default=None, help="Comma-separated stages to run (default: snapshot,surfaces).")
 @click.option("--seed", type=int, default=None, help="Master seed (day d gets a seed from (seed, d)).")
 @_surface_setting_options
@@ -704,6 +706,7 @@ def build(
     workers: int | None,
     threads_per_worker: int | None,
     config_path: str | None,
+    overrides: tuple[str, ...],
     stages: str | None,
     seed: int | None,
     arbitrage: str | None,
@@ -717,10 +720,10 @@ def build(
     import sys
 
     from volfast.io.dbn import _as_date
-    from volfast.pipeline import BuildError, ConfigError, StageUnavailable, load_config, run_build
+    from volfast.pipeline import ConfigError, load_config, run_build
 
     try:
-        cfg = load_config(config_path)
+        cfg = load_config(config_path, overrides)
         top: dict[str, object] = {}
         if stages is not None:
             top["stages"] = tuple(s.strip() for s in stages.split(",") if s.strip())
@@ -745,7 +748,8 @@ def build(
         try:  # a bad [surfaces] setting (TOML or option) is one error now, not a failure on every day
             SurfaceConfig.from_dict(cfg.surfaces_params())
         except (ValueError, TypeError) as exc:
-            raise click.ClickException(f"{config_path}: {exc}" if config_path else str(exc)) from None
+            where = f"{config_path} [surfaces]" if config_path else "volfast build options"
+            raise ConfigError(" ".join(str(exc).split()), where=where) from None
         first = _as_date(start) if start else None
         last = _as_date(end) if end else None
         days = [_as_date(d) for d in dates] or None
@@ -764,21 +768,20 @@ def build(
     ):
         if val is not None:
             cmd += [flag, str(val)]
-    try:
-        summary = run_build(
-            data,
-            out,
-            config=cfg,
-            start=first,
-            end=last,
-            dates=days,
-            force=force,
-            progress=not quiet,
-            command=cmd,
-            config_path=config_path,
-        )
-    except (BuildError, StageUnavailable, ConfigError) as exc:
-        raise click.ClickException(str(exc)) from None
+    for o in overrides:
+        cmd += ["--set", o]
+    summary = run_build(
+        data,
+        out,
+        config=cfg,
+        start=first,
+        end=last,
+        dates=days,
+        force=force,
+        progress=not quiet,
+        command=cmd,
+        config_path=config_path,
+    )
     summary.render()
     if summary.write_error:
         click.echo(f"Error: {summary.write_error}", err=True)
@@ -891,8 +894,10 @@ def download(
             return
         client = make_client()
         costs = estimate_cost(client, req, window)
-    except (DownloadError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except DownloadError:
+        raise  # one line (the group's handler)
+    except ValueError as exc:  # a bad list or date in the options
+        raise DownloadError(str(exc), where="volfast download options") from None
     days = req.days()
     scope = "whole days" if window is None else f"{lookback} before {cut} {tz} for top of book"
     click.echo(
@@ -950,18 +955,33 @@ def download(
     type=click.Path(exists=True, file_okay=False),
     help="lstm only: the trained encoder folder (default: OUT/cvae, OUT/vae, OUT/cvae-conv, OUT/pca).",
 )
+@click.option("--force", is_flag=True, help="Retrain even when the run's manifest matches.")
 def train(
-    kind: str, data: str, out: str, config_path: str | None, overrides: tuple[str, ...], encoder: str | None
+    kind: str,
+    data: str,
+    out: str,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    encoder: str | None,
+    force: bool,
 ) -> None:
-    """Train a world model walk-forward (test period held out) and save it with its resolved config."""
-    from volfast.models.train import run_train
+    """Train a world model walk-forward (test period held out) and save it with its resolved config.
 
-    try:
-        run_train(
-            kind, data, out, config_path=config_path, overrides=overrides, encoder=encoder, log=click.echo
-        )
-    except ValueError as exc:  # DatasetError, ModelConfigError: messages name the file / key
-        raise click.ClickException(str(exc)) from None
+    An earlier run in OUT/<model>/ is reused only when its settings, code and inputs all match; otherwise
+    it is retrained and the reason is printed (and recorded in its manifest)."""
+    from volfast.models.train import train_stage
+
+    # DatasetError, ModelConfigError (VolfastErrors naming the file / key) become one line in the group
+    train_stage(
+        kind,
+        data,
+        out,
+        config_path=config_path,
+        overrides=overrides,
+        encoder=encoder,
+        force=force,
+        log=click.echo,
+    )
 
 
 @main.command()
@@ -983,10 +1003,7 @@ def evaluate(run_dir: str, data: str | None, device: str) -> None:
     """Out-of-sample metrics of every model in a run, side by side: RUN/metrics.json and RUN/metrics.md."""
     from volfast.models.evaluate import evaluate_run, metrics_markdown
 
-    try:
-        results = evaluate_run(run_dir, data=data, device=device)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+    results = evaluate_run(run_dir, data=data, device=device)  # VolfastError / OSError: one line (the group)
     click.echo(metrics_markdown(results))
 
 
@@ -1008,18 +1025,15 @@ def stress(
     """Latent shock + LSTM rollout (path, half-life) and Monte Carlo scenarios; Parquet, PNG frames, GIF."""
     from volfast.agent.stress import run_stress
 
-    try:
-        run_stress(
-            run_dir,
-            out,
-            data=data,
-            config_path=config_path,
-            overrides=overrides,
-            device=device,
-            log=click.echo,
-        )
-    except ValueError as exc:  # AgentError, ModelConfigError, DatasetError name what is missing
-        raise click.ClickException(str(exc)) from None
+    run_stress(
+        run_dir,
+        out,
+        data=data,
+        config_path=config_path,
+        overrides=overrides,
+        device=device,
+        log=click.echo,
+    )
 
 
 @main.command()
@@ -1057,22 +1071,19 @@ def hedge(
     from volfast.agent.hedge import run_hedge
     from volfast.agent.scenarios import run_scenarios
 
-    try:
-        hist = [o for o in overrides if not o.strip().startswith("scenarios.")]
-        run_hedge(run_dir, data, out, config_path=config_path, overrides=hist, device=device, log=click.echo)
-        if n_scenarios > 0:
-            run_scenarios(
-                run_dir,
-                data,
-                out,
-                scenarios=n_scenarios,
-                config_path=config_path,
-                overrides=overrides,
-                device=device,
-                log=click.echo,
-            )
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    hist = [o for o in overrides if not o.strip().startswith("scenarios.")]
+    run_hedge(run_dir, data, out, config_path=config_path, overrides=hist, device=device, log=click.echo)
+    if n_scenarios > 0:
+        run_scenarios(
+            run_dir,
+            data,
+            out,
+            scenarios=n_scenarios,
+            config_path=config_path,
+            overrides=overrides,
+            device=device,
+            log=click.echo,
+        )
 
 
 @main.command()
@@ -1107,19 +1118,16 @@ def backtest(
     from volfast.backtest import backtest as run_backtest
     from volfast.backtest import load_backtest_config, metrics_table
 
-    try:
-        bcfg, mcfg, tcfg = load_backtest_config(config_path, overrides)
-        res = run_backtest(
-            data,
-            config=bcfg,
-            model_config=mcfg,
-            train_config=tcfg,
-            model=model_dir,
-            start=start,
-            end=end,
-            out=out,
-            log=click.echo,
-        )
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    bcfg, mcfg, tcfg = load_backtest_config(config_path, overrides)
+    res = run_backtest(
+        data,
+        config=bcfg,
+        model_config=mcfg,
+        train_config=tcfg,
+        model=model_dir,
+        start=start,
+        end=end,
+        out=out,
+        log=click.echo,
+    )
     click.echo(metrics_table(res.metrics))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import hashlib
 import json
 import os
@@ -336,6 +335,21 @@ def run_pipeline(
         progress.advance(task)
         return True
 
+    def staged(name: str, fn: Callable[[], Any]) -> bool:
+        """Run a stage that applies the freshness rule itself (returns a ``StageRun``); returns whether it
+        ran, and says why."""
+        progress.update(task, description=name)
+        t0 = time.perf_counter()
+        res = fn()
+        if res.reused:
+            reused.append(name)
+            say(f"[dim]{name}: reused ({res.folder}: up to date)[/dim]")
+        else:
+            times[name] = time.perf_counter() - t0
+            say(f"{name}: {times[name]:.1f} s (ran because {res.reason})")
+        progress.advance(task)
+        return not res.reused
+
     progress.start()
     try:
         # data: synthetic days (or the user's DBN folder, read in place)
@@ -401,89 +415,126 @@ def run_pipeline(
                 f"see {lay.build / 'days'} for each day's reason)"
             )
 
-        # world model
+        # world model and everything after it: each stage is reused only under the one freshness rule
+        # (volfast.io.freshness.run_stage): same full settings, same code, same input files
+        from volfast.io.freshness import run_stage, tree_inputs
         from volfast.models.evaluate import evaluate_run
-        from volfast.models.train import run_train
+        from volfast.models.train import train_stage
 
         ep: list[str] = (
             [] if cfg.epochs is None else [f"train.epochs={cfg.epochs}", f"train.patience={cfg.epochs}"]
         )
         window = cfg.lstm_window or (20 if n_valid >= 120 else 5)
-        k_models = k_build
+        build_files = ["*/date=*/_manifest.json", "grids/**/*.parquet"]
+        build_inputs = tree_inputs(lay.build, build_files, prefix="build/")
+
+        def models_inputs(*kinds: str) -> list[tuple[str, Path]]:
+            pats = [f"{k}/{f}" for k in kinds for f in ("model.pt", "model.json", "config.json")]
+            return tree_inputs(lay.models, pats, prefix="models/")
+
         for kind in ("pca", "vae", "cvae"):
-            key = cfg.fingerprint(f"train {kind}", k_build, "epochs")
-            stage(
+            staged(
                 f"train {kind}",
-                key,
-                lay.model(kind) / "model.json",
-                functools.partial(run_train, kind, lay.build, lay.models, overrides=ep, log=say),
+                lambda kind=kind: train_stage(kind, lay.build, lay.models, overrides=ep, log=say),
             )
-            k_models = cfg.fingerprint("models", k_models + key)
-        k_cvae = state.done.get("train cvae", "")
-        k_lstm = cfg.fingerprint("train lstm", k_cvae, "epochs", "lstm_window")
-        stage(
+        staged(
             "train lstm",
-            k_lstm,
-            lay.model("lstm") / "model.json",
-            lambda: run_train(
+            lambda: train_stage(
                 "lstm", lay.build, lay.models, overrides=[*ep, f"model.window={window}"],
                 encoder=lay.model("cvae"), log=say,
             ),
         )  # fmt: skip
-        k_models = cfg.fingerprint("models", k_models + k_lstm)
 
         def evaluate() -> None:
             from volfast.models.evaluate import metrics_markdown
 
             say(metrics_markdown(evaluate_run(lay.models)))
 
-        stage("evaluate", k_models, lay.models / "metrics.json", evaluate)
+        staged(
+            "evaluate",
+            lambda: run_stage(
+                lay.models, stage="evaluate", config={"device": "cpu"},
+                inputs=build_inputs + models_inputs("pca", "vae", "cvae", "lstm"),
+                outputs=["metrics.json", "metrics.md"], run=evaluate,
+            ),
+        )  # fmt: skip
 
         # agent and backtest
-        from volfast.agent.hedge import run_hedge
-        from volfast.agent.stress import run_stress
+        from volfast.agent._config import load_section
+        from volfast.agent.energy import EnergyConfig
+        from volfast.agent.hedge import HedgeConfig, run_hedge
+        from volfast.agent.stress import StressConfig, run_stress
 
-        k_world = cfg.fingerprint("world", k_cvae + k_lstm)
+        world_inputs = build_inputs + models_inputs("cvae", "lstm")
         stress_set = [f"steps={cfg.stress_steps}", f"mc_scenarios={cfg.mc_scenarios}", f"seed={cfg.seed}"]
-        stage(
+        stress_cfg = dataclasses.asdict(load_section(StressConfig, "stress", None, stress_set))
+        staged(
             "stress",
-            cfg.fingerprint("stress", k_world, "stress_steps", "mc_scenarios"),
-            lay.stress / "stress.json",
-            lambda: run_stress(
-                lay.models, lay.stress, data=lay.build, overrides=stress_set, device="cpu", log=say
+            lambda: run_stage(
+                lay.stress, stage="stress", config={"stress": stress_cfg, "device": "cpu"},
+                inputs=world_inputs, outputs=["stress.json"],
+                run=lambda: run_stress(
+                    lay.models, lay.stress, data=lay.build, overrides=stress_set, device="cpu", log=say
+                ),
             ),
-        )
-        stage(
+        )  # fmt: skip
+        hedge_cfg = {
+            "hedge": dataclasses.asdict(load_section(HedgeConfig, "hedge")),
+            "energy": dataclasses.asdict(load_section(EnergyConfig, "energy")),
+            "device": "cpu",
+        }
+        staged(
             "hedge",
-            cfg.fingerprint("hedge", k_world),
-            lay.hedge / "hedge.json",
-            lambda: run_hedge(lay.models, lay.build, lay.hedge, device="cpu", log=say),
-        )
+            lambda: run_stage(
+                lay.hedge, stage="hedge", config=hedge_cfg, inputs=world_inputs, outputs=["hedge.json"],
+                run=lambda: run_hedge(lay.models, lay.build, lay.hedge, device="cpu", log=say),
+            ),
+        )  # fmt: skip
+
+        from volfast.backtest import BacktestConfig, metrics_table
+        from volfast.backtest import backtest as run_backtest
+        from volfast.models.cvae import CVAEConfig
+        from volfast.models.train import KIND_TRAIN_DEFAULTS, TrainConfig
+
+        # the default (100) on a year; about three fits on a short run
+        every = 100 if n_valid >= 200 else max(10, n_valid // 3)
+        bt_cfg = BacktestConfig(retrain_every=every, min_history=min(20, max(5, n_valid // 5)))
+        tkw = dict(KIND_TRAIN_DEFAULTS["cvae"]) | {"seed": cfg.seed}
+        if cfg.epochs is not None:
+            tkw |= {"epochs": cfg.epochs, "patience": cfg.epochs}
+        bt_settings = {
+            "backtest": dataclasses.asdict(bt_cfg),
+            "model": dataclasses.asdict(CVAEConfig()),
+            "train": dataclasses.asdict(TrainConfig(**tkw)),
+        }
 
         def backtest() -> None:
-            from volfast.backtest import BacktestConfig, metrics_table
-            from volfast.backtest import backtest as run_backtest
-            from volfast.models.cvae import CVAEConfig
-            from volfast.models.train import KIND_TRAIN_DEFAULTS, TrainConfig
-
-            # the default (100) on a year; about three fits on a short run
-            every = 100 if n_valid >= 200 else max(10, n_valid // 3)
-            bcfg = BacktestConfig(retrain_every=every, min_history=min(20, max(5, n_valid // 5)))
-            tkw = dict(KIND_TRAIN_DEFAULTS["cvae"]) | {"seed": cfg.seed}
-            if cfg.epochs is not None:
-                tkw |= {"epochs": cfg.epochs, "patience": cfg.epochs}
             res = run_backtest(
-                lay.build, config=bcfg, model_config=CVAEConfig(), train_config=TrainConfig(**tkw),
+                lay.build, config=bt_cfg, model_config=CVAEConfig(), train_config=TrainConfig(**tkw),
                 out=lay.backtest, log=say,
             )  # fmt: skip
             say(metrics_table(res.metrics))
 
-        k_bt = cfg.fingerprint("backtest", k_build, "epochs")
-        stage("backtest", k_bt, lay.backtest / "metrics.json", backtest)
+        staged(
+            "backtest",
+            lambda: run_stage(
+                lay.backtest, stage="backtest", config=bt_settings, inputs=build_inputs,
+                outputs=["metrics.json"], run=backtest,
+            ),
+        )  # fmt: skip
 
-        upstream = {k: v for k, v in state.done.items() if k != "report"}
-        k_report = cfg.fingerprint("report", json.dumps(upstream, sort_keys=True))
-        stage("report", k_report, lay.report / "report.html", lambda: build_report(lay.root, log=say))
+        report_inputs = tree_inputs(
+            lay.root,
+            ["models/metrics.json", "models/*/config.json", "models/*/history.json", "stress/stress.json",
+             "hedge/hedge.json", "backtest/metrics.json", "backtest/*.csv", "build/*/date=*/_manifest.json"],
+        )  # fmt: skip
+        staged(
+            "report",
+            lambda: run_stage(
+                lay.report, stage="report", config={}, inputs=report_inputs, outputs=["report.html"],
+                run=lambda: build_report(lay.root, log=say),
+            ),
+        )
     finally:
         progress.stop()
         torch.set_num_threads(threads_before)  # no global side effect outlives the call

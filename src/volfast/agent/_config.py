@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from volfast._toml import apply_overrides, read_tables
-from volfast.models.io import ModelConfigError, config_from_dict
+from volfast.models.io import SettingsError, config_from_dict
 
 __all__ = ["AgentError", "load_section", "write_json"]
 
@@ -31,8 +31,8 @@ def load_section(
     """``cls`` from table ``[section]`` of a TOML file, then ``KEY=VALUE`` or ``section.KEY=VALUE``
     overrides (values parsed as TOML, bare words as strings)."""
     where = str(path) if path else "config"
-    d = dict(read_tables(path, error=ModelConfigError).get(section, {}))
-    apply_overrides({section: d}, overrides, default_section=section, error=ModelConfigError)
+    d = dict(read_tables(path, error=SettingsError).get(section, {}))
+    apply_overrides({section: d}, overrides, default_section=section, error=SettingsError)
     # TOML reads a bare 2024-01-02 as a date: the configs keep dates as ISO strings
     d = {k: v.isoformat() if isinstance(v, (_dt.date, _dt.datetime)) else v for k, v in d.items()}
     cfg: T = config_from_dict(cls, d, where=f"{where} [{section}]")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from volfast.errors import VolfastError
 
 import dataclasses
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,15 @@ __all__ = ["BacktestConfig", "BacktestError", "load_backtest_config"]
 
 class BacktestError(VolfastError, ValueError):
     """A backtest that cannot run as asked (names the file, day or instrument and how to fix it)."""
+
+
+@functools.lru_cache(maxsize=1)  # one class: built lazily so that importing the backtest needs no torch
+def _settings_error() -> type[Exception]:
+    """The error for a bad [backtest]/[model]/[train] value: a :class:`BacktestError` that is also the
+    config loader's usage error (:class:`volfast.models.io.SettingsError`, exit code 2)."""
+    from volfast.models.io import SettingsError
+
+    return type("BacktestSettingsError", (BacktestError, SettingsError), {"__module__": __name__})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,15 +77,16 @@ def load_backtest_config(
     from volfast.models.io import ModelConfigError, config_from_dict
     from volfast.models.train import KIND_TRAIN_DEFAULTS, TrainConfig
 
-    raw = read_tables(path, ("backtest", "model", "train"), error=BacktestError)
+    err = _settings_error()
+    raw = read_tables(path, ("backtest", "model", "train"), error=err)
     sections = {s: dict(raw.get(s, {})) for s in ("backtest", "model", "train")}
     sections["train"] = KIND_TRAIN_DEFAULTS["cvae"] | sections["train"]
-    apply_overrides(sections, overrides, error=BacktestError)
+    apply_overrides(sections, overrides, error=err)
     where = str(path) if path else "config"
     try:
         bcfg = config_from_dict(BacktestConfig, sections["backtest"], where=f"{where} [backtest]")
         mcfg = config_from_dict(CVAEConfig, sections["model"], where=f"{where} [model]")
         tcfg = config_from_dict(TrainConfig, sections["train"], where=f"{where} [train]")
     except ModelConfigError as exc:
-        raise BacktestError(str(exc)) from None
+        raise err(str(exc)) from None
     return bcfg, mcfg, tcfg

@@ -128,9 +128,13 @@ def cvae_fitter(mcfg: Any, tcfg: Any, kind: str = "cvae") -> Reconstructor:
             raise BacktestError(f"{rows.size} training days are too few to fit the CVAE (need 3 or more)")
         tr, va = rows[:-n_val], rows[-n_val:]
         cfg = dataclasses.replace(mcfg, shape=tuple(ds.cvae.shape[1:]))
+        before = torch.get_num_threads()
         if tcfg.threads > 0:
             torch.set_num_threads(tcfg.threads)
-        model, _ = train_surface(kind, ds, cfg, tcfg, tr, va)
+        try:
+            model, _ = train_surface(kind, ds, cfg, tcfg, tr, va)
+        finally:
+            torch.set_num_threads(before)  # no global side effect outlives the fit
         return model_reconstructor(kind, model, ds)
 
     return fit

@@ -100,7 +100,7 @@ class DBNReadError(VolfastError, ValueError):
         self.record_offset = record_offset
         self.reason = message
         where = f" at record {record_offset}" if record_offset is not None else ""
-        super().__init__(f"{self.path}{where}: {message}")
+        super().__init__(f"{self.path}{where}: {message}", where=f"{self.path}{where}")
 
 
 class IngestWarning(UserWarning):

@@ -23,14 +23,17 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "Freshness",
+    "StageRun",
     "check",
+    "run_stage",
+    "tree_inputs",
     "code_identity",
     "input_record",
     "settings_diff",
@@ -177,3 +180,92 @@ def check(
         if p.stat().st_size != o.get("size"):
             return Freshness(False, f"output {p} changed size", m)
     return Freshness(True, "up to date", m)
+
+
+# ------------------------------------------------------------------------- whole-folder stages
+@dataclass(frozen=True)
+class StageRun:
+    """What :func:`run_stage` did: ``reused`` (the folder's outputs were up to date) or recomputed, and
+    ``reason`` (``"up to date"``, or why the stage ran: ``"settings changed: train.lr 0.001 -> 0.01"``...)."""
+
+    stage: str
+    folder: Path
+    reused: bool
+    reason: str
+    value: Any = None
+
+
+def tree_inputs(
+    root: str | os.PathLike[str], patterns: Iterable[str], *, prefix: str = ""
+) -> list[tuple[str, Path]]:
+    """``(name, path)`` input pairs for :func:`check` / :func:`run_stage`: every file under ``root`` that
+    matches one of the glob ``patterns``, named ``prefix`` + its path relative to ``root`` (sorted)."""
+    root = Path(root)
+    found = {p for pat in patterns for p in root.glob(pat) if p.is_file()}
+    return [(prefix + p.relative_to(root).as_posix(), p) for p in sorted(found)]
+
+
+def run_stage(
+    folder: str | os.PathLike[str],
+    *,
+    stage: str,
+    config: Mapping[str, Any],
+    inputs: Sequence[tuple[str, str | os.PathLike[str]]],
+    outputs: Sequence[str],
+    run: Callable[[], Any],
+    force: bool = False,
+) -> StageRun:
+    """The freshness rule for a stage whose output is one folder (a trained model, a stress or hedge run, a
+    backtest, a report): run ``run`` unless ``folder``'s manifest records the same stage, full resolved
+    settings ``config``, code identity and input contents, and its outputs are in place.
+
+    While ``run`` works the manifest says ``running`` (an interrupted run is redone and says so); when it
+    returns, the manifest lists ``outputs`` (paths relative to ``folder``, which must exist) and records why
+    the stage ran (``recomputed_because``); when it raises, the manifest says ``failed`` with the error.
+
+    Parameters
+    ----------
+    folder : path
+        The stage's output folder (holds ``_manifest.json``).
+    stage : str
+        The stage name recorded in the manifest.
+    config : mapping
+        Every setting that can change the outputs (JSON-able).
+    inputs : sequence of (name, path)
+        The input files (see :func:`tree_inputs`); compared by size, then modification time or sha256.
+    outputs : sequence of str
+        The files ``run`` writes, relative to ``folder``.
+    run : callable
+        Does the work; its return value is ``StageRun.value`` (None when reused).
+    force : bool
+        Run even when up to date.
+    """
+    from volfast.io.output import begin_manifest, fail_manifest, write_manifest
+
+    folder = Path(folder)
+    verdict = check(folder, stage=stage, config=config, inputs=inputs)
+    if verdict.reusable and not force:
+        return StageRun(stage, folder, True, verdict.reason)
+    reason = "forced (--force)" if verdict.reusable else verdict.reason
+    begin_manifest(folder, stage=stage, config=config)
+    try:
+        value = run()
+    except Exception as exc:
+        fail_manifest(folder, stage=stage, config=config, error=" ".join(str(exc).split()) or repr(exc))
+        raise
+    recs = []
+    for o in outputs:
+        p = folder / o
+        st = p.stat()  # a missing output is a bug in the stage: let it raise
+        recs.append({"name": o, "size": st.st_size})
+    write_manifest(
+        folder,
+        stage=stage,
+        config=config,
+        inputs=[input_record(p, name=name) for name, p in inputs],
+        outputs=recs,
+        counts={},
+        warnings=[],
+        extra={"recomputed_because": reason},
+    )
+    return StageRun(stage, folder, False, reason, value)

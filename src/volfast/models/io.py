@@ -4,7 +4,7 @@ can be mapped to CPU or CUDA."""
 
 from __future__ import annotations
 
-from volfast.errors import VolfastError
+from volfast.errors import UsageError, VolfastError
 
 import dataclasses
 import json
@@ -39,6 +39,11 @@ class ModelConfigError(VolfastError, ValueError):
     """A config that does not fit a model kind or a saved model (names the file or key)."""
 
 
+class SettingsError(ModelConfigError, UsageError):
+    """A config file, table, key or ``--set`` value that cannot be used, found when the config is read
+    (names the file, table and key); a usage error (exit code 2)."""
+
+
 def _check_kind(kind: str) -> tuple[type[nn.Module], type[Any]]:
     if kind not in MODEL_KINDS:
         raise ModelConfigError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
@@ -51,7 +56,8 @@ def config_from_dict(cls: type[Any], d: dict[str, Any], *, where: str = "") -> A
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - set(fields))
     if unknown:
-        raise ModelConfigError(f"{where or cls.__name__}: unknown keys {unknown}; known: {sorted(fields)}")
+        place = where or cls.__name__
+        raise SettingsError(f"{place}: unknown keys {unknown}; known: {sorted(fields)}", where=place)
     hints = typing.get_type_hints(cls)
     kw: dict[str, Any] = {}
     for k, v in d.items():
@@ -63,12 +69,15 @@ def config_from_dict(cls: type[Any], d: dict[str, Any], *, where: str = "") -> A
             v = float(v)
         ok = isinstance(v, origin) and not (origin in (int, float) and isinstance(v, bool))
         if not ok:
-            raise ModelConfigError(f"{where or cls.__name__}.{k}: expected {want}, got {v!r}")
+            place = f"{where or cls.__name__} {k}"
+            name = getattr(want, "__name__", str(want))
+            raise SettingsError(f"{place}: expected {name}, got {v!r}", where=place)
         kw[k] = v
     try:
         return cls(**kw)
     except (ValueError, TypeError) as exc:
-        raise ModelConfigError(f"{where or cls.__name__}: {exc}") from None
+        place = where or cls.__name__
+        raise SettingsError(f"{place}: {exc}", where=place) from None
 
 
 def build_model(kind: str, config: Any) -> Any:

@@ -24,8 +24,11 @@ import torch
 from volfast._toml import apply_overrides, read_tables
 from volfast.models.data import Split, open_data, sequence_breaks, split_dates, usable
 from volfast.models.io import (
+    META_FILE,
+    MODEL_FILE,
     MODEL_KINDS,
     ModelConfigError,
+    SettingsError,
     build_model,
     config_from_dict,
     load_model,
@@ -94,11 +97,11 @@ def load_config(
     """Model config, train config and search grid from a TOML file (tables ``[model]``, ``[train]``,
     ``[search]`` with lists of values keyed ``"model.latent"`` etc.) and ``section.key=value`` overrides."""
     if kind not in MODEL_KINDS:
-        raise ModelConfigError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
-    raw = read_tables(path, ("model", "train", "search"), error=ModelConfigError)
+        raise SettingsError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
+    raw = read_tables(path, ("model", "train", "search"), error=SettingsError)
     sections: dict[str, dict[str, Any]] = {s: dict(raw.get(s, {})) for s in ("model", "train")}
     sections["train"] = KIND_TRAIN_DEFAULTS.get(kind, {}) | sections["train"]
-    apply_overrides(sections, overrides, error=ModelConfigError)
+    apply_overrides(sections, overrides, error=SettingsError)
     _, cfg_cls = MODEL_KINDS[kind]
     where = str(path) if path else "config"
     mcfg = config_from_dict(cfg_cls, sections["model"], where=f"{where} [model]")
@@ -107,7 +110,7 @@ def load_config(
     for k in search:
         sec, _, name = k.partition(".")
         if sec != "model" or name not in {f.name for f in dataclasses.fields(cfg_cls)}:
-            raise ModelConfigError(f"{where} [search]: {k!r} is not model.<field of {cfg_cls.__name__}>")
+            raise SettingsError(f"{where} [search]: {k!r} is not model.<field of {cfg_cls.__name__}>")
     return mcfg, tcfg, search
 
 
@@ -292,7 +295,41 @@ def _write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=2, default=str).encode())
 
 
-def run_train(
+def data_inputs(data: str | os.PathLike[str], *, prefix: str = "data/") -> list[tuple[str, Path]]:
+    """The files a model trained on ``data`` depends on, as ``(name, path)`` pairs for the freshness rule: a
+    build's grids and day manifests (whose validity and output hashes decide which days are used), or a
+    synth folder's config and true surfaces."""
+    from volfast.io.freshness import tree_inputs
+
+    pats = ["synth-config.json", "truth/**/*.parquet", "*.dbn*", "grids/**/*.parquet"]
+    pats.append("days/*/_manifest.json")
+    if Path(data).name == "grids":  # the grids folder itself
+        pats = ["**/*.parquet"]
+    return tree_inputs(data, pats, prefix=prefix)
+
+
+def train_settings(
+    kind: str,
+    *,
+    config_path: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    encoder: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """The full resolved settings of a ``volfast train`` run (what its manifest records and the freshness
+    rule compares): kind, every model and train setting, the search grid and, for lstm, the encoder folder."""
+    mcfg, tcfg, search = load_config(kind, config_path, overrides)
+    d: dict[str, Any] = {
+        "kind": kind,
+        "model": dataclasses.asdict(mcfg),
+        "train": dataclasses.asdict(tcfg),
+        "search": search,
+    }
+    if encoder is not None:
+        d["encoder"] = str(Path(encoder).resolve())
+    return d
+
+
+def train_stage(
     kind: str,
     data: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -300,17 +337,82 @@ def run_train(
     config_path: str | os.PathLike[str] | None = None,
     overrides: Sequence[str] = (),
     encoder: str | os.PathLike[str] | None = None,
+    force: bool = False,
     log: Any = None,
-) -> Path:
-    """Train one model kind and write ``OUT/<kind>/``; returns that folder. ``lstm`` takes its latents from
-    ``encoder`` (a trained run folder; default: the first of OUT/cvae, OUT/vae, OUT/cvae-conv, OUT/pca)."""
+) -> Any:
+    """:func:`run_train` under the one freshness rule (:func:`volfast.io.freshness.run_stage`): the run in
+    ``OUT/<kind>/`` is reused only when its manifest records the same full settings
+    (:func:`train_settings`), code identity and input contents (the dataset's files, :func:`data_inputs`,
+    and for lstm the encoder's model files); otherwise it is retrained and the manifest says why.
+
+    Returns a :class:`volfast.io.freshness.StageRun` (``reused``, ``reason``, ``folder``)."""
+    from volfast.io.freshness import run_stage, tree_inputs
+
     say = log or (lambda s: None)
+    folder = Path(out) / kind
+    enc_dir = _find_encoder(Path(out), encoder).resolve() if kind == "lstm" else None
+    settings = train_settings(kind, config_path=config_path, overrides=overrides, encoder=enc_dir)
+    settings["data"] = str(Path(data).resolve())  # recorded in config.json, which evaluate reads
+    inputs = data_inputs(data)
+    if enc_dir is not None:
+        inputs += tree_inputs(enc_dir, [MODEL_FILE, META_FILE, "config.json"], prefix="encoder/")
+    res = run_stage(
+        folder,
+        stage=f"train {kind}",
+        config=settings,
+        inputs=inputs,
+        outputs=[MODEL_FILE, META_FILE, "config.json", "history.json"],
+        run=lambda: _run_train(kind, data, out, config_path, overrides, enc_dir, say),
+        force=force,
+    )
+    if res.reused:
+        say(f"{kind}: reused {folder} (up to date)")
+    else:
+        say(f"{kind}: trained because {res.reason}")
+    return res
+
+
+def run_train(kind: str, data: str | os.PathLike[str], out: str | os.PathLike[str], **kw: Any) -> Path:
+    """Train one model kind and write ``OUT/<kind>/``; returns that folder. ``lstm`` takes its latents from
+    ``encoder`` (a trained run folder; default: the first of OUT/cvae, OUT/vae, OUT/cvae-conv, OUT/pca).
+
+    Takes the keywords of :func:`train_stage` (``config_path``, ``overrides``, ``encoder``, ``force``,
+    ``log``): an earlier run in that folder is reused when its settings, code and inputs all match."""
+    return Path(train_stage(kind, data, out, **kw).folder)
+
+
+def _run_train(
+    kind: str,
+    data: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    config_path: str | os.PathLike[str] | None,
+    overrides: Sequence[str],
+    encoder: Path | None,
+    say: Any,
+) -> Path:
     mcfg, tcfg, search = load_config(kind, config_path, overrides)
+    threads_before = torch.get_num_threads()
     if tcfg.threads > 0:
         torch.set_num_threads(tcfg.threads)
-    folder = Path(out) / kind
+    try:
+        return _train_one(kind, mcfg, tcfg, search, data, Path(out), encoder, say)
+    finally:
+        torch.set_num_threads(threads_before)  # no global side effect outlives the call
+
+
+def _train_one(
+    kind: str,
+    mcfg: Any,
+    tcfg: TrainConfig,
+    search: dict[str, list[Any]],
+    data: str | os.PathLike[str],
+    out: Path,
+    encoder: Path | None,
+    say: Any,
+) -> Path:
+    folder = out / kind
     if kind == "lstm":
-        return _run_train_lstm(mcfg, tcfg, data, Path(out), folder, encoder, say)
+        return _run_train_lstm(mcfg, tcfg, data, out, folder, encoder, say)
     ds = open_data(data)
     grid = grid_of(kind, mcfg)
     ok = usable(ds, grid)

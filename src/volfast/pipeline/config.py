@@ -32,7 +32,7 @@ from volfast.errors import UsageError, VolfastError
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -260,17 +260,34 @@ def config_from_mapping(doc: Mapping[str, Any], *, source: str = "config") -> Bu
         raise ConfigError(f"{source}: {exc}") from None
 
 
-def load_config(path: str | os.PathLike[str] | None) -> BuildConfig:
-    """Read a TOML build config (None: the defaults).
+def load_config(path: str | os.PathLike[str] | None, overrides: Sequence[str] = ()) -> BuildConfig:
+    """Read a TOML build config (None: the defaults), then ``--set`` overrides: ``seed=3``,
+    ``snapshot.lookback=1s``, ``surfaces.max_rmse=0.02``, ``executor.workers=2`` (values parsed as TOML, bare
+    words as strings; the same rules as every other command's ``--set``, :mod:`volfast._toml`). Every value
+    is checked here, before any day runs.
 
     Raises
     ------
     ConfigError
-        The file is missing, not valid TOML, or has unknown keys or values of the wrong type.
+        The file is missing, not valid TOML, or has unknown keys or values of the wrong type, or an override
+        is malformed; the message names the file (or ``--set``), the table and the key.
     """
-    if path is None:
+    if path is None and not overrides:
         return BuildConfig()
-    from volfast._toml import read_tables
+    from volfast._toml import apply_overrides, read_tables
 
-    # unknown tables are named by config_from_mapping, with the key that is wrong
-    return config_from_mapping(read_tables(path, error=ConfigError), source=str(path))
+    raw = read_tables(path, error=ConfigError)
+    tables = ("snapshot", "surfaces", "executor")
+    sections: dict[str, dict[str, Any]] = {"build": {k: v for k, v in raw.items() if k not in tables}}
+    for t in tables:
+        if t in raw and not isinstance(raw[t], Mapping):
+            raise ConfigError(f"{path}: [{t}] must be a table")
+        sections[t] = dict(raw.get(t, {}))
+    apply_overrides(sections, overrides, default_section="build", error=ConfigError)
+    doc: dict[str, Any] = dict(sections["build"])
+    doc.update({t: sections[t] for t in tables if sections[t] or t in raw})
+    source = str(path) if path is not None else "--set"
+    if path is not None and overrides:
+        source = f"{path} with --set"
+    # unknown tables and keys are named by config_from_mapping, with the key that is wrong
+    return config_from_mapping(doc, source=source)
