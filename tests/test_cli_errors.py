@@ -285,3 +285,11 @@ def test_backtest_and_hedge_config_values_are_usage_errors(tmp_path: Path) -> No
     r = _run(["hedge", "--run", str(tmp_path / "o"), "--data", str(tmp_path), "--out", str(tmp_path / "h"),
               "--set", "coverage=yes"])  # fmt: skip
     assert r.code == 2 and _one_error_line(r.out) == "Error: expected float, got 'yes' (config [hedge] coverage)", r.out
+
+
+def test_status_table_gives_every_code_a_meaning() -> None:
+    """No empty meaning cell: members documented by trailing or preceding ``#:`` comments are both read."""
+    from volfast.status import status_table
+
+    rows = [r for r in status_table().splitlines()[2:]]
+    assert rows and all(r.rstrip(" |").split("|")[-1].strip() for r in rows), rows

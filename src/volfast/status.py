@@ -37,12 +37,27 @@ def _enum(path: str) -> type[enum.IntEnum]:
 
 
 def _comments(cls: type) -> dict[str, str]:
-    """The trailing ``# ...`` (or ``#: ...``) comment of each member in the enum's source."""
+    """Each member's documentation in the enum's source: its trailing ``# ...`` / ``#: ...`` comment, or the
+    ``#:`` comment lines just above it (Sphinx style, for text longer than a line)."""
     out: dict[str, str] = {}
     try:
         src = inspect.getsource(cls)
     except (OSError, TypeError):  # pragma: no cover - no source (frozen install)
         return out
+    above: list[str] = []
+    for line in src.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#:"):
+            above.append(stripped[2:].strip())
+            continue
+        left, _, comment = line.partition("#")
+        if "=" in left:
+            name = left.split("=")[0].strip()
+            text = comment.lstrip(":").strip() if comment else " ".join(above)
+            if text:
+                out[name] = text
+        above = []
+    return out
     for line in src.splitlines():
         left, _, comment = line.partition("#")
         if "=" in left and comment:
