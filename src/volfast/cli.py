@@ -513,9 +513,7 @@ def _surface_settings(
     "--k-high", default=0.15, show_default=True, help="--moneyness log: highest quoted ln(K/F) at least this."
 )
 @click.option("--min-two-sided", default=6, show_default=True, help="Valid expiry: two-sided strikes.")
-@click.option(
-    "--no-arbitrage-repair", is_flag=True, help="Same as --arbitrage check (kept for old scripts)."
-)
+@click.option("--no-arbitrage-repair", is_flag=True, help="Same as --arbitrage check (kept for old scripts).")
 @_surface_setting_options
 @click.option("--force", is_flag=True, help="Redo days whose manifest already matches.")
 def surfaces(
@@ -602,9 +600,7 @@ def surfaces(
                 click.secho(f"    {w}", fg="yellow", err=True)
 
     assert snapshots is not None
-    reports = surfaces_days(
-        snapshots, out, dates=list(dates) or None, config=cfg, force=force, on_day=show
-    )
+    reports = surfaces_days(snapshots, out, dates=list(dates) or None, config=cfg, force=force, on_day=show)
     failed = [r for r in reports if r.status == "failed"]
     if failed:
         raise SurfacesError(f"{len(failed)} of {len(reports)} days failed", where=str(out))

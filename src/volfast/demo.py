@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -435,7 +436,7 @@ def run_pipeline(
         for kind in ("pca", "vae", "cvae"):
             staged(
                 f"train {kind}",
-                lambda kind=kind: train_stage(kind, lay.build, lay.models, overrides=ep, log=say),
+                functools.partial(train_stage, kind, lay.build, lay.models, overrides=ep, log=say),
             )
         staged(
             "train lstm",
@@ -531,7 +532,11 @@ def run_pipeline(
         staged(
             "report",
             lambda: run_stage(
-                lay.report, stage="report", config={}, inputs=report_inputs, outputs=["report.html"],
+                lay.report,
+                stage="report",
+                config={},
+                inputs=report_inputs,
+                outputs=["report.html"],
                 run=lambda: build_report(lay.root, log=say),
             ),
         )

@@ -28,8 +28,6 @@ OPRA uses parent symbology: ``SPY.OPT`` is every SPY option (the CLI's default s
 
 from __future__ import annotations
 
-from volfast.errors import VolfastError
-
 import contextlib
 import datetime as _dt
 import os
@@ -39,6 +37,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from volfast.errors import VolfastError
 
 __all__ = [
     "TOP_OF_BOOK_SCHEMAS",
@@ -239,6 +239,7 @@ def estimate_cost(
     requests (each window is priced as it will be asked for)."""
     a, _ = _utc_day(req.start)
     _, b = _utc_day(req.end)
+
     def cost(s: str, lo: object, hi: object) -> float:
         try:
             return float(

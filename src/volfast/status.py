@@ -24,7 +24,11 @@ __all__ = ["STATUS_ENUMS", "status_table"]
 #: (public function, enum import path, success members)
 STATUS_ENUMS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("implied_vol", "volfast.iv.black76:IVStatus", ("OK",)),
-    ("implied_forward", "volfast.forward.core:ForwardStatus", ("OK", "POOLED_DISCOUNT", "FLAGGED_BOX_BOUNDS")),
+    (
+        "implied_forward",
+        "volfast.forward.core:ForwardStatus",
+        ("OK", "POOLED_DISCOUNT", "FLAGGED_BOX_BOUNDS"),
+    ),
     ("fit_svi", "volfast.svi.core:SVIStatus", ("OK", "REPAIRED")),
 )
 

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from volfast.errors import VolfastError
-
 import dataclasses
 import datetime as _dt
 import json
@@ -14,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from volfast._toml import apply_overrides, read_tables
+from volfast.errors import VolfastError
 from volfast.models.io import SettingsError, config_from_dict
 
 __all__ = ["AgentError", "load_section", "write_json"]

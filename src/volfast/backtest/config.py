@@ -4,13 +4,13 @@ table (``[model]`` and ``[train]`` tables configure the CVAE as in ``volfast tra
 
 from __future__ import annotations
 
-from volfast.errors import VolfastError
-
 import dataclasses
 import functools
 import os
 from collections.abc import Sequence
 from typing import Any
+
+from volfast.errors import VolfastError
 
 __all__ = ["BacktestConfig", "BacktestError", "load_backtest_config"]
 

@@ -63,7 +63,7 @@ def run(quotes: int, threads: int, progress: Callable[[str], None] | None = None
         cut_ns = resolve_cut(CUT, date=DAY, tz=TZ)[0]
         say("volfast snapshot")
         t, res = best_time(
-            lambda: volfast.snapshot(mbp, definitions=defs, cut=CUT, date=DAY, tz=TZ, lookback="10m")
+            lambda: volfast.take_snapshot(mbp, definitions=defs, cut=CUT, date=DAY, tz=TZ, lookback="10m")
         )
         db = s.peer("databento")
         pd = s.peer("pandas")

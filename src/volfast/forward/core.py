@@ -537,11 +537,7 @@ def implied_forward(
                 ~fixed
                 & ~bad_t
                 & pool_ok
-                & (
-                    ((status == 0) & ~(se_r <= pool_rate_se))
-                    | (status == _nb.ST_NO_CONVERGENCE)
-                    | flagged
-                )
+                & (((status == 0) & ~(se_r <= pool_rate_se)) | (status == _nb.ST_NO_CONVERGENCE) | flagged)
             )
             if need.any():
                 d2 = np.where(need, d_pool, math.nan)

@@ -14,8 +14,6 @@ not stay in the page cache, and filling it costs the reading process more CPU th
 
 from __future__ import annotations
 
-from volfast.errors import VolfastError
-
 import datetime as _dt
 import hashlib
 import io
@@ -30,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from volfast.errors import VolfastError
 
 __all__ = [
     "DBNFile",
@@ -244,7 +244,9 @@ class DBNFile:
         # With no records after the header, to_ndarray returned an empty array of the file's record dtype.
         return self._dtype
 
-    def iter_chunks(self, count: int = 1 << 16, *, schema: str | None = None) -> Iterator[np.ndarray]:
+    def iter_chunks(
+        self, count: int = 1 << 16, *, schema: str | None = None
+    ) -> Generator[np.ndarray, None, None]:
         """Yield read-only structured arrays of at most ``count`` records, in file order.
 
         Chunks are zero-copy ``np.frombuffer`` views of the decompressed blocks (about 0.6 MiB each for
@@ -489,8 +491,8 @@ class DBNFile:
                             if not in_frame:
                                 frame_at = consumed + len(raw) - len(data)
                                 # Frame_Header_Descriptor bit 2: Content_Checksum_flag (RFC 8878 3.1.1.1.1)
-                                checksummed = len(data) > 4 and bytes(data[:4]) == _ZSTD_MAGIC and bool(
-                                    data[4] & 0x04
+                                checksummed = (
+                                    len(data) > 4 and bytes(data[:4]) == _ZSTD_MAGIC and bool(data[4] & 0x04)
                                 )
                             try:
                                 out = dobj.decompress(data)
@@ -866,7 +868,7 @@ def _file_dates(start: int, end: int | None, name: str) -> tuple[_dt.date, ...]:
         return (_dt.datetime.fromtimestamp(start / 1e9, tz=tz).date(),)
     first = _dt.datetime.fromtimestamp(start / 1e9, tz=tz).date()
     last = _dt.datetime.fromtimestamp(max(end - 1, start) / 1e9, tz=tz).date()
-    out = []
+    out: list[_dt.date] = []
     d = first
     while d <= last and len(out) < 10_000:
         close = int(_dt.datetime.combine(d, _CLOSE_TIME, tzinfo=tz).timestamp()) * 1_000_000_000

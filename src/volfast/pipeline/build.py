@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from volfast.errors import VolfastError
-
 import datetime as _dt
 import json
 import os
@@ -12,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from volfast.errors import VolfastError
 from volfast.pipeline.config import BuildConfig
 from volfast.pipeline.executors import TaskFn, run_tasks
 from volfast.pipeline.progress import BuildProgress

@@ -28,13 +28,13 @@ of workers never redoes a day.
 
 from __future__ import annotations
 
-from volfast.errors import UsageError, VolfastError
-
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from volfast.errors import UsageError, VolfastError
 
 __all__ = [
     "STAGE_NAMES",
@@ -196,8 +196,8 @@ def _check(c: BuildConfig) -> None:
         try:
             from volfast.surface.day import SurfaceConfig
         except ImportError:  # a build without the surfaces stage: resolve_stages says so
-            SurfaceConfig = None  # noqa: N806
-        if SurfaceConfig is not None:
+            pass
+        else:
             try:
                 SurfaceConfig.from_dict(c.surfaces_params())
             except (TypeError, ValueError) as exc:

@@ -20,8 +20,6 @@ Layout under OUT::
 
 from __future__ import annotations
 
-from volfast.errors import VolfastError
-
 import dataclasses
 import datetime as _dt
 import os
@@ -34,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from volfast.errors import VolfastError
 from volfast.io.freshness import Freshness
 from volfast.pipeline.config import BuildConfig
 

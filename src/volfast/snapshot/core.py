@@ -18,8 +18,6 @@ Rule (the C++ reducer in ``volfast._core.snapshot`` implements it; ``_reference.
 
 from __future__ import annotations
 
-from volfast.errors import UsageError, VolfastError
-
 import datetime as _dt
 import os
 import re
@@ -32,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from volfast.errors import UsageError, VolfastError
 from volfast.io.dbn import (
     CONSOLIDATED_SCHEMAS,
     QUOTE_SCHEMAS,

@@ -10,8 +10,6 @@ checked against a surface with no fitting error at all.
 
 from __future__ import annotations
 
-from volfast.errors import VolfastError
-
 import dataclasses
 import datetime as _dt
 import json
@@ -22,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from volfast.errors import VolfastError
 from volfast.surface.grids import (
     GridConfig,
     TotalVariance,

@@ -17,8 +17,6 @@ run. A day that fails loses every table it had (its manifest says ``failed`` and
 
 from __future__ import annotations
 
-from volfast.errors import VolfastError
-
 import contextlib
 import datetime as _dt
 import json
@@ -31,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from volfast.errors import VolfastError
 from volfast.io.output import (
     MANIFEST_NAME,
     begin_manifest,

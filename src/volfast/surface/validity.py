@@ -8,7 +8,8 @@ nearest the money): by default the lowest usable strike must reach ``z <= -1.5``
 index option and 1.5 for a two-year one, so the original rule (``moneyness="log"``: ln(K/F) down to -0.5
 and up to 0.15) rejects typical liquid days with short expiries. "Quoted" here means usable for the smile
 (:attr:`QuoteVols.use`: two-sided, positive, not crossed, with an implied vol, on the chosen side); with
-``require_fit`` an expiry also needs an acceptable forward and SVI fit to count. Invalid days are kept with the reason; they only get no grids.
+``require_fit`` an expiry also needs an acceptable forward and SVI fit to count. Invalid days are kept
+with the reason; they only get no grids.
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ FRAME_BYTES = 4 << 20
 
 
 def write_dbn_zst(
-    path: str | os.PathLike[str], header: bytes, body: bytes | Sequence[bytes], level: int
+    path: str | os.PathLike[str], header: bytes, body: bytes | memoryview | Sequence[bytes], level: int
 ) -> int:
     """Compress ``header + body`` with zstd, in frames of :data:`FRAME_BYTES` each with a content checksum,
     and write it atomically with its sha256 sidecar. Returns the compressed size."""
@@ -180,5 +180,3 @@ def write_dbn_zst(
     atomic_write_bytes(path, blob)
     write_sha256_sidecar(path, hashlib.sha256(blob).hexdigest())  # builds need not hash it again
     return len(blob)
-
-

@@ -534,7 +534,7 @@ def generate_spy_day(
 
 def _as_bytes(records: np.ndarray) -> memoryview:
     """The records' bytes without a copy (``tobytes()`` would double a full day's memory)."""
-    return memoryview(np.ascontiguousarray(records).view(np.uint8))
+    return np.ascontiguousarray(records).view(np.uint8).data
 
 
 def _minute_activity(n_min: int) -> np.ndarray:
@@ -808,7 +808,7 @@ def _cmbp(
             venues,
         )
         part = ex[sl]  # a view: filled in place
-        _fill_book(part, *q[:2], q[4], q[5], q[2], q[3])
+        _fill_book(part, q[0], q[1], q[4], q[5], q[2], q[3])
     last = w.new_records(CMBP1_DTYPE, cbbo.size, RTYPE_CMBP1)
     for f in (
         "instrument_id",
@@ -968,15 +968,16 @@ def _truth_table(
     put("ex_date", n + ne, div_dates)
     put("amount", n + ne, [div_amount] * nd)
     s = n + ne + nd
-    for k, v in (
+    row: tuple[tuple[str, object], ...] = (
         ("atm_vol", state.atm_vol),
         ("long_vol", state.long_vol),
         ("skew", surface.rho),
         ("rate", state.rate),
         ("crash", state.crash),
         ("thin_day", False),
-    ):
-        cols[k][s] = v
+    )
+    for k, val in row:
+        cols[k][s] = val
     cols["cut_ts"] = [cut_ns] * (s + 1)
     return pa.table(
         {
