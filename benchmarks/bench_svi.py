@@ -53,7 +53,7 @@ def _volfast(threads: int, arbitrage_free: bool) -> volfast.SVIFit:
         d["offsets"],
         expiry_years=d["expiry_years"],
         arbitrage_free=arbitrage_free,
-        n_threads=threads,
+        threads=threads,
     )
 
 

@@ -77,7 +77,7 @@ def _compare(d: dict[str, np.ndarray], name: str, benchmark: Any) -> dict[str, d
         "expiry_years": d["expiry_years"],
         "bid_total_variance": d["bid"],
         "ask_total_variance": d["ask"],
-        "n_threads": 1,
+        "threads": 1,
     }
     fit_svi(d["k"], d["w"], d["offsets"], arbitrage_free=True, **kw)  # compile / load outside the timing
     enf = benchmark.pedantic(
@@ -150,7 +150,7 @@ def test_speed_48_expiries(benchmark: Any) -> None:
         "bid_total_variance": d["bid"],
         "ask_total_variance": d["ask"],
         "arbitrage_free": True,
-        "n_threads": 1,
+        "threads": 1,
     }
     fit_svi(*args, **kw)
     r = benchmark.pedantic(fit_svi, args=args, kwargs=kw, rounds=5, iterations=1)

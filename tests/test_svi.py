@@ -379,10 +379,10 @@ def test_threads_give_identical_results(monkeypatch: pytest.MonkeyPatch) -> None
     d = spx_like_slices(3, seed=4)
     for af in (False, True):
         a = fit_svi(
-            d["k"], d["w"], d["offsets"], expiry_years=d["expiry_years"], n_threads=1, arbitrage_free=af
+            d["k"], d["w"], d["offsets"], expiry_years=d["expiry_years"], threads=1, arbitrage_free=af
         )
         b = fit_svi(
-            d["k"], d["w"], d["offsets"], expiry_years=d["expiry_years"], n_threads=2, arbitrage_free=af
+            d["k"], d["w"], d["offsets"], expiry_years=d["expiry_years"], threads=2, arbitrage_free=af
         )
         np.testing.assert_array_equal(a.status, b.status)
         np.testing.assert_array_equal(a.params, b.params)
@@ -527,3 +527,14 @@ def test_empty_input() -> None:
     assert r.n_slices == 0 and r.params.shape == (0, 5)
     r = fit_svi(np.empty(0), np.empty(0), np.array([0, 0]))
     assert r.status[0] == SVIStatus.TOO_FEW_POINTS
+
+
+def test_threads_is_the_keyword_and_n_threads_a_deprecated_alias() -> None:
+    """One thread keyword in the public API, ``threads``; ``n_threads`` warns and gives the same fit."""
+    k = np.linspace(-0.4, 0.3, 15)
+    w = total_variance(k, (0.02, 0.1, -0.5, 0.0, 0.2))
+    off = np.array([0, k.size])
+    a = fit_svi(k, w, off, threads=1)
+    with pytest.warns(DeprecationWarning, match="use threads="):
+        b = fit_svi(k, w, off, n_threads=1)
+    np.testing.assert_array_equal(a.params, b.params)

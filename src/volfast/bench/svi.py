@@ -49,7 +49,7 @@ def run(quotes: int, threads: int, progress: Callable[[str], None] | None = None
     for af in (False, True):
         for th in sorted({1, max(1, threads)}):
             say(f"volfast fit_svi ({'arbitrage-free' if af else 'independent'}, {th} thread(s))")
-            t, r = best_time(partial(fit_svi, k, w, off, expiry_years=T, arbitrage_free=af, n_threads=th))
+            t, r = best_time(partial(fit_svi, k, w, off, expiry_years=T, arbitrage_free=af, threads=th))
             note = "arbitrage-free surface" if af else "independent slices"
             s.rows.append(Row("svi", "volfast", vf, t / n * 1e9, vol_err(r.params[sub]), th, n, note))
 

@@ -365,7 +365,7 @@ def surface_day(
             bid_total_variance=w_bid,
             ask_total_variance=w_ask,
             max_rmse=cfg.max_rmse,
-            n_threads=threads,
+            threads=threads,
         )
         sv_ok = np.asarray(sv.ok, dtype=bool)
         params = sv.params

@@ -89,7 +89,22 @@ def _cut_value(p, kk, sign):
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
 def refit_bounded(
-    k, v, wt, warm, has_lo, plo, has_hi, phi, bf_klo, bf_khi, cut_klo, cut_khi, slope, rho_max, maxit, m_out,
+    k,
+    v,
+    wt,
+    warm,
+    has_lo,
+    plo,
+    has_hi,
+    phi,
+    bf_klo,
+    bf_khi,
+    cut_klo,
+    cut_khi,
+    slope,
+    rho_max,
+    maxit,
+    m_out,
     npts,
     out,
 ):
@@ -191,8 +206,24 @@ def _s0(v, wt, a0, a1):
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
 def _pass(
-    k, v, wt, offsets, sl, free, bf_klo, bf_khi, slope, slope_lee, rho_max, maxit, m_out, npts, backward, P,
-    how, f,
+    k,
+    v,
+    wt,
+    offsets,
+    sl,
+    free,
+    bf_klo,
+    bf_khi,
+    slope,
+    slope_lee,
+    rho_max,
+    maxit,
+    m_out,
+    npts,
+    backward,
+    P,
+    how,
+    f,
 ):
     """One sequential pass over the slices ``sl`` of a surface (increasing expiry), forward or backward.
     ``P``, ``how``, ``f`` per position in ``sl``; returns the total relative objective (sum over slices of
@@ -344,8 +375,22 @@ def _homotopy(k, v, wt, offsets, sl, free, bf_klo, bf_khi, slope, slope_lee, rho
 
 @numba.njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
 def enforce_surfaces(
-    k, v, wt, offsets, params, surf_offsets, order, bf_klo, bf_khi, slope, slope_lee, rho_max, maxit, m_out,
-    npts, how,
+    k,
+    v,
+    wt,
+    offsets,
+    params,
+    surf_offsets,
+    order,
+    bf_klo,
+    bf_khi,
+    slope,
+    slope_lee,
+    rho_max,
+    maxit,
+    m_out,
+    npts,
+    how,
 ):
     """Arbitrage-free fits of every surface (prange over surfaces). ``order`` lists the fitted slices
     surface by surface (CSR ``surf_offsets``) in increasing expiry; ``params`` holds their unconstrained
@@ -404,8 +449,25 @@ def enforce_surfaces(
 
 @numba.njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
 def diagnostics(
-    k, v, bid, ask, has_ba, offsets, todo, params, expiry, prev, bf_klo, bf_khi, npts, rmse, inside,
-    min_g_out, k_min_g, cal_gap, k_cal,
+    k,
+    v,
+    bid,
+    ask,
+    has_ba,
+    offsets,
+    todo,
+    params,
+    expiry,
+    prev,
+    bf_klo,
+    bf_khi,
+    npts,
+    rmse,
+    inside,
+    min_g_out,
+    k_min_g,
+    cal_gap,
+    k_cal,
 ):
     """Per-slice RMSE (vol points; NaN without expiry), share inside [bid, ask], the exact minimum of g on
     [bf_klo, bf_khi] (and where), and the exact minimum calendar gap to slice ``prev[s]`` over all k

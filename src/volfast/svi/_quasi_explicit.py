@@ -270,7 +270,6 @@ def _min_variance_face(mom, sig, slope, rho_max):
     return f, -q, b, rho
 
 
-
 # ---- the inner problem under arbitrage bounds ------------------------------------------------------------
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
 def inner_solve_bounded(k, v, wt, m, sig, slope, rho_max, y, z, bnd):
@@ -541,7 +540,25 @@ def search(
             h0 = 0.1 * hm
             h1 = 0.1 * hs
         f, x0, x1, _ = _nelder_mead(
-            k, v, wt, sx0, sx1, h0, h1, lo0, hi0, lo1, hi1, fscale, slope, rho_max, y, z, maxit, bnd, ftol,
+            k,
+            v,
+            wt,
+            sx0,
+            sx1,
+            h0,
+            h1,
+            lo0,
+            hi0,
+            lo1,
+            hi1,
+            fscale,
+            slope,
+            rho_max,
+            y,
+            z,
+            maxit,
+            bnd,
+            ftol,
             xtol,
         )
         if f < bf:
@@ -614,7 +631,20 @@ def fit_slice(k, v, wt0, slope, rho_max, robust, huber_c, n_starts, maxit, out, 
 
 @numba.njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
 def fit_batch(
-    k, v, wt, offsets, todo, slope, rho_max, robust, huber_c, n_starts, maxit, params, objective, m_out,
+    k,
+    v,
+    wt,
+    offsets,
+    todo,
+    slope,
+    rho_max,
+    robust,
+    huber_c,
+    n_starts,
+    maxit,
+    params,
+    objective,
+    m_out,
     wt_out,
 ):
     """Fit every slice ``s`` with ``todo[s]`` (prange over slices). ``params`` (n, 5), ``objective`` (n),

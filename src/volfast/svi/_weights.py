@@ -49,4 +49,3 @@ def normalise_weights(wt, offsets, out):
             tot += wt[i]
         for i in range(lo, hi):
             out[i] = wt[i] * (hi - lo) / tot if tot > 0.0 else math.nan
-

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import warnings
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -306,7 +308,9 @@ def check_butterfly_exact(
     min_points : int
         Minimum grid points before refinement.
     """
-    from volfast.svi._arbitrage import min_g
+    from volfast.svi._arbitrage import min_g as _min_g_jit
+
+    _min_g: Any = _min_g_jit  # a Numba dispatcher (its stub does not know the signature)
 
     p = _params2d(params)
     lo = np.broadcast_to(np.asarray(k_low, dtype=np.float64), (p.shape[0],))
@@ -316,7 +320,7 @@ def check_butterfly_exact(
     for i, row in enumerate(p):
         if not (np.isfinite(row).all() and row[4] > 0.0 and lo[i] <= hi[i]):
             raise SVIInputError(f"row {i}: need finite params with sigma > 0 and k_low <= k_high")
-        mg[i], km[i] = min_g(*(float(x) for x in row), float(lo[i]), float(hi[i]), int(min_points))
+        mg[i], km[i] = _min_g(*(float(x) for x in row), float(lo[i]), float(hi[i]), int(min_points))
     lee = p[:, 1] * (1.0 + np.abs(p[:, 2])) <= LEE_SLOPE * (1.0 + 1e-12)
     return ButterflyCheck(ok=(mg >= 0.0) & lee, min_g=mg, k_at_min=km)
 
@@ -383,7 +387,7 @@ def fit_svi(
     max_wing_slope: float = 4.0,
     bid_total_variance: ArrayLike | None = None,
     ask_total_variance: ArrayLike | None = None,
-    n_threads: int | None = None,
+    threads: int | None = None,
     surface_id: ArrayLike | None = None,
     check_margin: float = 0.5,
     check_margin_sd: float | None = 4.0,
@@ -391,6 +395,7 @@ def fit_svi(
     max_rmse: float | None = None,
     n_starts: int = 1,
     max_iter: int = 200,
+    n_threads: int | None = None,
 ) -> SVIFit:
     """Fit raw SVI to every expiry slice of a ragged batch (quasi-explicit method, Numba, threads).
 
@@ -426,8 +431,9 @@ def fit_svi(
     bid_total_variance, ask_total_variance : array_like, (N,), optional
         Total variance at the bid and ask implied vols (NaN bid allowed: one-sided quote). Used for the
         default weights and for :attr:`SVIFit.inside_bid_ask`.
-    n_threads : int, optional
-        Numba threads; default ``VOLFAST_NUM_THREADS`` or all cores.
+    threads : int, optional
+        Numba threads; default ``VOLFAST_NUM_THREADS`` or all cores (the one thread keyword of the
+        public API; ``n_threads`` is a deprecated alias).
     surface_id : array_like of int, (n_slices,), optional
         Explicit surface membership; consecutive slices with the same id form a surface (expiries must
         increase within it).
@@ -548,7 +554,10 @@ def fit_svi(
     import numba
 
     prev_threads = numba.get_num_threads()
-    numba.set_num_threads(_numba_threads(n_threads))
+    if n_threads is not None:
+        warnings.warn("fit_svi(n_threads=) is deprecated: use threads=", DeprecationWarning, stacklevel=2)
+        threads = n_threads if threads is None else threads
+    numba.set_num_threads(_numba_threads(threads))
     try:
         qe.fit_batch(
             k,
@@ -649,7 +658,7 @@ def fit_svi(
             if last >= 0 and surf_of[s] == surf_of[last]:
                 prev[s] = last
             if usable[s] or not arbitrage_free:
-                last = s
+                last = int(s)
             elif last >= 0 and surf_of[s] != surf_of[last]:
                 last = -1
 
