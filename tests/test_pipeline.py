@@ -408,8 +408,12 @@ def test_dask_local_cluster_same_outputs_and_worker_loss(data: Path, tmp_path: P
     s = run_build(data, out, config=cfg, progress=False, task_fn=kill_some)
     assert time.monotonic() - t0 < 60
     assert {k: os.environ.get(k) for k in THREAD_ENV_VARS} == before  # dask's Nanny wrote into it
-    # Day 2 lost its worker once and was retried elsewhere; day 3 kills every worker it lands on.
-    assert [r["status"] for r in s.results] == ["ok", "ok", "failed", "ok"]
+    # Day 2 lost its worker once and was retried elsewhere; day 3 kills every worker it lands on. A day
+    # whose worker dies after its output was complete (before dask gathered the result) is rerun and then
+    # reuses that complete output: "skipped" is as right as "ok" there (its files are compared below).
+    st = [r["status"] for r in s.results]
+    assert st[2] == "failed" and all(x in ("ok", "skipped") for x in st[:2] + st[3:]), st
+    assert st[0] == "ok" or st[1] == "ok" or st[3] == "ok", st
     assert s.failed[0]["error_type"] == "WorkerDied"
     no_partial(out, DAYS[2])
     for d in (DAYS[0], DAYS[1], DAYS[3]):
