@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from volfast._toml import apply_overrides, read_tables
-from volfast.models.data import Split, open_data, sequence_breaks, split_dates, usable
+from volfast.models.data import Split, grid_axis_k, open_data, sequence_breaks, split_dates, usable
 from volfast.models.io import (
     MODEL_KINDS,
     ModelConfigError,
@@ -134,6 +134,14 @@ def fit_autoencoder(
     stop = EarlyStopping(tcfg.patience)
     history: list[dict[str, float]] = []
     n = x_tr.shape[0]
+    beta = cfg.beta if getattr(cfg, "loss", "seeds") == "seeds" else 0.0
+    if x_val is not None:  # epoch 0: the starting point (PCA in parameter space) is a candidate too
+        model.eval()
+        with torch.no_grad():
+            xv, _, _ = model(x_val, y_val, sample=False)
+            val0 = float(model.norm.loss_error(xv, x_val).square().mean())
+        history.append({"val_recon": val0, "init": 1.0})
+        stop.step(val0, model.state_dict())
     for epoch in range(tcfg.epochs):
         if tcfg.schedule == "cosine":
             lr = tcfg.lr_min + 0.5 * (tcfg.lr - tcfg.lr_min) * (1 + math.cos(math.pi * epoch / tcfg.epochs))
@@ -150,7 +158,7 @@ def fit_autoencoder(
             yb = None if y_tr is None else y_tr[b]
             x_hat, mu, logvar = model(x_tr[b], yb)
             terms = vae_loss(
-                model.norm.loss_error(x_hat, x_tr[b]), mu, logvar, alpha=cfg.alpha, beta=cfg.beta
+                model.norm.loss_error(x_hat, x_tr[b]), mu, logvar, alpha=cfg.alpha, beta=beta
             )
             opt.zero_grad(set_to_none=True)
             terms.total.backward()
@@ -205,7 +213,8 @@ def train_surface(
     history = fit_autoencoder(model, x_tr, y_tr, x_va, y_va, tcfg)
     if not tcfg.refit:
         return model, history
-    best = 1 + min(range(len(history)), key=lambda i: history[i]["val_recon"])
+    # epochs of the best validation score (the first history record is the untrained start: 0 epochs)
+    best = min(range(len(history)), key=lambda i: history[i]["val_recon"])
     torch.manual_seed(tcfg.seed)
     model = build_model(kind, mcfg).to(dev)
     both = tr | va
@@ -215,6 +224,8 @@ def train_surface(
         model.fit_stats(x_b, y_b)
     else:
         model.fit_stats(x_b)
+    if best == 0:
+        return model.eval(), history
     refit = fit_autoencoder(model, x_b, y_b, None, None, dataclasses.replace(tcfg, epochs=best))
     return model, history + [r | {"refit": 1.0} for r in refit]
 
@@ -231,8 +242,13 @@ def _as_mask(sel: np.ndarray, n: int) -> np.ndarray:
 def _with_shape(kind: str, mcfg: Any, ds: SurfaceDataset) -> Any:
     grid = grid_of(kind, mcfg)
     shape = tuple(ds.grid(grid).shape[1:])
+    axes: dict[str, Any] = {}
+    if kind != "pca":  # the SSVI decoders need the grid's log-moneyness (and the image's tenors)
+        axes["k"] = tuple(float(v) for v in grid_axis_k(ds.config, grid))
+        if grid == "image":
+            axes["tenors"] = tuple(float(v) for v in ds.config.image_tenor_years)
     try:
-        return dataclasses.replace(mcfg, shape=shape)
+        return dataclasses.replace(mcfg, shape=shape, **axes)
     except ValueError as exc:
         raise ModelConfigError(
             f"{kind}: the data's {grid} grid {shape} does not fit the config: {exc}"
