@@ -114,7 +114,7 @@ class SSVIHead(nn.Module):
         self.rows = rows
         n_raw = 2 * rows + 1
         self.register_buffer("k", torch.tensor(log_moneyness, dtype=torch.float32))
-        t = tenor_years if tenor_years is not None else (float("nan"),) * rows
+        t = tenor_years if tenor_years is not None else (0.0,) * rows  # unused: tenors come per call
         self.register_buffer("tenors", torch.tensor(t, dtype=torch.float32))
         self.fixed_tenors = tenor_years is not None
         # a neutral start (about 20% vol, rho -0.6) until fit() sees data
