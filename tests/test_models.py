@@ -386,10 +386,12 @@ def test_per_cell_loss_and_output_scale() -> None:
 
 def test_kind_train_defaults_and_overrides() -> None:
     _, tc, _ = load_config("cvae", None, [])
-    assert tc.schedule == "cosine" and tc.refit and tc.epochs == 600
+    assert tc.refit and tc.epochs == 200 and tc.patience == 25 and tc.lr == 1e-3
     _, tc, _ = load_config("cvae", None, ["train.refit=false", "train.epochs=50"])
-    assert not tc.refit and tc.epochs == 50 and tc.schedule == "cosine"
+    assert not tc.refit and tc.epochs == 50 and tc.schedule == "constant"
     _, tc, _ = load_config("vae", None, [])
+    assert tc.refit and tc.epochs == 200
+    _, tc, _ = load_config("pca", None, [])
     assert tc == TrainConfig()
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule="step")

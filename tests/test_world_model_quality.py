@@ -109,7 +109,9 @@ def test_head_is_arbitrage_free_for_any_raw_output() -> None:
     gaps = 1.0 + 40.0 * torch.rand(2000, 3, generator=gen)
     years = torch.cumsum(gaps, dim=1) / 365.0
     with torch.no_grad():
-        v3 = head3.vols(6.0 * torch.randn(2000, 7, generator=gen, dtype=torch.float64), years.double()).numpy()
+        v3 = head3.vols(
+            6.0 * torch.randn(2000, 7, generator=gen, dtype=torch.float64), years.double()
+        ).numpy()
     assert _violations(v3, np.linspace(-0.5, 0.15, 11), years.numpy()) == {
         "rising": 0, "butterfly": 0, "calendar": 0, "bad_vol": 0,
     }  # fmt: skip

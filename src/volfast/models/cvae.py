@@ -47,7 +47,9 @@ class CVAEConfig:
     loss: str = "vol"  # vol: MSE in vol units (scaled) + alpha KL; seeds: per-cell standardised MSE +
     #                    alpha KL + beta latent-correlation penalty (the original research's loss)
     skip: bool = True  # linear path from the standardised input to mu beside the encoder MLP
-    refine: int = 15  # Levenberg-Marquardt steps on mu at evaluation (semi-amortised encoder; 0: the network's mu)
+    refine: int = (
+        15  # Levenberg-Marquardt steps on mu at evaluation (semi-amortised encoder; 0: the network's mu)
+    )
     conv_channels: tuple[int, int] = (16, 32)  # conv variant only: Conv2d kernel (2, 3) channels
     shape: tuple[int, int] = (3, 11)  # (expiries, log-strikes), set from the data
     k: tuple[float, ...] = tuple(float(v) for v in GridConfig().cvae_k)  # the columns' ln(K/F), from data

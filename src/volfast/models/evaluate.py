@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from volfast.errors import VolfastError
+from volfast.models.arbitrage import arbitrage_counts
 from volfast.models.data import grid_axis_k, open_data, sequence_breaks, usable
 from volfast.models.io import META_FILE, load_model
 from volfast.models.lstm import AR1, make_windows, persistence
-from volfast.models.arbitrage import arbitrage_counts
 from volfast.models.metrics import block_bootstrap_ci, latent_stats, rmse_ci, rmse_ratio_ci, rmse_table, ssim
 from volfast.models.pca import PCA, PCAConfig
 from volfast.models.train import Split, _load_run_config, encode_dataset, grid_of, latent_sequence
@@ -126,7 +126,13 @@ def _tenor_axis(ds: SurfaceDataset, grid: str) -> Any:
 
 
 def _random_latent_arbitrage(
-    kind: str, model: Any, mu: np.ndarray, y: np.ndarray | None, k: np.ndarray, tenors: np.ndarray, n: int = 256
+    kind: str,
+    model: Any,
+    mu: np.ndarray,
+    y: np.ndarray | None,
+    k: np.ndarray,
+    tenors: np.ndarray,
+    n: int = 256,
 ) -> dict[str, Any]:
     """Arbitrage counts of surfaces decoded from latents far outside the test latents' range: their mean
     plus 4 standard deviations times a standard normal draw (seed 0), at the test days' conditions."""
@@ -270,21 +276,23 @@ def metrics_markdown(results: dict[str, dict[str, Any]]) -> str:
     lines = [
         "## Reconstruction, out of sample (test period)",
         "",
-        "RMSE in vol points with moving-block bootstrap 95% intervals over test days; PCA at the same grid and "
-        "latent size fitted on the same training days.",
+        "RMSE in vol points with moving-block bootstrap 95% intervals over test days; PCA at the same grid "
+        "and latent size fitted on the same training days.",
         "",
-        "| model | grid | latent | test days | RMSE (vol pts) | PCA, same latent | ratio to PCA | ATM | wings "
-        "| SSIM | train RMSE | train s |",
+        "| model | grid | latent | test days | RMSE (vol pts) | PCA, same latent | ratio to PCA | ATM "
+        "| wings | SSIM | train RMSE | train s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     recon = [(n, r) for n, r in results.items() if r.get("kind") != "lstm" and "test" in r]
     for name, r in recon:
         t, tr = r["test"], r.get("train", {})
         base = t.get("pca_same_latent") or {}
-        pca_cell = _ci(base.get("rmse"), base.get("rmse_ci95")) if base.get("rmse") is not None else "(itself)"
-        ratio_cell = _ci(base.get("ratio"), base.get("ratio_ci95"), 2) if base.get("ratio") is not None else "1"
+        has = base.get("rmse") is not None
+        pca_cell = _ci(base.get("rmse"), base.get("rmse_ci95")) if has else "(itself)"
+        ratio_cell = _ci(base.get("ratio"), base.get("ratio_ci95"), 2) if has else "1"
         lines.append(
-            f"| {name} | {r['grid']} | {r['latent']} | {t.get('days')} | {_ci(t.get('rmse'), t.get('rmse_ci95'))} | "
+            f"| {name} | {r['grid']} | {r['latent']} | {t.get('days')} | "
+            f"{_ci(t.get('rmse'), t.get('rmse_ci95'))} | "
             f"{pca_cell} | {ratio_cell} | {_fmt(t.get('rmse_atm'))} | {_fmt(t.get('rmse_wings'))} | "
             f"{_fmt(t.get('ssim'), 4)} | {_fmt(tr.get('rmse'))} | {_fmt(r.get('train_seconds'), 1)} |"
         )
@@ -407,7 +415,9 @@ def _decoded_test(
     }
 
 
-def _long_rows(name: str, dates: np.ndarray, tenors: np.ndarray, k: np.ndarray, vols: np.ndarray) -> dict[str, Any]:
+def _long_rows(
+    name: str, dates: np.ndarray, tenors: np.ndarray, k: np.ndarray, vols: np.ndarray
+) -> dict[str, Any]:
     m, r_rows, n_k = vols.shape
     w = vols.astype(np.float64) ** 2 * tenors[..., None]
     return {
@@ -453,22 +463,20 @@ def export_run(
     cols = ("model", "date", "tenor_years", "log_moneyness", "total_variance")
     if market:
         mk = {c: np.concatenate([p[c] for p in market]) for c in cols}
-        key = np.rec.fromarrays([mk["date"].astype("datetime64[D]").astype(np.int64), mk["tenor_years"], mk["log_moneyness"]])
+        day = mk["date"].astype("datetime64[D]").astype(np.int64)
+        key = np.rec.fromarrays([day, mk["tenor_years"], mk["log_moneyness"]])
         _, first = np.unique(key, return_index=True)
         parts.append({c: v[np.sort(first)] for c, v in mk.items()})
+    def col(name: str) -> np.ndarray:
+        return np.concatenate([p[name] for p in parts]) if parts else np.array([])
+
     table = pa.table(
         {
-            "model": pa.array(np.concatenate([p["model"] for p in parts]) if parts else [], pa.string()),
-            "date": pa.array(
-                np.concatenate([p["date"] for p in parts]).astype("datetime64[D]") if parts else [], pa.date32()
-            ),
-            "tenor_years": pa.array(np.concatenate([p["tenor_years"] for p in parts]) if parts else [], pa.float64()),
-            "log_moneyness": pa.array(
-                np.concatenate([p["log_moneyness"] for p in parts]) if parts else [], pa.float64()
-            ),
-            "total_variance": pa.array(
-                np.concatenate([p["total_variance"] for p in parts]) if parts else [], pa.float64()
-            ),
+            "model": pa.array(col("model"), pa.string()),
+            "date": pa.array(col("date").astype("datetime64[D]"), pa.date32()),
+            "tenor_years": pa.array(col("tenor_years"), pa.float64()),
+            "log_moneyness": pa.array(col("log_moneyness"), pa.float64()),
+            "total_variance": pa.array(col("total_variance"), pa.float64()),
         }
     )
     path = out_dir / "surfaces.parquet"

@@ -20,7 +20,8 @@ The raw vector (length ``2 R + 1`` for ``R`` rows) maps to parameters so that, w
 
 No butterfly arbitrage in any slice: ``theta phi (1 + |rho|) < 4`` and ``theta phi^2 (1 + |rho|) <= 4``
 (Gatheral and Jacquier 2014, Theorem 4.2), which the two caps are. No calendar arbitrage
-between rows: with one rho, ``w = theta h(phi k)`` with ``h(x) = (1 + rho x + sqrt((x + rho)^2 + 1 - rho^2)) / 2``.
+between rows: with one rho, ``w = theta h(phi k)`` with
+``h(x) = (1 + rho x + sqrt((x + rho)^2 + 1 - rho^2)) / 2``.
 Raising theta at fixed phi scales w up; raising theta at fixed psi changes w by ``h(x) - x h'(x) =
 (1 + (1 + rho x) / sqrt(x^2 + 2 rho x + 1)) / 2 >= 0``. Row ``j`` is reached from row ``j - 1`` by the first
 move (to ``psi_j``, since ``psi_j >= psi_{j-1}``) then the second (since ``phi_j <= phi_{j-1}``), so
@@ -77,7 +78,9 @@ def ssvi_params(
     # log psi~: a start at row 1, then each row's elasticity d log psi / d log theta in (0, 1)
     steps = torch.sigmoid(b[:, 1:]) * torch.diff(lt, dim=1)
     log_psi = torch.cumsum(torch.cat([b[:, :1] + 0.5 * lt[:, :1], steps], dim=1), dim=1)
-    cap = torch.minimum(4.0 * BUTTERFLY_MARGIN / one_rho, torch.sqrt(4.0 * BUTTERFLY_MARGIN * theta / one_rho))
+    cap = torch.minimum(
+        4.0 * BUTTERFLY_MARGIN / one_rho, torch.sqrt(4.0 * BUTTERFLY_MARGIN * theta / one_rho)
+    )
     psi = torch.minimum(torch.exp(log_psi), cap)
     return theta, psi, rho
 
@@ -216,7 +219,11 @@ def calibrate_raw(
         [a0, torch.zeros(n, r_rows, dtype=torch.float64), torch.full((n, 1), -0.7, dtype=torch.float64)], 1
     ).requires_grad_(True)
     opt = torch.optim.LBFGS(
-        [raw], lr=1.0, max_iter=iters, line_search_fn="strong_wolfe", tolerance_grad=1e-12,
+        [raw],
+        lr=1.0,
+        max_iter=iters,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-12,
         tolerance_change=1e-15,
     )
 
@@ -239,4 +246,3 @@ def calibrate_raw(
     if not bool(torch.isfinite(out).all()):
         raise ValueError("SSVI calibration of the training surfaces diverged (non-finite parameters)")
     return out.to(vols.dtype) if vols.dtype == torch.float64 else out.float()
-

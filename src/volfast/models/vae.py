@@ -34,8 +34,13 @@ class VAEConfig:
     beta: float = 0.01  # weight of the latent-correlation penalty (loss "seeds" only)
     loss: str = "vol"  # vol: MSE in vol units (scaled) + alpha KL; seeds: + beta latent correlation
     skip: bool = True  # linear path from the standardised image to mu beside the conv encoder
-    refine: int = 15  # Levenberg-Marquardt steps on mu at evaluation (semi-amortised encoder; 0: the network's mu)
-    shape: tuple[int, int] = (32, 32)  # image (tenors, log-moneyness), set from the data; divisible by 2^depth
+    refine: int = (
+        15  # Levenberg-Marquardt steps on mu at evaluation (semi-amortised encoder; 0: the network's mu)
+    )
+    shape: tuple[int, int] = (
+        32,
+        32,
+    )  # image (tenors, log-moneyness), set from the data; divisible by 2^depth
     k: tuple[float, ...] = tuple(float(v) for v in _GRID.image_k)  # columns' ln(K/F), set from the data
     tenors: tuple[float, ...] = tuple(float(v) for v in _GRID.image_tenor_years)  # rows' years (ACT/365)
 
@@ -101,7 +106,8 @@ class VAE(nn.Module):
             self.skip_mu.bias.copy_(b)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, H, W) vols -> mu, logvar (B, L); in eval mode mu is refined by ``config.refine`` Levenberg-Marquardt steps
+        """(B, H, W) vols -> mu, logvar (B, L); in eval mode mu is refined by ``config.refine``
+        Levenberg-Marquardt steps
         on the decoded image's error (:mod:`volfast.models._refine`)."""
         xn = self.norm.normalise(x)
         h = self.encoder(xn.unsqueeze(1))

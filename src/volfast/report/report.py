@@ -24,7 +24,14 @@ import numpy as np
 
 from volfast.report.layout import RunLayout, Stage
 
-__all__ = ["ReportError", "ReportResult", "build_report", "drop_empty_headings", "markdown_to_html", "reason_counts"]
+__all__ = [
+    "ReportError",
+    "ReportResult",
+    "build_report",
+    "drop_empty_headings",
+    "markdown_to_html",
+    "reason_counts",
+]
 
 
 class ReportError(VolfastError, ValueError):
@@ -147,7 +154,8 @@ def drop_empty_headings(doc: str) -> str:
         for m in _HEADING.finditer(doc):
             nxt = doc[m.end() :]
             follow = re.match(r"<h([1-6])>", nxt)
-            empty = nxt.startswith("</body>") or (follow is not None and int(follow.group(1)) <= int(m.group(1)))
+            higher = follow is not None and int(follow.group(1)) <= int(m.group(1))
+            empty = nxt.startswith("</body>") or higher
             if empty:
                 out.append(doc[pos : m.start()])
                 pos = m.end()
