@@ -44,7 +44,7 @@ GRID_OF = {"vae": "image", "cvae": "cvae", "cvae-conv": "cvae"}
 # (C)VAEs start at PCA in SSVI parameter space, which the validation slice of the demo year usually keeps:
 # a short run at a gentle rate with early stopping, then a refit on the whole training period (train +
 # validation days, statistics included) for the best epoch count (0: the start itself, refitted).
-_SSVI_TRAIN = {"epochs": 200, "patience": 25, "lr": 1e-3, "refit": True}
+_SSVI_TRAIN = {"epochs": 150, "patience": 15, "lr": 1e-3, "refit": True}
 KIND_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "vae": dict(_SSVI_TRAIN),
     "cvae": dict(_SSVI_TRAIN),
@@ -138,6 +138,9 @@ def fit_autoencoder(
     history: list[dict[str, float]] = []
     n = x_tr.shape[0]
     beta = cfg.beta if getattr(cfg, "loss", "seeds") == "seeds" else 0.0
+    # validation encodes with at most 5 refinement steps (a selection score, not the final evaluation)
+    if getattr(cfg, "refine", 0) > 5:
+        model.config = dataclasses.replace(cfg, refine=5)
     if x_val is not None:  # epoch 0: the starting point (PCA in parameter space) is a candidate too
         model.eval()
         with torch.no_grad():
@@ -182,6 +185,7 @@ def fit_autoencoder(
             break
     if x_val is not None and stop.best_state is not None:
         model.load_state_dict(stop.best_state)
+    model.config = cfg
     model.eval()
     return history
 

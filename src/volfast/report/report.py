@@ -272,7 +272,7 @@ def _world_model(lay: RunLayout, page: _Page, missing: set[str]) -> str:
     errors: dict[str, np.ndarray] = {}
     images: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for kind in ("pca", "vae", "cvae", "cvae-conv"):
-        if f"train {kind}" in missing:
+        if f"train {kind}" in missing or not (lay.model(kind) / "model.json").is_file():
             continue
         k, model = load_model(lay.model(kind), map_location="cpu")
         cfg = json.loads((lay.model(kind) / "config.json").read_text())
