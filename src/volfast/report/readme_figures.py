@@ -1,7 +1,8 @@
 """The README's measured world-model figures, regenerated from a run by one command:
 
-    python -m volfast.report.readme_figures volfast-demo --write README.md   # replace the blocks
-    python -m volfast.report.readme_figures volfast-demo --check README.md   # exit 1 if they differ
+    python -m volfast.report.readme_figures volfast-demo --write README.md --blocks demo
+    python -m volfast.report.readme_figures BENCH_RUN --write README.md --blocks world-model
+    python -m volfast.report.readme_figures volfast-demo --check README.md --blocks demo  # 1: differs
 
 ``RUN`` is a ``volfast demo`` work folder (its ``models/``, ``hedge/`` and ``backtest/`` are read) or a
 ``volfast train`` run folder with ``metrics.json`` (``volfast evaluate``). The README holds each block
@@ -23,6 +24,7 @@ from volfast.errors import VolfastError
 
 __all__ = ["ReadmeFiguresError", "block_names", "blocks", "check", "main", "replace_blocks", "row_labels"]
 
+ALL_BLOCKS = ("world-model", "demo")
 _BLOCK = re.compile(r"(<!-- figures:([a-z0-9-]+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.S)
 
 
@@ -111,7 +113,7 @@ def _demo_block(run: Path, m: dict[str, Any]) -> str:
             )
     bt = run / "backtest" / "metrics.json"
     if bt.is_file():
-        b = json.loads(bt.read_text())
+        b = json.loads(bt.read_text()).get("periods", {})
         parts.append(
             f"backtest Sharpe {_f(b['in_sample'].get('sharpe'), 2)} in sample and "
             f"{_f(b['out_of_sample'].get('sharpe'), 2)} out of sample"
@@ -132,7 +134,10 @@ def blocks(run: str | Path) -> dict[str, str]:
     if not root.is_dir():
         raise ReadmeFiguresError(f"{root}: not a folder; pass a `volfast demo` or `volfast train` run folder")
     m = _metrics(root)
-    return {"world-model": _world_model_block(m), "demo": _demo_block(root, m)}
+    try:
+        return {"world-model": _world_model_block(m), "demo": _demo_block(root, m)}
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ReadmeFiguresError(f"{root}: a metrics file lacks {exc} (rerun volfast evaluate / backtest)") from None
 
 
 def block_names(text: str) -> list[str]:
@@ -149,11 +154,11 @@ def row_labels(block: str) -> list[str]:
 
 
 def replace_blocks(text: str, new: dict[str, str]) -> str:
+    """Replace the blocks named in ``new``; the others are left as they are."""
+
     def sub(mm: re.Match[str]) -> str:
         name = mm.group(2)
-        if name not in new:
-            raise ReadmeFiguresError(f"README block figures:{name} is not produced by this script any more")
-        return mm.group(1) + new[name] + mm.group(4)
+        return mm.group(1) + new[name] + mm.group(4) if name in new else mm.group(0)
 
     return _BLOCK.sub(sub, text)
 
@@ -162,8 +167,9 @@ def check(text: str, new: dict[str, str]) -> list[str]:
     """Differences between the README's blocks and freshly generated ones (empty: up to date)."""
     out = []
     have = {mm.group(2): mm.group(3) for mm in _BLOCK.finditer(text)}
-    for name in have.keys() - new.keys():
+    for name in have.keys() - new.keys() - set(ALL_BLOCKS):
         out.append(f"figures:{name}: in the README but not produced by the script")
+    have = {k: v for k, v in have.items() if k in new}
     for name in new.keys() - have.keys():
         out.append(f"figures:{name}: produced by the script but missing from the README")
     for name in have.keys() & new.keys():
@@ -180,9 +186,21 @@ def main(argv: list[str] | None = None) -> int:
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--write", metavar="README", help="replace the figure blocks of this file")
     g.add_argument("--check", metavar="README", help="exit 1 when the file's blocks differ from the run's")
+    ap.add_argument(
+        "--blocks",
+        default=None,
+        help="comma-separated block names to write or check (default: all); the README's world-model table "
+        "comes from the bench run, its demo line from the demo",
+    )
     a = ap.parse_args(argv)
     try:
         new = blocks(a.run)
+        if a.blocks:
+            want = [b.strip() for b in a.blocks.split(",") if b.strip()]
+            unknown = sorted(set(want) - set(new))
+            if unknown:
+                raise ReadmeFiguresError(f"--blocks: unknown {unknown}; known: {sorted(new)}")
+            new = {k: v for k, v in new.items() if k in want}
         if a.write:
             p = Path(a.write)
             p.write_text(replace_blocks(p.read_text(), new))
