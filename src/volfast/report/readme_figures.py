@@ -137,7 +137,9 @@ def blocks(run: str | Path) -> dict[str, str]:
     try:
         return {"world-model": _world_model_block(m), "demo": _demo_block(root, m)}
     except (KeyError, TypeError, AttributeError) as exc:
-        raise ReadmeFiguresError(f"{root}: a metrics file lacks {exc} (rerun volfast evaluate / backtest)") from None
+        raise ReadmeFiguresError(
+            f"{root}: a metrics file lacks {exc} (rerun volfast evaluate / backtest)"
+        ) from None
 
 
 def block_names(text: str) -> list[str]:
