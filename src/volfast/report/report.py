@@ -175,7 +175,8 @@ def reason_counts(reasons: Any) -> dict[str, int]:
         checks = parts[1:] if len(parts) > 1 else parts
         kinds: set[str] = set()
         for c in checks:
-            body = c.split(": ", 1)[1] if ": " in c and not c.startswith(("min ", "max ")) else c
+            labelled = len(parts) > 1 and ": " in c and not c.startswith(("min ", "max "))
+            body = c.split(": ", 1)[1] if labelled else c  # "EXPIRY: why; why" -> the whys
             for why in body.split(";"):
                 kind = _NUMBER.sub("N", why).strip()
                 if kind:
