@@ -55,12 +55,12 @@ def _masks(ds) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
 # --------------------------------------------------------------------------------- architectures
 def test_dense_decoder_is_the_fusable_sequential() -> None:
     """The MLP part of the decoder is the shape the fused Triton kernel runs (no output activation: it
-    feeds the SSVI head), and its output is the 2 x 3 + 1 SSVI raw parameters."""
+    feeds the eSSVI head), and its output is the 3 x 3 eSSVI raw parameters."""
     m = CVAE(CVAEConfig())
     kinds = [type(x) for x in m.decoder]
     assert kinds == [torch.nn.Linear, torch.nn.SiLU, torch.nn.Linear, torch.nn.SiLU, torch.nn.Linear]
-    assert m.decoder[0].in_features == 4 + 3 and m.decoder[-1].out_features == 7
-    assert m.decoder[0].out_features == 48 and m.dec_lin.out_features == 7
+    assert m.decoder[0].in_features == 4 + 3 and m.decoder[-1].out_features == 9
+    assert m.decoder[0].out_features == 48 and m.dec_lin.out_features == 9
 
 
 @pytest.mark.parametrize("cls", [CVAE, ConvCVAE])

@@ -110,7 +110,7 @@ def test_head_is_arbitrage_free_for_any_raw_output() -> None:
     years = torch.cumsum(gaps, dim=1) / 365.0
     with torch.no_grad():
         v3 = head3.vols(
-            6.0 * torch.randn(2000, 7, generator=gen, dtype=torch.float64), years.double()
+            6.0 * torch.randn(2000, head3.n_raw, generator=gen, dtype=torch.float64), years.double()
         ).numpy()
     assert _violations(v3, np.linspace(-0.5, 0.15, 11), years.numpy()) == {
         "rising": 0, "butterfly": 0, "calendar": 0, "bad_vol": 0,
@@ -226,3 +226,121 @@ def test_seeds_loss_is_still_an_option(markets: dict[str, Path], tmp_path: Path)
     with pytest.raises(ValueError, match="loss"):
         run_train("cvae", markets["train"], tmp_path, overrides=["model.loss=mae"])
     assert evaluate_run(f)["cvae"]["test"]["arbitrage"]["surfaces_with_violation"] == 0
+
+
+# ------------------------------------------------------------- built surfaces: the quoted range
+def _fake_svi(root: Path, dates: np.ndarray, slices: list[tuple[float, float, float]]) -> None:
+    """An SVI table per day beside ``root/grids`` with the given (expiry_years, k_min, k_max) slices, plus
+    one slice that is not in the surface (which must be ignored)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for d in dates.astype("datetime64[D]"):
+        part = root / "svi" / f"date={d}"
+        part.mkdir(parents=True, exist_ok=True)
+        t = [s[0] for s in slices] + [0.03]
+        pq.write_table(
+            pa.table(
+                {
+                    "expiry_years": t,
+                    "k_min": [s[1] for s in slices] + [-5.0],
+                    "k_max": [s[2] for s in slices] + [5.0],
+                    "in_surface": [True] * len(slices) + [False],
+                }
+            ),
+            part / "part-0.parquet",
+        )
+
+
+def test_quoted_mask_and_quoted_metrics(run: Path, markets: dict[str, Path]) -> None:
+    """A cell is quoted when its tenor lies between two surface expiries and its ln(K/F) inside both of their
+    quoted ranges (CVAE grid: its own expiry's range); evaluate scores the model and PCA on exactly those
+    cells (recomputed here), and a truth folder has no mask."""
+    import shutil
+
+    from volfast.models.data import quoted_mask
+
+    assert quoted_mask(markets["held_out"], load_dataset(markets["held_out"]), "image") is None
+    built = run.parent / "built"
+    shutil.rmtree(built, ignore_errors=True)
+    shutil.copytree(markets["held_out"], built)
+    ds = load_dataset(built)
+    slices = [(0.05, -0.10, 0.03), (0.20, -0.30, 0.10), (0.60, -0.45, 0.20)]  # bounds off the grids
+    _fake_svi(built, ds.dates, slices)
+    img = quoted_mask(built, ds, "image")
+    assert img is not None and img.shape == ds.image.shape
+
+    def rule(t: np.ndarray, k: np.ndarray) -> np.ndarray:  # independent: the bracketing pair's intersection
+        want = np.zeros((t.size, k.size), dtype=bool)
+        for r, tt in enumerate(t):
+            for (t0, lo0, hi0), (t1, lo1, hi1) in zip(slices, slices[1:], strict=False):
+                if t0 <= tt <= t1:
+                    want[r] |= (k >= max(lo0, lo1)) & (k <= min(hi0, hi1))
+        return want
+
+    want = rule(np.asarray(ds.config.image_tenor_years), np.asarray(ds.config.image_k))
+    assert want.any() and not want.all()
+    assert (img == want[None]).all()
+    cv = quoted_mask(built, ds, "cvae")
+    assert cv is not None
+    for i in np.flatnonzero(ds.complete("cvae"))[:10]:
+        assert (cv[i] == rule(ds.cvae_expiry_years[i], np.asarray(ds.config.cvae_k))).all()
+    # the quoted metric of the vae against PCA on the same cells, recomputed
+    res = evaluate_model(run / "vae", data=built)["test"]
+    cfg = json.loads((run / "vae" / "config.json").read_text())
+    te = np.flatnonzero((ds.dates >= np.datetime64(cfg["split"]["test_start"])) & ds.complete("image"))
+    _, model = load_model(run / "vae")
+    wt = torch.as_tensor(
+        np.broadcast_to(np.where(want, 1.0, 0.05), (te.size, *want.shape)), dtype=torch.float32
+    )
+    with torch.no_grad():  # the refinement weighs the extrapolated cells by the model's 0.05
+        xg = torch.as_tensor(ds.image[te], dtype=torch.float32)
+        dec = model.decode(model.encode(xg, weight=wt)[0]).double().numpy()
+    day = ((dec - ds.image[te]) ** 2 * want).sum(axis=(1, 2)) / want.sum()
+    np.testing.assert_allclose(res["rmse_quoted"], np.sqrt(day.mean()) * 100, rtol=1e-4)
+    assert res["quoted_fraction"] == pytest.approx(want.mean())
+    base = res["pca_same_latent"]
+    assert base["ratio_quoted"] == pytest.approx(res["rmse_quoted"] / base["rmse_quoted"], rel=1e-9)
+    # what training added: the untrained start saved beside the model, scored on the same days
+    start = load_model(run / "vae")[1]
+    start.load_state_dict(torch.load(run / "vae" / "start.pt", weights_only=True))
+    with torch.no_grad():
+        dec0 = start.decode(start.encode(xg, weight=wt)[0]).double().numpy()
+    np.testing.assert_allclose(
+        res["start"]["rmse"], np.sqrt(((dec0 - ds.image[te]) ** 2).mean()) * 100, rtol=1e-4
+    )
+    assert "rmse_quoted" in res["start"]
+    # training weights: quoted cells 1, the rest the model's extrapolated_weight; none for truth or weight 1
+    from volfast.models.train import cell_weights
+    from volfast.models.vae import VAEConfig
+
+    wts = cell_weights("vae", VAEConfig(), built, ds)
+    assert wts is not None and (wts == np.where(img, 1.0, 0.05)).all()
+    assert cell_weights("vae", VAEConfig(extrapolated_weight=1.0), built, ds) is None
+    assert cell_weights("vae", VAEConfig(), markets["held_out"], ds) is None
+    with pytest.raises(ValueError, match="extrapolated_weight"):
+        VAEConfig(extrapolated_weight=1.5)
+
+
+def test_weighted_refinement_ignores_down_weighted_cells() -> None:
+    """The encoder's refinement with zero weight on corrupted cells finds the latent of the clean surface;
+    unweighted, the corruption pulls it away."""
+    from volfast.models._refine import refine_latent
+
+    gen = torch.Generator().manual_seed(3)
+    w_map = torch.randn(3, 40, generator=gen, dtype=torch.float64)
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(z @ w_map).reshape(-1, 5, 8)
+
+    z_true = 0.5 * torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    x = decode(z_true)
+    bad = torch.zeros_like(x, dtype=torch.bool)
+    bad[:, :, 6:] = True  # the "extrapolated" columns
+    x_bad = torch.where(bad, x + 0.5, x)
+    w = torch.where(bad, 0.0, 1.0).to(x.dtype)
+    z0 = torch.zeros_like(z_true)
+    z_w = refine_latent(decode, x_bad, z0, steps=40, weight=w)
+    z_u = refine_latent(decode, x_bad, z0, steps=40)
+    torch.testing.assert_close(z_w, z_true, atol=1e-6, rtol=0)
+    assert float((z_u - z_true).abs().max()) > 1e-2

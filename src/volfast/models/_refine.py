@@ -26,16 +26,30 @@ def _jacobian(decode: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -
 
 @torch.no_grad()
 def refine_latent(
-    decode: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, z0: torch.Tensor, *, steps: int
+    decode: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    z0: torch.Tensor,
+    *,
+    steps: int,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Latents ``(B, L)`` from ``z0`` after ``steps`` Levenberg-Marquardt iterations on each surface's
-    summed squared error of ``decode(z)`` against ``x``; a step is taken for a surface only if it lowers
-    that surface's error (else its damping grows), so the result is never worse than ``z0``."""
+    summed squared error of ``decode(z)`` against ``x`` (each cell times ``weight``, shaped like ``x``,
+    when given); a step is taken for a surface only if it lowers that surface's error (else its damping
+    grows), so the result is never worse than ``z0``."""
     if steps <= 0:
         return z0
     z = z0.detach().clone()
     b, lat = z.shape
     xf = x.flatten(1)
+    sw = None if weight is None else weight.to(x.dtype).flatten(1).clamp_min(0.0).sqrt()
+    if sw is not None:
+        inner = decode
+        xf = xf * sw
+
+        def decode(zz: torch.Tensor) -> torch.Tensor:
+            return inner(zz).flatten(1) * sw
+
     r = decode(z).flatten(1) - xf
     err = r.square().sum(1)
     damp = torch.full((b,), 1e-3, dtype=z.dtype, device=z.device)

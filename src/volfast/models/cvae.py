@@ -1,9 +1,9 @@
 """Conditional VAEs on the (3 expiries x 11 log-strikes) vol grid, conditioned on the 3 expiry year
 fractions: the dense CVAE and its conv variant (a conv encoder; the same decoder).
 
-Decoder: ``[z, (y - y_mean) / y_std]`` -> a linear map plus an MLP residual -> standardised SSVI raw
+Decoder: ``[z, (y - y_mean) / y_std]`` -> a linear map plus an MLP residual -> standardised eSSVI raw
 parameters -> :class:`~volfast.models.ssvi_head.SSVIHead` -> vols at the grid's log-strikes and the day's
-expiries. Every decoded surface, for any ``z`` and any increasing expiries, is an SSVI surface free of
+expiries. Every decoded surface, for any ``z`` and any increasing expiries, is an eSSVI surface free of
 butterfly and calendar arbitrage (see :mod:`volfast.models.ssvi_head`). The MLP is exactly
 ``nn.Sequential(Linear, SiLU, Linear, SiLU, Linear)``, the shape
 :func:`volfast.kernels.mlp_decoder.fused_mlp_decoder` fuses (``output_activation="none"``).
@@ -50,6 +50,8 @@ class CVAEConfig:
     refine: int = (
         15  # Levenberg-Marquardt steps on mu at evaluation (semi-amortised encoder; 0: the network's mu)
     )
+    extrapolated_weight: float = 0.05  # built surfaces: weight of cells outside the quoted range (loss,
+    #                                     calibration, refinement); 1 weighs every cell alike
     conv_channels: tuple[int, int] = (16, 32)  # conv variant only: Conv2d kernel (2, 3) channels
     shape: tuple[int, int] = (3, 11)  # (expiries, log-strikes), set from the data
     k: tuple[float, ...] = tuple(float(v) for v in GridConfig().cvae_k)  # the columns' ln(K/F), from data
@@ -57,6 +59,10 @@ class CVAEConfig:
     def __post_init__(self) -> None:
         if self.latent < 1 or self.hidden < 1 or self.layers < 1:
             raise ValueError("CVAEConfig: latent, hidden and layers must be >= 1")
+        if not 0.0 <= self.extrapolated_weight <= 1.0:
+            raise ValueError(
+                f"CVAEConfig.extrapolated_weight must be in [0, 1]; got {self.extrapolated_weight}"
+            )
         if self.loss not in LOSSES:
             raise ValueError(f"CVAEConfig.loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
         if len(self.k) != self.shape[1]:
@@ -122,12 +128,13 @@ class _CVAEBase(nn.Module, abc.ABC):
         return torch.cat([self.norm.normalise(x).reshape(x.shape[0], -1), self.cond(y)], dim=1)
 
     @torch.no_grad()
-    def fit_stats(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def fit_stats(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> None:
         """Learned statistics from the fitting days ``x`` (N, 3, 11), ``y`` (N, 3), and the PCA start in
-        SSVI parameter space (module docstring)."""
+        eSSVI parameter space (module docstring; calibrated with each cell's squared error times
+        ``weight``, when given)."""
         self.norm.fit(x)
         self.cond.fit(y)
-        u = self.head.fit(x, y)  # (N, P) standardised calibrated parameters
+        u = self.head.fit(x, y, weight=weight)  # (N, P) standardised calibrated parameters
         # conditional PCA: what the expiries explain linearly, then principal directions of the rest
         yn = self.cond(y)
         wy, by = ridge_fit(yn, u)
@@ -150,19 +157,24 @@ class _CVAEBase(nn.Module, abc.ABC):
             self.skip_mu.bias.copy_(b)
 
     def forward(
-        self, x: torch.Tensor, y: torch.Tensor, *, sample: bool = True
+        self, x: torch.Tensor, y: torch.Tensor, *, sample: bool = True, weight: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (x_hat, mu, logvar); ``sample=False`` decodes mu (evaluation)."""
-        mu, logvar = self.encode(x, y)
+        mu, logvar = self.encode(x, y, weight=weight)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
         return self.decode(z, y), mu, logvar
 
-    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, 3, 11) vols, y (B, 3) year fractions -> mu, logvar (B, L). In eval mode mu is refined by
-        ``config.refine`` L-BFGS steps on the decoded surface's error (:mod:`volfast.models._refine`)."""
+        ``config.refine`` Levenberg-Marquardt steps on the decoded surface's error, each cell's squared
+        error times ``weight`` when given (:mod:`volfast.models._refine`)."""
         mu, logvar = self._encode(x, y)
         if not self.training and self.config.refine > 0:
-            mu = refine_latent(lambda z: self.decode(z, y, backend="torch"), x, mu, steps=self.config.refine)
+            mu = refine_latent(
+                lambda z: self.decode(z, y, backend="torch"), x, mu, steps=self.config.refine, weight=weight
+            )
         return mu, logvar
 
     @abc.abstractmethod
@@ -170,7 +182,7 @@ class _CVAEBase(nn.Module, abc.ABC):
         """The network's amortised mu, logvar (B, L)."""
 
     def decode_raw(self, z: torch.Tensor, y: torch.Tensor, backend: str | None = None) -> torch.Tensor:
-        """z (B, L), y (B, 3) -> SSVI raw parameters (B, 2 * 3 + 1) (see :class:`SSVIHead`)."""
+        """z (B, L), y (B, 3) -> eSSVI raw parameters (B, 3 * 3) (see :class:`SSVIHead`)."""
         if backend not in (None, "torch", "triton"):
             raise ValueError(f"backend must be None, 'torch' or 'triton'; got {backend!r}")
         zy = torch.cat([z, self.cond(y)], dim=1)  # (B, L + 3)

@@ -3,7 +3,11 @@ its training period; never seen in training, early stopping or model choice), wr
 ``metrics.json`` and ``metrics.md``.
 
 Reconstruction models: RMSE in vol points (overall, ATM, wings), MSE, SSIM (torch, per-image data range of
-the true grid; 7 x 7 window on the image grid, 3 x 3 on the 3 x 11 CVAE grid), latent statistics.
+the true grid; 7 x 7 window on the image grid, 3 x 3 on the 3 x 11 CVAE grid), latent statistics. On built
+surfaces (a ``volfast build`` folder with ``svi/`` tables) also the RMSE over each day's quoted cells only
+(:func:`volfast.models.data.quoted_mask`; sqrt of the mean over test days of the mean squared error over
+that day's quoted cells), with PCA on the same cells; and, where training saved it, the untrained start's
+test RMSE beside the trained model's (what training added).
 LSTM: one-step MSE in standardised latent units and in decoded vol space against persistence and per-latent
 AR(1), with moving-block bootstrap confidence intervals on the improvement over persistence.
 """
@@ -20,12 +24,20 @@ import torch
 
 from volfast.errors import VolfastError
 from volfast.models.arbitrage import arbitrage_counts
-from volfast.models.data import grid_axis_k, open_data, sequence_breaks, usable
+from volfast.models.data import grid_axis_k, open_data, quoted_mask, sequence_breaks, usable
 from volfast.models.io import META_FILE, load_model
 from volfast.models.lstm import AR1, make_windows, persistence
 from volfast.models.metrics import block_bootstrap_ci, latent_stats, rmse_ci, rmse_ratio_ci, rmse_table, ssim
 from volfast.models.pca import PCA, PCAConfig
-from volfast.models.train import Split, _load_run_config, encode_dataset, grid_of, latent_sequence
+from volfast.models.train import (
+    START_FILE,
+    Split,
+    _load_run_config,
+    cell_weights,
+    encode_dataset,
+    grid_of,
+    latent_sequence,
+)
 from volfast.surface import SurfaceDataset
 
 __all__ = ["EvaluateError", "ExportError", "evaluate_model", "evaluate_run", "export_run", "metrics_markdown"]
@@ -82,12 +94,14 @@ def evaluate_model(
         "test_end": split.test_end,
     }
     tenors_of = _tenor_axis(ds, grid)
+    quoted = quoted_mask(data or rcfg["data"], ds, grid)
+    weights = cell_weights(kind, model.config, data or rcfg["data"], ds)
     for name, m in (("test", m_te & ok), ("train", m_tr & ok)):
         rows = np.flatnonzero(m)
         if rows.size == 0:
             out[name] = {"days": 0}
             continue
-        mu, logvar = encode_dataset(kind, model, ds, rows)
+        mu, logvar = encode_dataset(kind, model, ds, rows, weights)
         y = ds.cvae_expiry_years[rows] if grid == "cvae" else None
         pred = _decode(kind, model, mu, y)
         true = ds.grid(grid)[rows]
@@ -95,6 +109,13 @@ def evaluate_model(
         day_mse = ((pred - true) ** 2).reshape(rows.size, -1).mean(axis=1)
         res["rmse"], lo, hi = rmse_ci(day_mse)
         res["rmse_ci95"] = [lo, hi]
+        qmask = None if quoted is None else quoted[rows]
+        if qmask is not None:
+            res["quoted_fraction"] = float(qmask.mean())
+            q_mse, q_days = _quoted_day_mse(pred, true, qmask)
+            if q_days.any():
+                res["rmse_quoted"], lo, hi = rmse_ci(q_mse[q_days])
+                res["rmse_quoted_ci95"] = [lo, hi]
         rng = true.reshape(rows.size, -1).max(axis=1) - true.reshape(rows.size, -1).min(axis=1)
         win = 7 if min(true.shape[1:]) >= 7 else 3
         s = ssim(torch.as_tensor(pred), torch.as_tensor(true), data_range=torch.as_tensor(rng), win_size=win)
@@ -104,17 +125,63 @@ def evaluate_model(
         res["arbitrage"] = arbitrage_counts(pred, k, tenors_of(rows))
         if name == "test":
             res["latent"] = latent_stats(mu, logvar)
+            start = _start_scores(folder, kind, model, ds, rows, weights, true, qmask, device)
+            if start:
+                res["start"] = start
             res["arbitrage_random_latents"] = _random_latent_arbitrage(kind, model, mu, y, k, tenors_of(rows))
             if kind != "pca":  # fitted where the model was: its training data's train + validation days
                 ds_fit = opener(rcfg["data"])
                 f_tr, f_va, _ = split.masks(ds_fit.dates)
                 fit_rows = np.flatnonzero((f_tr | f_va) & usable(ds_fit, grid))
                 res["pca_same_latent"] = _pca_baseline(
-                    ds_fit, fit_rows, ds, rows, grid, int(model.config.latent), day_mse
+                    ds_fit, fit_rows, ds, rows, grid, int(model.config.latent), day_mse, qmask, pred
                 )
         out[name] = res
     out["dropped_incomplete_test_days"] = int((m_te & ~ok).sum())
     return out
+
+
+def _start_scores(
+    folder: Path,
+    kind: str,
+    model: Any,
+    ds: SurfaceDataset,
+    rows: np.ndarray,
+    weights: np.ndarray | None,
+    true: np.ndarray,
+    qmask: np.ndarray | None,
+    device: str,
+) -> dict[str, Any]:
+    """The untrained start's test RMSE (vol points; over the quoted cells too when there is a mask), from
+    ``START_FILE`` beside the model: what training added (empty when the file is absent)."""
+    path = folder / START_FILE
+    if not path.is_file():
+        return {}
+    import copy
+
+    state = torch.load(path, map_location=device, weights_only=True)
+    start = copy.deepcopy(model)
+    start.load_state_dict(state, strict=True)
+    start.eval()
+    mu, _ = encode_dataset(kind, start, ds, rows, weights)
+    y = ds.cvae_expiry_years[rows] if grid_of(kind, start.config) == "cvae" else None
+    pred = _decode(kind, start, mu, y)
+    day = ((pred - true) ** 2).reshape(rows.size, -1).mean(axis=1)
+    out: dict[str, Any] = {"rmse": float(np.sqrt(day.mean()) * 100)}
+    if qmask is not None:
+        q, days = _quoted_day_mse(pred, true, qmask)
+        if days.any():
+            out["rmse_quoted"] = float(np.sqrt(q[days].mean()) * 100)
+    return out
+
+
+def _quoted_day_mse(pred: np.ndarray, true: np.ndarray, qmask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-day MSE over the day's quoted cells only (vol^2) and which days have any quoted cell."""
+    n = pred.shape[0]
+    w = qmask.reshape(n, -1).astype(np.float64)
+    cnt = w.sum(axis=1)
+    sq = ((pred - true) ** 2).reshape(n, -1)
+    return (sq * w).sum(axis=1) / np.maximum(cnt, 1.0), cnt > 0
 
 
 def _tenor_axis(ds: SurfaceDataset, grid: str) -> Any:
@@ -152,10 +219,14 @@ def _pca_baseline(
     grid: str,
     latent: int,
     day_mse: np.ndarray,
+    qmask: np.ndarray | None = None,
+    model_pred: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """PCA with the same latent size on the same grid, fitted on the model's training period (train and
     validation days, as `volfast train pca` does), scored on the same test days; the model's RMSE ratio
-    to it with a paired block-bootstrap interval."""
+    to it with a paired block-bootstrap interval. With ``qmask`` (the test days' quoted cells, built
+    surfaces) and the model's decoded test surfaces ``model_pred``, the same again over the quoted cells
+    only (:func:`_quoted_day_mse`; days without a quoted cell left out of both)."""
     x = ds.grid(grid)
     if fit_rows.size <= latent:
         return {"days": 0}
@@ -167,7 +238,16 @@ def _pca_baseline(
     pca_mse = ((pred - x[test_rows]) ** 2).reshape(test_rows.size, -1).mean(axis=1)
     rmse, lo, hi = rmse_ci(pca_mse)
     ratio, rlo, rhi = rmse_ratio_ci(day_mse, pca_mse)
-    return {"rmse": rmse, "rmse_ci95": [lo, hi], "ratio": ratio, "ratio_ci95": [rlo, rhi]}
+    out: dict[str, Any] = {"rmse": rmse, "rmse_ci95": [lo, hi], "ratio": ratio, "ratio_ci95": [rlo, rhi]}
+    if qmask is not None and model_pred is not None:
+        p_q, days = _quoted_day_mse(pred, x[test_rows], qmask)
+        m_q, _ = _quoted_day_mse(model_pred, x[test_rows], qmask)
+        if days.any():
+            out["rmse_quoted"], lo, hi = rmse_ci(p_q[days])
+            out["rmse_quoted_ci95"] = [lo, hi]
+            ratio, rlo, rhi = rmse_ratio_ci(m_q[days], p_q[days])
+            out["ratio_quoted"], out["ratio_quoted_ci95"] = ratio, [rlo, rhi]
+    return out
 
 
 def _evaluate_lstm(folder: Path, rcfg: dict[str, Any], ds: SurfaceDataset, device: str) -> dict[str, Any]:
@@ -284,6 +364,7 @@ def metrics_markdown(results: dict[str, dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     recon = [(n, r) for n, r in results.items() if r.get("kind") != "lstm" and "test" in r]
+    quoted = [(n, r) for n, r in recon if "rmse_quoted" in r["test"]]
     for name, r in recon:
         t, tr = r["test"], r.get("train", {})
         base = t.get("pca_same_latent") or {}
@@ -296,6 +377,47 @@ def metrics_markdown(results: dict[str, dict[str, Any]]) -> str:
             f"{pca_cell} | {ratio_cell} | {_fmt(t.get('rmse_atm'))} | {_fmt(t.get('rmse_wings'))} | "
             f"{_fmt(t.get('ssim'), 4)} | {_fmt(tr.get('rmse'))} | {_fmt(r.get('train_seconds'), 1)} |"
         )
+    if quoted:
+        lines += [
+            "",
+            "## Reconstruction over the quoted range (built surfaces)",
+            "",
+            "The same test days, each scored only on its grid cells inside the quoted range: between two of "
+            "the day's surface expiries and inside both expiries' quoted ln(K/F) (the rest of a built grid "
+            "is the build's extrapolation: raw-SVI wings, flat forward variance). RMSE = sqrt(mean over "
+            "days of the mean squared error over that day's quoted cells); PCA on the same cells.",
+            "",
+            "| model | quoted cells | RMSE (vol pts) | PCA, same latent | ratio to PCA |",
+            "|---|---|---|---|---|",
+        ]
+        for name, r in quoted:
+            t = r["test"]
+            base = t.get("pca_same_latent") or {}
+            has = base.get("rmse_quoted") is not None
+            lines.append(
+                f"| {name} | {t['quoted_fraction'] * 100:.0f}% | "
+                f"{_ci(t['rmse_quoted'], t.get('rmse_quoted_ci95'))} | "
+                f"{_ci(base.get('rmse_quoted'), base.get('rmse_quoted_ci95')) if has else '(itself)'} | "
+                f"{_ci(base.get('ratio_quoted'), base.get('ratio_quoted_ci95'), 2) if has else '1'} |"
+            )
+    started = [(n, r) for n, r in recon if r["test"].get("start")]
+    if started:
+        lines += [
+            "",
+            "## What training added",
+            "",
+            "Test RMSE (vol points) of each model's untrained start (PCA in eSSVI parameter space, fitted on "
+            "the same days, the same refined encoder) against the trained model.",
+            "",
+            "| model | start | trained | start, quoted range | trained, quoted range |",
+            "|---|---|---|---|---|",
+        ]
+        for name, r in started:
+            t, st = r["test"], r["test"]["start"]
+            lines.append(
+                f"| {name} | {_fmt(st.get('rmse'))} | {_fmt(t.get('rmse'))} | "
+                f"{_fmt(st.get('rmse_quoted'))} | {_fmt(t.get('rmse_quoted'))} |"
+            )
     fc = [(n, r) for n, r in results.items() if r.get("kind") == "lstm"]
     lines += [
         "",
@@ -404,7 +526,8 @@ def _decoded_test(
         y = ds.cvae_expiry_years[rows] if grid == "cvae" else None
         vols = np.empty((0, *ds.grid(grid).shape[1:]))
         if rows.size:
-            mu, _ = encode_dataset(kind, model, ds, rows)
+            wts = cell_weights(kind, model.config, data or rcfg["data"], ds)
+            mu, _ = encode_dataset(kind, model, ds, rows, wts)
             vols = _decode(kind, model, mu, y)
     return {
         "dates": ds.dates[rows].astype("datetime64[D]"),

@@ -1,10 +1,10 @@
 """Conv VAE on the (tenor x log-moneyness) vol image: the "visual" world model.
 
 Encoder: stride-2 convs (each halves H and W) -> flatten -> mu (plus a linear path from the standardised
-image), logvar. Decoder: z -> a linear map plus an MLP residual -> standardised SSVI raw parameters ->
+image), logvar. Decoder: z -> a linear map plus an MLP residual -> standardised eSSVI raw parameters ->
 :class:`~volfast.models.ssvi_head.SSVIHead` at the image's fixed tenors and log-moneyness: every decoded
-image, for any z, is an SSVI surface free of butterfly and calendar arbitrage, with positive vols. Like the
-CVAEs it starts as PCA in SSVI parameter space fitted on the training days (see :mod:`volfast.models.cvae`).
+image, for any z, is an eSSVI surface free of butterfly and calendar arbitrage, with positive vols. Like the
+CVAEs it starts as PCA in eSSVI parameter space fitted on the training days (see :mod:`volfast.models.cvae`).
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class VAEConfig:
     refine: int = (
         15  # Levenberg-Marquardt steps on mu at evaluation (semi-amortised encoder; 0: the network's mu)
     )
+    extrapolated_weight: float = 0.05  # built surfaces: weight of cells outside the quoted range (loss,
+    #                                     calibration, refinement); 1 weighs every cell alike
     shape: tuple[int, int] = (
         32,
         32,
@@ -50,6 +52,10 @@ class VAEConfig:
             raise ValueError("VAEConfig: need latent, hidden, layers >= 1 and at least one conv layer")
         if self.shape[0] % f or self.shape[1] % f:
             raise ValueError(f"VAEConfig: image shape {self.shape} not divisible by 2^{len(self.channels)}")
+        if not 0.0 <= self.extrapolated_weight <= 1.0:
+            raise ValueError(
+                f"VAEConfig.extrapolated_weight must be in [0, 1]; got {self.extrapolated_weight}"
+            )
         if self.loss not in ("vol", "seeds"):
             raise ValueError(f"VAEConfig.loss must be vol or seeds; got {self.loss!r}")
         if len(self.k) != self.shape[1] or len(self.tenors) != self.shape[0]:
@@ -85,10 +91,13 @@ class VAE(nn.Module):
         self.norm = GridNorm((h, w))
 
     @torch.no_grad()
-    def fit_stats(self, x: torch.Tensor) -> None:
-        """Normalisation from the training grids (N, H, W) and the PCA start in SSVI parameter space."""
+    def fit_stats(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, weight: torch.Tensor | None = None
+    ) -> None:
+        """Normalisation from the training grids (N, H, W) and the PCA start in eSSVI parameter space
+        (calibrated with each cell's squared error times ``weight``, when given)."""
         self.norm.fit(x)
-        u = self.head.fit(x)
+        u = self.head.fit(x, weight=weight)
         z, w = latent_init(u, self.config.latent)
         self.dec_lin.weight.copy_(w.to(self.dec_lin.weight.dtype))
         self.dec_lin.bias.copy_(u.mean(dim=0).to(self.dec_lin.bias.dtype))
@@ -105,17 +114,19 @@ class VAE(nn.Module):
             self.skip_mu.weight.copy_(wt)
             self.skip_mu.bias.copy_(b)
 
-    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, weight: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, H, W) vols -> mu, logvar (B, L); in eval mode mu is refined by ``config.refine``
-        Levenberg-Marquardt steps
-        on the decoded image's error (:mod:`volfast.models._refine`)."""
+        Levenberg-Marquardt steps on the decoded image's error, each cell's squared error times ``weight``
+        when given (:mod:`volfast.models._refine`)."""
         xn = self.norm.normalise(x)
         h = self.encoder(xn.unsqueeze(1))
         mu = self.to_mu(h)
         if self.skip_mu is not None:
             mu = mu + self.skip_mu(xn.reshape(x.shape[0], -1))
         if not self.training and self.config.refine > 0:
-            mu = refine_latent(self.decode, x, mu, steps=self.config.refine)
+            mu = refine_latent(self.decode, x, mu, steps=self.config.refine, weight=weight)
         return mu, self.to_logvar(h)
 
     def decode_raw(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -127,9 +138,14 @@ class VAE(nn.Module):
         return self.head.vols(self.decode_raw(z))
 
     def forward(
-        self, x: torch.Tensor, y: torch.Tensor | None = None, *, sample: bool = True
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        sample: bool = True,
+        weight: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (x_hat, mu, logvar); ``sample=False`` decodes mu (evaluation)."""
-        mu, logvar = self.encode(x)
+        mu, logvar = self.encode(x, weight=weight)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
         return self.decode(z), mu, logvar

@@ -2,6 +2,7 @@
 
     python -m volfast.report.readme_figures volfast-demo --write README.md --blocks demo
     python -m volfast.report.readme_figures BENCH_RUN --write README.md --blocks world-model
+    python -m volfast.report.readme_figures BUILT_RUN --write README.md --blocks world-model-built
     python -m volfast.report.readme_figures volfast-demo --check README.md --blocks demo  # 1: differs
 
 ``RUN`` is a ``volfast demo`` work folder (its ``models/``, ``hedge/`` and ``backtest/`` are read) or a
@@ -24,7 +25,7 @@ from volfast.errors import VolfastError
 
 __all__ = ["ReadmeFiguresError", "block_names", "blocks", "check", "main", "replace_blocks", "row_labels"]
 
-ALL_BLOCKS = ("world-model", "demo")
+ALL_BLOCKS = ("world-model", "world-model-built", "demo")
 _BLOCK = re.compile(r"(<!-- figures:([a-z0-9-]+) -->\n)(.*?)(<!-- /figures:\2 -->)", re.S)
 
 
@@ -51,10 +52,12 @@ def _metrics(run: Path) -> dict[str, Any]:
 
 
 def _world_model_block(m: dict[str, Any]) -> str:
+    quoted = any("rmse_quoted" in (r.get("test") or {}) for r in m.values())
     lines = [
         "| model | grid | latent | OOS RMSE (vol pts) [95% CI] | PCA, same latent | ratio to PCA | "
-        "arbitrage violations (test / random latents) | train RMSE | train s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        + ("quoted range: RMSE | PCA | ratio | " if quoted else "")
+        + "arbitrage violations (test / random latents) | train RMSE | train s |",
+        "|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if quoted else ""),
     ]
     for name, r in m.items():
         if r.get("kind") == "lstm" or "test" not in r:
@@ -66,11 +69,35 @@ def _world_model_block(m: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {r['grid']} | {r['latent']} | {_ci(t.get('rmse'), t.get('rmse_ci95'))} | "
             f"{_ci(b.get('rmse'), b.get('rmse_ci95')) if b else '(itself)'} | "
-            f"{_ci(b.get('ratio'), b.get('ratio_ci95'), 2) if b else '1'} | {arb} / {arb_r} of "
+            f"{_ci(b.get('ratio'), b.get('ratio_ci95'), 2) if b else '1'} | "
+            + (
+                f"{_ci(t.get('rmse_quoted'), t.get('rmse_quoted_ci95'))} | "
+                f"{_ci(b.get('rmse_quoted'), b.get('rmse_quoted_ci95')) if b else '(itself)'} | "
+                f"{_ci(b.get('ratio_quoted'), b.get('ratio_quoted_ci95'), 2) if b else '1'} | "
+                if quoted
+                else ""
+            )
+            + f"{arb} / {arb_r} of "
             f"{t.get('arbitrage', {}).get('surfaces')} / "
             f"{t.get('arbitrage_random_latents', {}).get('surfaces')} | "
             f"{_f(tr.get('rmse'))} | {_f(r.get('train_seconds'), 1)} |"
         )
+    started = [(n, r["test"]) for n, r in m.items() if (r.get("test") or {}).get("start")]
+    if started:
+        lines += [
+            "",
+            "Untrained start (PCA in eSSVI parameter space) against the trained model, test RMSE (vol pts):",
+            "",
+            "| model | start | trained |"
+            + (" start, quoted range | trained, quoted range |" if quoted else ""),
+            "|---|---|---|" + ("---|---|" if quoted else ""),
+        ]
+        for name, t in started:
+            st = t["start"]
+            lines.append(
+                f"| {name} | {_f(st.get('rmse'))} | {_f(t.get('rmse'))} |"
+                + (f" {_f(st.get('rmse_quoted'))} | {_f(t.get('rmse_quoted'))} |" if quoted else "")
+            )
     for r in m.values():
         if r.get("kind") != "lstm":
             continue
@@ -135,7 +162,8 @@ def blocks(run: str | Path) -> dict[str, str]:
         raise ReadmeFiguresError(f"{root}: not a folder; pass a `volfast demo` or `volfast train` run folder")
     m = _metrics(root)
     try:
-        return {"world-model": _world_model_block(m), "demo": _demo_block(root, m)}
+        wm = _world_model_block(m)  # the truth bench run and the built-surface run share the layout
+        return {"world-model": wm, "world-model-built": wm, "demo": _demo_block(root, m)}
     except (KeyError, TypeError, AttributeError) as exc:
         raise ReadmeFiguresError(
             f"{root}: a metrics file lacks {exc} (rerun volfast evaluate / backtest)"
