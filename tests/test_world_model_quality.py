@@ -291,7 +291,7 @@ def test_quoted_mask_and_quoted_metrics(run: Path, markets: dict[str, Path]) -> 
     te = np.flatnonzero((ds.dates >= np.datetime64(cfg["split"]["test_start"])) & ds.complete("image"))
     _, model = load_model(run / "vae")
     wt = torch.as_tensor(
-        np.broadcast_to(np.where(want, 1.0, 0.05), (te.size, *want.shape)), dtype=torch.float32
+        np.repeat(np.where(want, 1.0, 0.05)[None], te.size, axis=0), dtype=torch.float32
     )
     with torch.no_grad():  # the refinement weighs the extrapolated cells by the model's 0.05
         xg = torch.as_tensor(ds.image[te], dtype=torch.float32)
