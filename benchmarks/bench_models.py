@@ -74,6 +74,12 @@ def test_out_of_sample_table(demo_data: Path, run_dir: Path) -> None:
         pytest.skip("run the training benchmarks first (same session)")
     res = evaluate_run(run_dir)
     print("\n" + metrics_markdown(res))
+    print(f"run folder: {run_dir}")
+    print("README table: python -m volfast.report.readme_figures RUN --write README.md --blocks world-model")
+    for kind in ("vae", "cvae", "cvae-conv"):  # the bar: within 1.5x PCA at the same latent size
+        base = res[kind]["test"]["pca_same_latent"]
+        assert base["ratio"] <= 1.5, (kind, base)
+        assert res[kind]["test"]["arbitrage"]["surfaces_with_violation"] == 0
     print(
         f"CPU seconds: { {k: round(v['cpu_s'], 1) for k, v in TIMES.items()} }, total "
         f"{sum(v['cpu_s'] for v in TIMES.values()):.1f}"

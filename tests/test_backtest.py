@@ -236,7 +236,7 @@ def test_config_toml_and_overrides(tmp_path: Path) -> None:
         7,
         False,
     )
-    assert t.schedule == "cosine"  # volfast train's CVAE defaults underneath
+    assert t.lr == 1e-3 and t.patience == 15  # volfast train's CVAE defaults underneath
     with pytest.raises(BacktestError, match="unknown keys"):
         load_backtest_config(None, ["backtest.treshold=2"])
     with pytest.raises(BacktestError, match="threshold > 0"):

@@ -995,12 +995,23 @@ def train(
     help="Evaluate on this dataset instead of the one each model was trained on.",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-def evaluate(run_dir: str, data: str | None, device: str) -> None:
+@click.option(
+    "--export",
+    "export_dir",
+    default=None,
+    type=click.Path(),
+    help="Also write DIR/surfaces.parquet: every model's decoded test surfaces and the market's, long rows "
+    "(model, date, tenor_years, log_moneyness, total_variance).",
+)
+def evaluate(run_dir: str, data: str | None, device: str, export_dir: str | None) -> None:
     """Out-of-sample metrics of every model in a run, side by side: RUN/metrics.json and RUN/metrics.md."""
-    from volfast.models.evaluate import evaluate_run, metrics_markdown
+    from volfast.models.evaluate import evaluate_run, export_run, metrics_markdown
 
     results = evaluate_run(run_dir, data=data, device=device)  # VolfastError / OSError: one line (the group)
+    path = export_run(run_dir, export_dir, data=data, device=device) if export_dir else None
     click.echo(metrics_markdown(results))
+    if path is not None:
+        click.echo(f"decoded surfaces: {path}")
 
 
 @main.command()

@@ -226,7 +226,7 @@ def write_frames(world: World, res: dict[str, Any], folder: Path) -> dict[str, A
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    vs, vb, k = res["vols_shock"], res["vols_base"], world.k
+    vs, vb, k = 100 * res["vols_shock"], 100 * res["vols_base"], world.k  # vol points
     lo, hi = float(min(vs.min(), vb.min())), float(max(vs.max(), vb.max()))
     paths = []
     for s in range(vs.shape[0]):
@@ -236,7 +236,7 @@ def write_frames(world: World, res: dict[str, Any], folder: Path) -> dict[str, A
             ax.plot(k, vb[s, e], "--", color=line.get_color(), alpha=0.6)
         ax.set_ylim(lo * 0.95, hi * 1.05)
         ax.set_xlabel("log-moneyness ln(K/F)")
-        ax.set_ylabel("implied vol")
+        ax.set_ylabel("implied vol (vol points)")
         ax.set_title(f"stress from {res['date']}: step {s} (dashed: unshocked)")
         ax.legend(fontsize=7)
         p = folder / f"frame_{s:03d}.png"

@@ -127,7 +127,9 @@ def cvae_fitter(mcfg: Any, tcfg: Any, kind: str = "cvae") -> Reconstructor:
         if rows.size - n_val < 2:
             raise BacktestError(f"{rows.size} training days are too few to fit the CVAE (need 3 or more)")
         tr, va = rows[:-n_val], rows[-n_val:]
-        cfg = dataclasses.replace(mcfg, shape=tuple(ds.cvae.shape[1:]))
+        # the SSVI decoder needs the grid's log-strikes as well as its shape
+        k = tuple(float(v) for v in ds.config.cvae_k)
+        cfg = dataclasses.replace(mcfg, shape=tuple(ds.cvae.shape[1:]), k=k)
         before = torch.get_num_threads()
         if tcfg.threads > 0:
             torch.set_num_threads(tcfg.threads)

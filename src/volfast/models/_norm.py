@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["CondNorm", "GridNorm", "inv_softplus"]
+__all__ = ["CondNorm", "GridNorm", "inv_softplus", "latent_init", "ridge_fit"]
 
 
 def inv_softplus(v: torch.Tensor) -> torch.Tensor:
@@ -78,3 +78,37 @@ class CondNorm(nn.Module):
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return (y - self.mean) / self.std
+
+
+@torch.no_grad()
+def latent_init(u: torch.Tensor, latent: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """PCA of standardised decoder targets ``u`` (N, P): unit-variance scores ``z`` (N, latent) and the
+    loading matrix ``W`` (P, latent) with ``u - mean(u) ~ z @ W.T`` (float64 SVD). Components beyond
+    ``N - 1`` get zero scores and loadings."""
+    u64 = u.to(torch.float64)
+    c = u64 - u64.mean(dim=0)
+    n = c.shape[0]
+    _, s, vh = torch.linalg.svd(c, full_matrices=False)
+    m = min(latent, vh.shape[0], max(n - 1, 0))
+    z = torch.zeros(n, latent, dtype=torch.float64)
+    w = torch.zeros(u.shape[1], latent, dtype=torch.float64)
+    if m > 0:
+        sd = (s[:m] / max(n - 1, 1) ** 0.5).clamp_min(1e-12)  # (m,) component std
+        z[:, :m] = (c @ vh[:m].T) / sd
+        w[:, :m] = vh[:m].T * sd
+    return z.to(u.dtype), w.to(u.dtype)
+
+
+@torch.no_grad()
+def ridge_fit(x: torch.Tensor, z: torch.Tensor, *, lam: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linear map ``z ~ x @ W.T + b`` by ridge least squares (``lam`` relative to the mean feature variance);
+    returns ``W (L, D)``, ``b (L,)`` (float64 solve)."""
+    x64, z64 = x.to(torch.float64), z.to(torch.float64)
+    xm, zm = x64.mean(dim=0), z64.mean(dim=0)
+    xc, zc = x64 - xm, z64 - zm
+    d = xc.shape[1]
+    gram = xc.T @ xc
+    reg = lam * float(gram.diagonal().mean().clamp_min(1e-12))
+    w = torch.linalg.solve(gram + reg * torch.eye(d, dtype=torch.float64), xc.T @ zc).T  # (L, D)
+    b = zm - w @ xm
+    return w.to(x.dtype), b.to(x.dtype)

@@ -1,18 +1,20 @@
 """Conditional VAEs on the (3 expiries x 11 log-strikes) vol grid, conditioned on the 3 expiry year
-fractions: the dense CVAE and its conv variant.
+fractions: the dense CVAE and its conv variant (a conv encoder; the same decoder).
 
-Learned statistics, from the fitting days only (:class:`~volfast.models._norm.GridNorm`): each grid cell
-has its training mean and std. The encoder reads standardised cells; the decoder outputs
-``vol = std_cell * softplus(h)``, its last bias starting at ``inv_softplus(mean_cell / std_cell)`` (about 5 to
-20, where softplus is nearly the identity), so the network works in standardised units, extrapolates almost
-linearly, and every vol is still positive for any z (a positive multiple of a softplus, no shift); the loss
-is the per-cell standardised error ``(vol_hat - vol) / std_cell``. The encoder's mean has a linear path
-beside its MLP (``mu = to_mu(MLP(u)) + skip_mu(u)``) so that surfaces a little outside the training range
-(a skew the training period never saw) map to latents that the decoder extrapolates smoothly.
+Decoder: ``[z, (y - y_mean) / y_std]`` -> a linear map plus an MLP residual -> standardised eSSVI raw
+parameters -> :class:`~volfast.models.ssvi_head.SSVIHead` -> vols at the grid's log-strikes and the day's
+expiries. Every decoded surface, for any ``z`` and any increasing expiries, is an eSSVI surface free of
+butterfly and calendar arbitrage (see :mod:`volfast.models.ssvi_head`). The MLP is exactly
+``nn.Sequential(Linear, SiLU, Linear, SiLU, Linear)``, the shape
+:func:`volfast.kernels.mlp_decoder.fused_mlp_decoder` fuses (``output_activation="none"``).
 
-The dense decoder is exactly ``nn.Sequential(Linear, SiLU, Linear, SiLU, Linear, Softplus)`` on
-``[z, (y - y_mean) / y_std]`` followed by the per-output scale, the shape
-:func:`volfast.kernels.mlp_decoder.fused_mlp_decoder` fuses (its ``out_scale``).
+Learned statistics, from the fitting days only (:meth:`_CVAEBase.fit_stats`): each grid cell's mean and std
+(the encoder reads standardised cells), the condition's mean and std, and the SSVI raw parameters of every
+fitting day (calibrated by least squares), whose mean and std standardise the decoder's output. The model
+starts as PCA in that parameter space: the linear decoder holds the top ``latent`` principal directions of
+the calibrated parameters (unit-variance latents), the encoder's linear path is the ridge regression of
+those latents on the standardised input, and the MLP residuals start at zero. Training then refines the
+whole network on the reconstruction error.
 """
 
 from __future__ import annotations
@@ -25,9 +27,14 @@ import warnings
 import torch
 from torch import nn
 
-from volfast.models._norm import CondNorm, GridNorm, inv_softplus
+from volfast.models._norm import CondNorm, GridNorm, latent_init, ridge_fit
+from volfast.models._refine import refine_latent
+from volfast.models.ssvi_head import SSVIHead
+from volfast.surface.grids import GridConfig
 
 __all__ = ["CVAE", "CVAEConfig", "ConvCVAE", "triton_decoder_available"]
+
+LOSSES = ("vol", "seeds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,14 +43,30 @@ class CVAEConfig:
     hidden: int = 48  # width of the Linear + SiLU layers
     layers: int = 2  # hidden layers in the encoder and (mirrored) in the decoder
     alpha: float = 1e-5  # weight of the KL term (per-sample KL sum vs per-cell MSE)
-    beta: float = 0.01  # weight of the latent-correlation penalty
+    beta: float = 0.01  # weight of the latent-correlation penalty (loss "seeds" only)
+    loss: str = "vol"  # vol: MSE in vol units (scaled) + alpha KL; seeds: per-cell standardised MSE +
+    #                    alpha KL + beta latent-correlation penalty (the original research's loss)
     skip: bool = True  # linear path from the standardised input to mu beside the encoder MLP
+    refine: int = (
+        15  # Levenberg-Marquardt steps on mu at evaluation (semi-amortised encoder; 0: the network's mu)
+    )
+    extrapolated_weight: float = 0.05  # built surfaces: weight of cells outside the quoted range (loss,
+    #                                     calibration, refinement); 1 weighs every cell alike
     conv_channels: tuple[int, int] = (16, 32)  # conv variant only: Conv2d kernel (2, 3) channels
     shape: tuple[int, int] = (3, 11)  # (expiries, log-strikes), set from the data
+    k: tuple[float, ...] = tuple(float(v) for v in GridConfig().cvae_k)  # the columns' ln(K/F), from data
 
     def __post_init__(self) -> None:
         if self.latent < 1 or self.hidden < 1 or self.layers < 1:
             raise ValueError("CVAEConfig: latent, hidden and layers must be >= 1")
+        if not 0.0 <= self.extrapolated_weight <= 1.0:
+            raise ValueError(
+                f"CVAEConfig.extrapolated_weight must be in [0, 1]; got {self.extrapolated_weight}"
+            )
+        if self.loss not in LOSSES:
+            raise ValueError(f"CVAEConfig.loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
+        if len(self.k) != self.shape[1]:
+            raise ValueError(f"CVAEConfig: {len(self.k)} log-strikes k for a grid of {self.shape[1]} columns")
 
 
 def _mlp(d_in: int, hidden: int, layers: int) -> list[nn.Module]:
@@ -72,17 +95,25 @@ def triton_decoder_available() -> bool:
 
 
 class _CVAEBase(nn.Module, abc.ABC):
-    """What the dense and conv CVAEs share: normalisation, the linear encoder path, forward()."""
+    """What the dense and conv CVAEs share: normalisation, the linear encoder path, the SSVI decoder."""
 
     config: CVAEConfig
     skip_mu: nn.Linear | None
     to_mu: nn.Linear
+    to_logvar: nn.Linear
 
     def _init_common(self, config: CVAEConfig) -> None:
         self.config = config
-        self.n_out = config.shape[0] * config.shape[1]
-        self.norm = GridNorm(config.shape, per_cell_loss=True)
-        self.cond = CondNorm(config.shape[0])
+        rows, cols = config.shape
+        self.n_out = rows * cols
+        self.norm = GridNorm(config.shape, per_cell_loss=config.loss == "seeds")
+        self.cond = CondNorm(rows)
+        self.head = SSVIHead(rows, config.k)
+        n_in = config.latent + rows
+        self.decoder = nn.Sequential(
+            *_mlp(n_in, config.hidden, config.layers), nn.Linear(config.hidden, self.head.n_raw)
+        )
+        self.dec_lin = nn.Linear(n_in, self.head.n_raw)
 
     def _skip(self, n_in: int) -> None:
         self.skip_mu = nn.Linear(n_in, self.config.latent) if self.config.skip else None
@@ -96,67 +127,62 @@ class _CVAEBase(nn.Module, abc.ABC):
         """[standardised cells, standardised year fractions] (B, 33 + 3): the linear path's input."""
         return torch.cat([self.norm.normalise(x).reshape(x.shape[0], -1), self.cond(y)], dim=1)
 
-    def _out_bias(self) -> torch.Tensor:
-        """Pre-softplus bias giving the training mean: softplus(b) * std = mean."""
-        return inv_softplus((self.norm.mean / self.norm.scale).clamp_min(1e-3))
+    @torch.no_grad()
+    def fit_stats(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> None:
+        """Learned statistics from the fitting days ``x`` (N, 3, 11), ``y`` (N, 3), and the PCA start in
+        eSSVI parameter space (module docstring; calibrated with each cell's squared error times
+        ``weight``, when given)."""
+        self.norm.fit(x)
+        self.cond.fit(y)
+        u = self.head.fit(x, y, weight=weight)  # (N, P) standardised calibrated parameters
+        # conditional PCA: what the expiries explain linearly, then principal directions of the rest
+        yn = self.cond(y)
+        wy, by = ridge_fit(yn, u)
+        z, w = latent_init(u - yn @ wy.T - by, self.config.latent)
+        lat = self.config.latent
+        self.dec_lin.weight[:, :lat] = w.to(self.dec_lin.weight.dtype)
+        self.dec_lin.weight[:, lat:] = wy.to(self.dec_lin.weight.dtype)
+        self.dec_lin.bias.copy_(by.to(self.dec_lin.bias.dtype))
+        last = self.decoder[-1]
+        assert isinstance(last, nn.Linear)
+        last.weight.zero_()
+        last.bias.zero_()
+        self.to_mu.weight.zero_()
+        self.to_mu.bias.zero_()
+        self.to_logvar.weight.zero_()
+        self.to_logvar.bias.fill_(-6.0)
+        if isinstance(self.skip_mu, nn.Linear):
+            wt, b = ridge_fit(self._std_input(x, y), z)
+            self.skip_mu.weight.copy_(wt)
+            self.skip_mu.bias.copy_(b)
 
     def forward(
-        self, x: torch.Tensor, y: torch.Tensor, *, sample: bool = True
+        self, x: torch.Tensor, y: torch.Tensor, *, sample: bool = True, weight: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (x_hat, mu, logvar); ``sample=False`` decodes mu (evaluation)."""
-        mu, logvar = self.encode(x, y)
+        mu, logvar = self.encode(x, y, weight=weight)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
         return self.decode(z, y), mu, logvar
 
-    @abc.abstractmethod
-    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, 3, 11) vols, y (B, 3) year fractions -> mu, logvar (B, L)."""
+    def encode(
+        self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, 3, 11) vols, y (B, 3) year fractions -> mu, logvar (B, L). In eval mode mu is refined by
+        ``config.refine`` Levenberg-Marquardt steps on the decoded surface's error, each cell's squared
+        error times ``weight`` when given (:mod:`volfast.models._refine`)."""
+        mu, logvar = self._encode(x, y)
+        if not self.training and self.config.refine > 0:
+            mu = refine_latent(
+                lambda z: self.decode(z, y, backend="torch"), x, mu, steps=self.config.refine, weight=weight
+            )
+        return mu, logvar
 
     @abc.abstractmethod
-    def decode(self, z: torch.Tensor, y: torch.Tensor, backend: str | None = None) -> torch.Tensor:
-        """z (B, L), y (B, 3) -> vols (B, 3, 11)."""
+    def _encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's amortised mu, logvar (B, L)."""
 
-
-class CVAE(_CVAEBase):
-    """Dense CVAE: encoder u = [x_norm (33), y_norm (3)] -> Linear+SiLU x layers -> mu (+ linear path from
-    u), logvar (latent); decoder [z, y_norm] -> Linear+SiLU x layers -> Linear -> Softplus, times the
-    per-cell training std = vols (3, 11)."""
-
-    def __init__(self, config: CVAEConfig) -> None:
-        super().__init__()
-        self._init_common(config)
-        c = config
-        n_y = c.shape[0]
-        self.encoder = nn.Sequential(*_mlp(self.n_out + n_y, c.hidden, c.layers))
-        self.to_mu = nn.Linear(c.hidden, c.latent)
-        self.to_logvar = nn.Linear(c.hidden, c.latent)
-        self.decoder = nn.Sequential(
-            *_mlp(c.latent + n_y, c.hidden, c.layers), nn.Linear(c.hidden, self.n_out), nn.Softplus()
-        )
-        self._skip(self.n_out + n_y)
-
-    @torch.no_grad()
-    def fit_stats(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Learned statistics from the fitting days ``x`` (N, 3, 11), ``y`` (N, 3); the decoder starts at
-        their mean surface."""
-        self.norm.fit(x)
-        self.cond.fit(y)
-        last = self.decoder[-2]
-        assert isinstance(last, nn.Linear)
-        last.bias.copy_(self._out_bias().reshape(-1))
-
-    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, 3, 11) vols, y (B, 3) year fractions -> mu, logvar (B, L)."""
-        u = self._std_input(x, y)
-        h = self.encoder(u)
-        return self._mu(h, u), self.to_logvar(h)
-
-    def decode(self, z: torch.Tensor, y: torch.Tensor, backend: str | None = None) -> torch.Tensor:
-        """z (B, L), y (B, 3) year fractions -> vols (B, 3, 11), > 0.
-
-        ``backend``: None picks the fused Triton kernel for CUDA tensors when it is importable, torch
-        otherwise; "torch" or "triton" force one ("triton" raises if it cannot run here).
-        """
+    def decode_raw(self, z: torch.Tensor, y: torch.Tensor, backend: str | None = None) -> torch.Tensor:
+        """z (B, L), y (B, 3) -> eSSVI raw parameters (B, 3 * 3) (see :class:`SSVIHead`)."""
         if backend not in (None, "torch", "triton"):
             raise ValueError(f"backend must be None, 'torch' or 'triton'; got {backend!r}")
         zy = torch.cat([z, self.cond(y)], dim=1)  # (B, L + 3)
@@ -171,12 +197,11 @@ class CVAE(_CVAEBase):
             if not z.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
                 raise RuntimeError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for testing)")
             try:
-                out = fused_mlp_decoder(
+                h = fused_mlp_decoder(
                     zy,
-                    layers_from_module(self.decoder),
+                    layers_from_module(self.decoder, output_activation="none"),
                     hidden_activation="silu",
-                    output_activation="softplus",
-                    out_scale=self.norm.scale.reshape(-1),
+                    output_activation="none",
                 )
             except ValueError as exc:  # DecoderTooLarge: more weights than a block's shared memory
                 if backend == "triton" or type(exc).__name__ != "DecoderTooLarge":
@@ -184,15 +209,41 @@ class CVAE(_CVAEBase):
                 _warn_torch_decoder(str(exc))
                 use_triton = False
         if not use_triton:
-            out = self.decoder(zy) * self.norm.scale.reshape(-1)
-        return out.reshape(z.shape[0], *self.config.shape)
+            h = self.decoder(zy)
+        return self.head.raw(h + self.dec_lin(zy))
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor, backend: str | None = None) -> torch.Tensor:
+        """z (B, L), y (B, 3) year fractions (ascending per row) -> vols (B, 3, 11), > 0, arbitrage-free.
+
+        ``backend``: None picks the fused Triton kernel for the MLP on CUDA tensors when it is importable,
+        torch otherwise; "torch" or "triton" force one ("triton" raises if it cannot run here).
+        """
+        return self.head.vols(self.decode_raw(z, y, backend), y)
+
+
+class CVAE(_CVAEBase):
+    """Dense CVAE: encoder u = [x_norm (33), y_norm (3)] -> Linear+SiLU x layers -> mu (+ linear path from
+    u), logvar (latent); decoder [z, y_norm] -> linear + MLP residual -> SSVI parameters -> vols (3, 11)."""
+
+    def __init__(self, config: CVAEConfig) -> None:
+        super().__init__()
+        self._init_common(config)
+        c = config
+        n_y = c.shape[0]
+        self.encoder = nn.Sequential(*_mlp(self.n_out + n_y, c.hidden, c.layers))
+        self.to_mu = nn.Linear(c.hidden, c.latent)
+        self.to_logvar = nn.Linear(c.hidden, c.latent)
+        self._skip(self.n_out + n_y)
+
+    def _encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u = self._std_input(x, y)
+        h = self.encoder(u)
+        return self._mu(h, u), self.to_logvar(h)
 
 
 class ConvCVAE(_CVAEBase):
     """Conv CVAE: Conv2d kernel (2, 3) twice on the (1, 3, 11) grid -> (C2, 1, 7), flattened and joined with
-    y_norm -> Linear+SiLU -> mu, logvar; decoder [z, y_norm] -> Linear+SiLU -> (C2, 1, 7) ->
-    ConvTranspose2d (2, 3) twice -> plus a per-cell bias -> softplus, times the per-cell training std =
-    vols (3, 11). The encoder's mu has the same linear path as the dense CVAE's."""
+    y_norm -> Linear+SiLU -> mu (+ the dense CVAE's linear path), logvar; the dense CVAE's SSVI decoder."""
 
     def __init__(self, config: CVAEConfig) -> None:
         super().__init__()
@@ -202,7 +253,6 @@ class ConvCVAE(_CVAEBase):
         h, w = c.shape
         if h < 3 or w < 5:
             raise ValueError(f"ConvCVAE needs a grid of at least 3 x 5, got {c.shape}")
-        self.bottom = (c2, h - 2, w - 4)
         n_flat = c2 * (h - 2) * (w - 4)
         n_y = h
         self.conv = nn.Sequential(
@@ -211,28 +261,9 @@ class ConvCVAE(_CVAEBase):
         self.encoder = nn.Sequential(*_mlp(n_flat + n_y, c.hidden, c.layers))
         self.to_mu = nn.Linear(c.hidden, c.latent)
         self.to_logvar = nn.Linear(c.hidden, c.latent)
-        self.from_z = nn.Sequential(
-            *_mlp(c.latent + n_y, c.hidden, c.layers), nn.Linear(c.hidden, n_flat), nn.SiLU()
-        )
-        self.deconv = nn.Sequential(
-            nn.ConvTranspose2d(c2, c1, (2, 3)), nn.SiLU(), nn.ConvTranspose2d(c1, 1, (2, 3))
-        )
-        self.out_bias = nn.Parameter(torch.zeros(h, w))
         self._skip(self.n_out + n_y)
 
-    @torch.no_grad()
-    def fit_stats(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.norm.fit(x)
-        self.cond.fit(y)
-        self.out_bias.copy_(self._out_bias())
-
-    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.conv(self.norm.normalise(x).unsqueeze(1))
         h = self.encoder(torch.cat([h, self.cond(y)], dim=1))
         return self._mu(h, self._std_input(x, y)), self.to_logvar(h)
-
-    def decode(self, z: torch.Tensor, y: torch.Tensor, backend: str | None = None) -> torch.Tensor:
-        if backend not in (None, "torch"):
-            raise ValueError(f"the conv CVAE decodes with torch only; got backend={backend!r}")
-        h = self.from_z(torch.cat([z, self.cond(y)], dim=1)).reshape(z.shape[0], *self.bottom)
-        return nn.functional.softplus(self.deconv(h).squeeze(1) + self.out_bias) * self.norm.scale

@@ -19,7 +19,7 @@ import numpy as np
 
 from volfast.surface import DatasetError, SurfaceDataset, load_dataset, truth_dataset
 
-__all__ = ["Split", "grid_axis_k", "open_data", "sequence_breaks", "split_dates", "usable"]
+__all__ = ["Split", "grid_axis_k", "open_data", "quoted_mask", "sequence_breaks", "split_dates", "usable"]
 
 
 def open_data(path: str | os.PathLike[str], *, cache: str | os.PathLike[str] | None = None) -> SurfaceDataset:
@@ -111,3 +111,62 @@ def grid_axis_k(ds_config: Any, kind: str) -> np.ndarray:
 
 def iso(d: Any) -> str:
     return str(np.datetime64(d, "D")) if not isinstance(d, _dt.date) else d.isoformat()
+
+
+def _svi_folder(path: str | os.PathLike[str]) -> Path | None:
+    """The ``svi/`` tables beside a ``volfast surfaces``/``build`` output's ``grids/`` (None: none there,
+    e.g. a synth folder whose true surfaces hold everywhere)."""
+    root = Path(path)
+    for cand in (root / "svi", root.parent / "svi" if root.name == "grids" else None):
+        if cand is not None and cand.is_dir() and any(cand.glob("date=*")):
+            return cand
+    return None
+
+
+def quoted_mask(path: str | os.PathLike[str], ds: SurfaceDataset, kind: str) -> np.ndarray | None:
+    """Where each day's grid of ``kind`` (image, cvae) lies inside the quoted range, ``(N, R, K)`` bool;
+    None when ``path`` has no SVI tables (the generator's true surfaces: every cell is data).
+
+    A cell ``(T, k)`` is quoted when ``T`` lies between two of the day's surface expiries (``in_surface``
+    slices; at or between their year fractions) and ``k = ln(K/F)`` lies inside both of those slices'
+    quoted log-moneyness ``[k_min, k_max]`` (the built surface interpolates them linearly in ``T``). On the
+    CVAE grid each row is one expiry: its own range. Cells before the first expiry, after the last, or
+    beyond the quoted strikes are the build's extrapolation (raw SVI wings, flat forward variance)."""
+    folder = _svi_folder(path)
+    if folder is None:
+        return None
+    import pyarrow.dataset as pads
+
+    tab = pads.dataset(folder, format="parquet", partitioning="hive").to_table(
+        columns=["date", "expiry_years", "k_min", "k_max", "in_surface"]
+    )
+    df = tab.to_pandas()
+    df = df[df["in_surface"].astype(bool)]
+    days = np.asarray(df["date"].astype(str).str[:10].to_numpy(), dtype="datetime64[D]")
+    k = grid_axis_k(ds.config, kind)
+    x = ds.grid(kind)
+    out = np.zeros(x.shape, dtype=bool)
+    by_day: dict[Any, np.ndarray] = {}
+    cols = df[["expiry_years", "k_min", "k_max"]].to_numpy(dtype=np.float64)
+    for d in np.unique(days):
+        sl = cols[days == d]
+        by_day[d] = sl[np.argsort(sl[:, 0])]
+    dates = ds.dates.astype("datetime64[D]")
+    for i, d in enumerate(dates):
+        sl = by_day.get(d)
+        if sl is None or sl.shape[0] == 0:
+            continue
+        t_s, lo_s, hi_s = sl[:, 0], sl[:, 1], sl[:, 2]
+        if kind == "image":
+            tenors = np.asarray(ds.config.image_tenor_years, dtype=np.float64)
+        else:
+            tenors = ds.cvae_expiry_years[i]
+        for r, t in enumerate(tenors):
+            if not np.isfinite(t) or t < t_s[0] * (1 - 1e-9) or t > t_s[-1] * (1 + 1e-9):
+                continue
+            j = int(np.searchsorted(t_s, t * (1 - 1e-9)))  # first slice at or after t
+            js = [j] if abs(t_s[min(j, t_s.size - 1)] - t) <= 1e-9 * t else [j - 1, j]
+            js = [min(max(q, 0), t_s.size - 1) for q in js]
+            lo, hi = max(lo_s[q] for q in js), min(hi_s[q] for q in js)
+            out[i, r] = (k >= lo - 1e-12) & (k <= hi + 1e-12)
+    return out

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["block_bootstrap_ci", "latent_stats", "rmse_table", "ssim"]
+__all__ = ["block_bootstrap_ci", "latent_stats", "rmse_ci", "rmse_ratio_ci", "rmse_table", "ssim"]
 
 
 def ssim(
@@ -99,3 +99,45 @@ def block_bootstrap_ci(
     means = d[idx].mean(axis=1)
     a = (1 - level) / 2
     return float(d.mean()), float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def _block_index(n: int, *, block: int, reps: int, seed: int) -> np.ndarray:
+    b = max(1, min(block, n))
+    n_blocks = int(np.ceil(n / b))
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n - b + 1, size=(reps, n_blocks))
+    return (starts[:, :, None] + np.arange(b)[None, None, :]).reshape(reps, -1)[:, :n]
+
+
+def rmse_ci(
+    day_mse: np.ndarray, *, block: int = 10, reps: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """RMSE in vol points from per-day MSEs in vol^2 (time order), with a moving-block bootstrap percentile
+    interval over days. Returns (rmse, lo, hi)."""
+    d = np.asarray(day_mse, dtype=np.float64)
+    if d.size == 0:
+        raise ValueError("rmse_ci: no days")
+    idx = _block_index(d.size, block=block, reps=reps, seed=seed)
+    boot = np.sqrt(d[idx].mean(axis=1)) * 100.0
+    a = (1 - level) / 2
+    return float(np.sqrt(d.mean()) * 100.0), float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a))
+
+
+def rmse_ratio_ci(
+    day_mse_a: np.ndarray,
+    day_mse_b: np.ndarray,
+    *,
+    block: int = 10,
+    reps: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """RMSE(a) / RMSE(b) over the same days (paired), with a moving-block bootstrap interval."""
+    a_, b_ = np.asarray(day_mse_a, dtype=np.float64), np.asarray(day_mse_b, dtype=np.float64)
+    if a_.shape != b_.shape or a_.size == 0:
+        raise ValueError("rmse_ratio_ci: need two equal-length, non-empty per-day series")
+    idx = _block_index(a_.size, block=block, reps=reps, seed=seed)
+    boot = np.sqrt(a_[idx].mean(axis=1) / np.maximum(b_[idx].mean(axis=1), 1e-300))
+    q = (1 - level) / 2
+    ratio = float(np.sqrt(a_.mean() / max(b_.mean(), 1e-300)))
+    return ratio, float(np.quantile(boot, q)), float(np.quantile(boot, 1 - q))

@@ -22,7 +22,15 @@ import numpy as np
 import torch
 
 from volfast._toml import apply_overrides, read_tables
-from volfast.models.data import Split, open_data, sequence_breaks, split_dates, usable
+from volfast.models.data import (
+    Split,
+    grid_axis_k,
+    open_data,
+    quoted_mask,
+    sequence_breaks,
+    split_dates,
+    usable,
+)
 from volfast.models.io import (
     META_FILE,
     MODEL_FILE,
@@ -42,13 +50,17 @@ from volfast.surface import DatasetError, SurfaceDataset
 __all__ = ["TrainConfig", "encode_dataset", "fit_autoencoder", "load_config", "run_train", "train_surface"]
 
 GRID_OF = {"vae": "image", "cvae": "cvae", "cvae-conv": "cvae"}
+START_FILE = "start.pt"  # the untrained start of a (C)VAE, beside model.pt
 
-# Per-kind [train] defaults under a config file's table and --set overrides (chosen on the validation slice
-# of the demo year's training period; README "World model"). The CVAEs: a cosine schedule run to its end
-# (best validation epoch kept), then a refit on the whole training period for that many epochs.
+# Per-kind [train] defaults under a config file's table and --set overrides (README "World model"). The
+# (C)VAEs start at PCA in SSVI parameter space, which the validation slice of the demo year usually keeps:
+# a short run at a gentle rate with early stopping, then a refit on the whole training period (train +
+# validation days, statistics included) for the best epoch count (0: the start itself, refitted).
+_SSVI_TRAIN = {"epochs": 150, "patience": 15, "lr": 1e-3, "refit": True}
 KIND_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cvae": {"schedule": "cosine", "epochs": 600, "patience": 600, "refit": True},
-    "cvae-conv": {"schedule": "cosine", "epochs": 600, "patience": 600, "refit": True},
+    "vae": dict(_SSVI_TRAIN),
+    "cvae": dict(_SSVI_TRAIN),
+    "cvae-conv": dict(_SSVI_TRAIN),
 }
 
 
@@ -126,17 +138,38 @@ def fit_autoencoder(
     x_val: torch.Tensor | None,
     y_val: torch.Tensor | None,
     tcfg: TrainConfig,
+    w_tr: torch.Tensor | None = None,
+    w_val: torch.Tensor | None = None,
 ) -> list[dict[str, float]]:
     """AdamW on recon MSE + alpha KL + beta corr (alpha, beta from ``model.config``); early stopping on the
     validation reconstruction MSE (mu decoded, no sampling); the best epoch's weights are restored.
     ``x_val=None``: no validation, all ``tcfg.epochs`` run and the final weights are kept (the refit).
+    ``w_tr``, ``w_val`` (like the grids): each cell's squared error times its weight (built surfaces: the
+    quoted range at 1, extrapolated cells at ``extrapolated_weight``), in training, validation and the
+    refinement of validation latents.
     Returns the per-epoch history (train loss terms averaged over batches, and ``val_recon``)."""
+
+    def err(x_hat: torch.Tensor, x: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        e = model.norm.loss_error(x_hat, x)
+        return e if w is None else e * w.sqrt()
+
     cfg = model.config
     gen = torch.Generator(device="cpu").manual_seed(tcfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     stop = EarlyStopping(tcfg.patience)
     history: list[dict[str, float]] = []
     n = x_tr.shape[0]
+    beta = cfg.beta if getattr(cfg, "loss", "seeds") == "seeds" else 0.0
+    # validation encodes with at most 5 refinement steps (a selection score, not the final evaluation)
+    if getattr(cfg, "refine", 0) > 5:
+        model.config = dataclasses.replace(cfg, refine=5)
+    if x_val is not None:  # epoch 0: the starting point (PCA in parameter space) is a candidate too
+        model.eval()
+        with torch.no_grad():
+            xv, _, _ = model(x_val, y_val, sample=False, weight=w_val)
+            val0 = float(err(xv, x_val, w_val).square().mean())
+        history.append({"val_recon": val0, "init": 1.0})
+        stop.step(val0, model.state_dict())
     for epoch in range(tcfg.epochs):
         if tcfg.schedule == "cosine":
             lr = tcfg.lr_min + 0.5 * (tcfg.lr - tcfg.lr_min) * (1 + math.cos(math.pi * epoch / tcfg.epochs))
@@ -153,7 +186,7 @@ def fit_autoencoder(
             yb = None if y_tr is None else y_tr[b]
             x_hat, mu, logvar = model(x_tr[b], yb)
             terms = vae_loss(
-                model.norm.loss_error(x_hat, x_tr[b]), mu, logvar, alpha=cfg.alpha, beta=cfg.beta
+                err(x_hat, x_tr[b], None if w_tr is None else w_tr[b]), mu, logvar, alpha=cfg.alpha, beta=beta
             )
             opt.zero_grad(set_to_none=True)
             terms.total.backward()
@@ -167,25 +200,36 @@ def fit_autoencoder(
             continue
         model.eval()
         with torch.no_grad():
-            xv, _, _ = model(x_val, y_val, sample=False)
-            val = float(model.norm.loss_error(xv, x_val).square().mean())
+            xv, _, _ = model(x_val, y_val, sample=False, weight=w_val)
+            val = float(err(xv, x_val, w_val).square().mean())
         history.append(rec | {"val_recon": val})
         if stop.step(val, model.state_dict()):
             break
     if x_val is not None and stop.best_state is not None:
         model.load_state_dict(stop.best_state)
+    model.config = cfg
     model.eval()
     return history
 
 
 def train_surface(
-    kind: str, ds: SurfaceDataset, mcfg: Any, tcfg: TrainConfig, train: np.ndarray, val: np.ndarray
+    kind: str,
+    ds: SurfaceDataset,
+    mcfg: Any,
+    tcfg: TrainConfig,
+    train: np.ndarray,
+    val: np.ndarray,
+    weights: np.ndarray | None = None,
+    start: dict[str, torch.Tensor] | None = None,
 ) -> tuple[Any, list[dict[str, float]]]:
     """Train a reconstruction model on rows ``train`` of ``ds`` (boolean or index arrays of complete days),
     early-stopping on rows ``val``. PCA is fitted on train and validation rows together (no epochs).
     With ``tcfg.refit`` the model is then rebuilt from the same seed, its statistics refitted on train and
     validation rows, and trained on them for the early-stopped number of epochs (the history then has
-    ``"refit": 1.0`` records after the first phase's)."""
+    ``"refit": 1.0`` records after the first phase's). ``weights`` (N, R, K), like the model's grid: each
+    cell's weight in calibration, loss and validation (:func:`cell_weights`; None: all 1). ``start``: a
+    dict that receives the state of the untrained start the final weights grew from (the refit's start,
+    fitted on train and validation rows; without refit the first phase's), to score training's gain."""
     grid = grid_of(kind, mcfg)
     dev = _device(tcfg)
     torch.manual_seed(tcfg.seed)
@@ -201,24 +245,30 @@ def train_surface(
     cond = kind != "vae"
     y_tr = _tensor(y_all[tr], dev) if cond else None
     y_va = _tensor(y_all[va], dev) if cond else None
-    if cond:
-        model.fit_stats(x_tr, y_tr)
-    else:
-        model.fit_stats(x_tr)
-    history = fit_autoencoder(model, x_tr, y_tr, x_va, y_va, tcfg)
+    w_tr = None if weights is None else _tensor(weights[tr], dev)
+    w_va = None if weights is None else _tensor(weights[va], dev)
+    model.fit_stats(x_tr, y_tr, w_tr)
+    if start is not None:
+        start.update({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+    history = fit_autoencoder(model, x_tr, y_tr, x_va, y_va, tcfg, w_tr, w_va)
     if not tcfg.refit:
         return model, history
-    best = 1 + min(range(len(history)), key=lambda i: history[i]["val_recon"])
+    # epochs of the best validation score (the first history record is the untrained start: 0 epochs)
+    best = min(range(len(history)), key=lambda i: history[i]["val_recon"])
     torch.manual_seed(tcfg.seed)
     model = build_model(kind, mcfg).to(dev)
     both = tr | va
     x_b = _tensor(x_all[both], dev)
     y_b = _tensor(y_all[both], dev) if cond else None
-    if cond:
-        model.fit_stats(x_b, y_b)
-    else:
-        model.fit_stats(x_b)
-    refit = fit_autoencoder(model, x_b, y_b, None, None, dataclasses.replace(tcfg, epochs=best))
+    w_b = None if weights is None else _tensor(weights[both], dev)
+    model.fit_stats(x_b, y_b, w_b)
+    if start is not None:
+        start.update({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+    if best == 0:
+        return model.eval(), history
+    refit = fit_autoencoder(
+        model, x_b, y_b, None, None, dataclasses.replace(tcfg, epochs=best), w_tr=w_b
+    )
     return model, history + [r | {"refit": 1.0} for r in refit]
 
 
@@ -234,8 +284,13 @@ def _as_mask(sel: np.ndarray, n: int) -> np.ndarray:
 def _with_shape(kind: str, mcfg: Any, ds: SurfaceDataset) -> Any:
     grid = grid_of(kind, mcfg)
     shape = tuple(ds.grid(grid).shape[1:])
+    axes: dict[str, Any] = {}
+    if kind != "pca":  # the SSVI decoders need the grid's log-moneyness (and the image's tenors)
+        axes["k"] = tuple(float(v) for v in grid_axis_k(ds.config, grid))
+        if grid == "image":
+            axes["tenors"] = tuple(float(v) for v in ds.config.image_tenor_years)
     try:
-        return dataclasses.replace(mcfg, shape=shape)
+        return dataclasses.replace(mcfg, shape=shape, **axes)
     except ValueError as exc:
         raise ModelConfigError(
             f"{kind}: the data's {grid} grid {shape} does not fit the config: {exc}"
@@ -277,14 +332,29 @@ def reconstruct(kind: str, model: Any, x: torch.Tensor, y: torch.Tensor | None) 
     return model.decode(mu, y)
 
 
+def cell_weights(kind: str, mcfg: Any, data: str | os.PathLike[str], ds: SurfaceDataset) -> np.ndarray | None:
+    """Per-cell weights (N, R, K) of a (C)VAE's grid: 1 inside each day's quoted range, the model's
+    ``extrapolated_weight`` outside it (:func:`volfast.models.data.quoted_mask`); None for PCA, for the
+    generator's true surfaces (no SVI tables: every cell is data) and with ``extrapolated_weight == 1``."""
+    w_out = float(getattr(mcfg, "extrapolated_weight", 1.0))
+    if kind == "pca" or w_out >= 1.0:
+        return None
+    q = quoted_mask(data, ds, grid_of(kind, mcfg))
+    return None if q is None else np.where(q, 1.0, w_out)
+
+
 def encode_dataset(
-    kind: str, model: Any, ds: SurfaceDataset, rows: np.ndarray
+    kind: str, model: Any, ds: SurfaceDataset, rows: np.ndarray, weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Latent means (and log-variances, None for PCA) of rows of ``ds``: (M, L)."""
+    """Latent means (and log-variances, None for PCA) of rows of ``ds``: (M, L). ``weights``: the
+    dataset's :func:`cell_weights` (all rows), for the (C)VAEs' refinement."""
     dev = next(iter(model.buffers())).device
     x, y = _grid_xy(kind, model.config, ds, rows, dev)
     with torch.no_grad():
-        mu, logvar = model.encode(x, y)
+        if weights is not None and kind != "pca":
+            mu, logvar = model.encode(x, y, weight=_tensor(weights[rows], dev))
+        else:
+            mu, logvar = model.encode(x, y)
     return mu.cpu().double().numpy(), None if logvar is None else logvar.cpu().double().numpy()
 
 
@@ -450,9 +520,16 @@ def _train_one(
         }
         mcfg = best
         say(f"{kind}: walk-forward search chose {dataclasses.asdict(best)}")
-    model, history = train_surface(kind, ds, mcfg, tcfg, tr, va)
+    weights = cell_weights(kind, mcfg, data, ds)
+    if weights is not None:
+        say(f"{kind}: {100 * float((weights == 1).mean()):.0f}% of the grid cells are quoted; the rest weigh "
+            f"{mcfg.extrapolated_weight}")
+    start: dict[str, torch.Tensor] = {}
+    model, history = train_surface(kind, ds, mcfg, tcfg, tr, va, weights, start if kind != "pca" else None)
     seconds = time.perf_counter() - t0
     save_model(folder, kind, model)
+    if start:  # the untrained start (PCA in eSSVI parameter space), for `volfast evaluate`'s gain column
+        torch.save(start, folder / START_FILE)
     resolved = {
         "kind": kind,
         "model": dataclasses.asdict(mcfg),
@@ -510,7 +587,9 @@ def latent_sequence(
     grid = grid_of(kind, enc.config)
     ok = usable(ds, grid)
     rows = np.flatnonzero(ok)
-    mu, _ = encode_dataset(kind, enc, ds, rows)
+    path = None if isinstance(data, SurfaceDataset) else (data or ecfg["data"])
+    weights = cell_weights(kind, enc.config, path, ds) if path is not None else None
+    mu, _ = encode_dataset(kind, enc, ds, rows, weights)
     z = np.full((len(ds), mu.shape[1]), np.nan)
     z[rows] = mu
     split = Split(**ecfg["split"])

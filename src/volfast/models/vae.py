@@ -1,8 +1,10 @@
 """Conv VAE on the (tenor x log-moneyness) vol image: the "visual" world model.
 
-Encoder: stride-2 convs (each halves H and W) -> flatten -> mu, logvar. Decoder: Linear -> transposed convs
-(each doubles H and W) -> plus a learned per-pixel bias (initialised at the training mean vol) -> softplus,
-so the decoder outputs the vol itself and it is positive for every z.
+Encoder: stride-2 convs (each halves H and W) -> flatten -> mu (plus a linear path from the standardised
+image), logvar. Decoder: z -> a linear map plus an MLP residual -> standardised eSSVI raw parameters ->
+:class:`~volfast.models.ssvi_head.SSVIHead` at the image's fixed tenors and log-moneyness: every decoded
+image, for any z, is an eSSVI surface free of butterfly and calendar arbitrage, with positive vols. Like the
+CVAEs it starts as PCA in eSSVI parameter space fitted on the training days (see :mod:`volfast.models.cvae`).
 """
 
 from __future__ import annotations
@@ -12,28 +14,56 @@ import dataclasses
 import torch
 from torch import nn
 
-from volfast.models._norm import GridNorm, inv_softplus
+from volfast.models._norm import GridNorm, latent_init, ridge_fit
+from volfast.models._refine import refine_latent
+from volfast.models.ssvi_head import SSVIHead
+from volfast.surface.grids import GridConfig
 
 __all__ = ["VAE", "VAEConfig"]
+
+_GRID = GridConfig()
 
 
 @dataclasses.dataclass(frozen=True)
 class VAEConfig:
     latent: int = 8  # latent dimensions
     channels: tuple[int, ...] = (16, 32, 64)  # encoder conv channels; each conv halves H and W
+    hidden: int = 64  # width of the decoder MLP's Linear + SiLU layers
+    layers: int = 2  # hidden layers of the decoder MLP
     alpha: float = 1e-4  # weight of the KL term (per-sample KL sum vs per-cell MSE)
-    beta: float = 0.01  # weight of the latent-correlation penalty
+    beta: float = 0.01  # weight of the latent-correlation penalty (loss "seeds" only)
+    loss: str = "vol"  # vol: MSE in vol units (scaled) + alpha KL; seeds: + beta latent correlation
+    skip: bool = True  # linear path from the standardised image to mu beside the conv encoder
+    refine: int = (
+        15  # Levenberg-Marquardt steps on mu at evaluation (semi-amortised encoder; 0: the network's mu)
+    )
+    extrapolated_weight: float = 0.05  # built surfaces: weight of cells outside the quoted range (loss,
+    #                                     calibration, refinement); 1 weighs every cell alike
     shape: tuple[int, int] = (
         32,
         32,
     )  # image (tenors, log-moneyness), set from the data; divisible by 2^depth
+    k: tuple[float, ...] = tuple(float(v) for v in _GRID.image_k)  # columns' ln(K/F), set from the data
+    tenors: tuple[float, ...] = tuple(float(v) for v in _GRID.image_tenor_years)  # rows' years (ACT/365)
 
     def __post_init__(self) -> None:
         f = 2 ** len(self.channels)
-        if self.latent < 1 or not self.channels:
-            raise ValueError("VAEConfig: need latent >= 1 and at least one conv layer")
+        if self.latent < 1 or not self.channels or self.hidden < 1 or self.layers < 1:
+            raise ValueError("VAEConfig: need latent, hidden, layers >= 1 and at least one conv layer")
         if self.shape[0] % f or self.shape[1] % f:
             raise ValueError(f"VAEConfig: image shape {self.shape} not divisible by 2^{len(self.channels)}")
+        if not 0.0 <= self.extrapolated_weight <= 1.0:
+            raise ValueError(
+                f"VAEConfig.extrapolated_weight must be in [0, 1]; got {self.extrapolated_weight}"
+            )
+        if self.loss not in ("vol", "seeds"):
+            raise ValueError(f"VAEConfig.loss must be vol or seeds; got {self.loss!r}")
+        if len(self.k) != self.shape[1] or len(self.tenors) != self.shape[0]:
+            raise ValueError(
+                f"VAEConfig: {len(self.tenors)} tenors x {len(self.k)} k for an image of {self.shape}"
+            )
+        if any(b <= a for a, b in zip(self.tenors, self.tenors[1:], strict=False)) or self.tenors[0] <= 0:
+            raise ValueError("VAEConfig.tenors must be positive and increasing")
 
 
 class VAE(nn.Module):
@@ -42,7 +72,6 @@ class VAE(nn.Module):
         self.config = config
         h, w = config.shape
         f = 2 ** len(config.channels)
-        self.bottom = (config.channels[-1], h // f, w // f)
         n_flat = config.channels[-1] * (h // f) * (w // f)
         enc: list[nn.Module] = []
         c_in = 1
@@ -52,37 +81,71 @@ class VAE(nn.Module):
         self.encoder = nn.Sequential(*enc, nn.Flatten())  # (B, 1, H, W) -> (B, n_flat)
         self.to_mu = nn.Linear(n_flat, config.latent)
         self.to_logvar = nn.Linear(n_flat, config.latent)
-        self.from_z = nn.Sequential(nn.Linear(config.latent, n_flat), nn.SiLU())
-        dec: list[nn.Module] = []
-        chans = list(config.channels[::-1]) + [1]
-        for i in range(len(config.channels)):
-            dec.append(nn.ConvTranspose2d(chans[i], chans[i + 1], kernel_size=4, stride=2, padding=1))
-            if i < len(config.channels) - 1:
-                dec.append(nn.SiLU())
-        self.decoder = nn.Sequential(*dec)  # (B, C, h, w) -> (B, 1, H, W)
-        self.out_bias = nn.Parameter(torch.zeros(h, w))  # per-pixel pre-softplus bias
+        self.skip_mu = nn.Linear(h * w, config.latent) if config.skip else None
+        self.head = SSVIHead(h, config.k, config.tenors)
+        mlp: list[nn.Module] = []
+        for i in range(config.layers):
+            mlp += [nn.Linear(config.latent if i == 0 else config.hidden, config.hidden), nn.SiLU()]
+        self.decoder = nn.Sequential(*mlp, nn.Linear(config.hidden, self.head.n_raw))  # residual
+        self.dec_lin = nn.Linear(config.latent, self.head.n_raw)
         self.norm = GridNorm((h, w))
 
     @torch.no_grad()
-    def fit_stats(self, x: torch.Tensor) -> None:
-        """Normalisation from the training grids (N, H, W); the output bias starts at their mean vol."""
+    def fit_stats(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, weight: torch.Tensor | None = None
+    ) -> None:
+        """Normalisation from the training grids (N, H, W) and the PCA start in eSSVI parameter space
+        (calibrated with each cell's squared error times ``weight``, when given)."""
         self.norm.fit(x)
-        self.out_bias.copy_(inv_softplus(self.norm.mean.clamp_min(1e-3)))
+        u = self.head.fit(x, weight=weight)
+        z, w = latent_init(u, self.config.latent)
+        self.dec_lin.weight.copy_(w.to(self.dec_lin.weight.dtype))
+        self.dec_lin.bias.copy_(u.mean(dim=0).to(self.dec_lin.bias.dtype))
+        last = self.decoder[-1]
+        assert isinstance(last, nn.Linear)
+        last.weight.zero_()
+        last.bias.zero_()
+        self.to_mu.weight.zero_()
+        self.to_mu.bias.zero_()
+        self.to_logvar.weight.zero_()
+        self.to_logvar.bias.fill_(-6.0)
+        if self.skip_mu is not None:
+            wt, b = ridge_fit(self.norm.normalise(x).reshape(x.shape[0], -1), z)
+            self.skip_mu.weight.copy_(wt)
+            self.skip_mu.bias.copy_(b)
 
-    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, H, W) vols -> mu, logvar (B, L)."""
-        h = self.encoder(self.norm.normalise(x).unsqueeze(1))
-        return self.to_mu(h), self.to_logvar(h)
+    def encode(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, weight: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, H, W) vols -> mu, logvar (B, L); in eval mode mu is refined by ``config.refine``
+        Levenberg-Marquardt steps on the decoded image's error, each cell's squared error times ``weight``
+        when given (:mod:`volfast.models._refine`)."""
+        xn = self.norm.normalise(x)
+        h = self.encoder(xn.unsqueeze(1))
+        mu = self.to_mu(h)
+        if self.skip_mu is not None:
+            mu = mu + self.skip_mu(xn.reshape(x.shape[0], -1))
+        if not self.training and self.config.refine > 0:
+            mu = refine_latent(self.decode, x, mu, steps=self.config.refine, weight=weight)
+        return mu, self.to_logvar(h)
+
+    def decode_raw(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) -> SSVI raw parameters (B, 2H + 1)."""
+        return self.head.raw(self.decoder(z) + self.dec_lin(z))
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L) -> (B, H, W) vols (> 0)."""
-        h = self.from_z(z).reshape(z.shape[0], *self.bottom)
-        return nn.functional.softplus(self.decoder(h).squeeze(1) + self.out_bias)
+        """(B, L) -> (B, H, W) vols (> 0), arbitrage-free on the image's tenors and log-moneyness."""
+        return self.head.vols(self.decode_raw(z))
 
     def forward(
-        self, x: torch.Tensor, y: torch.Tensor | None = None, *, sample: bool = True
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        sample: bool = True,
+        weight: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (x_hat, mu, logvar); ``sample=False`` decodes mu (evaluation)."""
-        mu, logvar = self.encode(x)
+        mu, logvar = self.encode(x, weight=weight)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
         return self.decode(z), mu, logvar

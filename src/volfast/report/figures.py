@@ -17,6 +17,7 @@ __all__ = [
     "plot_forecast",
     "plot_hedge_pnl",
     "plot_latents",
+    "plot_reason_histogram",
     "plot_recon_error",
     "plot_stress_path",
 ]
@@ -150,4 +151,18 @@ def plot_equity_curve(dates: Any, equity: Any, *, in_sample: Any = None, ax: Any
     ax.set_title("backtest: CVAE rich/cheap, delta-hedged")
     ax.legend(fontsize="small")
     ax.figure.autofmt_xdate()
+    return ax
+
+
+def plot_reason_histogram(counts: dict[str, int], *, ax: Any = None) -> Any:
+    """Horizontal bars: how many invalid days failed each kind of check (``counts``: kind -> days)."""
+    items = list(counts.items())[:12]
+    ax = _axes(ax, (8, 0.45 * max(len(items), 2) + 1.2))
+    labels = [k if len(k) <= 60 else k[:57] + "..." for k, _ in items][::-1]
+    vals = [v for _, v in items][::-1]
+    ax.barh(np.arange(len(vals)), vals, color="C1")
+    ax.set_yticks(np.arange(len(vals)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_xlabel("invalid days")
+    ax.set_title("invalid days by failed check")
     return ax

@@ -13,6 +13,7 @@ import datetime as _dt
 import html
 import json
 import os
+import re
 import shutil
 import types
 from collections.abc import Callable
@@ -23,7 +24,14 @@ import numpy as np
 
 from volfast.report.layout import RunLayout, Stage
 
-__all__ = ["ReportError", "ReportResult", "build_report", "markdown_to_html"]
+__all__ = [
+    "ReportError",
+    "ReportResult",
+    "build_report",
+    "drop_empty_headings",
+    "markdown_to_html",
+    "reason_counts",
+]
 
 
 class ReportError(VolfastError, ValueError):
@@ -132,6 +140,54 @@ def _subplots(n: int, ncols: int, size: tuple[float, float]) -> tuple[Any, list[
 
 
 # ----------------------------------------------------------------------------------------- sections
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+_HEADING = re.compile(r"<h([1-6])>(.*?)</h\1>\s*", re.S)
+
+
+def drop_empty_headings(doc: str) -> str:
+    """Remove headings with nothing under them: followed directly by a heading of the same or a higher
+    level, or by the end of the body (repeated until none is left)."""
+    while True:
+        out, pos, changed = [], 0, False
+        for m in _HEADING.finditer(doc):
+            nxt = doc[m.end() :]
+            follow = re.match(r"<h([1-6])>", nxt)
+            higher = follow is not None and int(follow.group(1)) <= int(m.group(1))
+            empty = nxt.startswith("</body>") or higher
+            if empty:
+                out.append(doc[pos : m.start()])
+                pos = m.end()
+                changed = True
+        out.append(doc[pos:])
+        doc = "".join(out)
+        if not changed:
+            return doc
+
+
+def reason_counts(reasons: Any) -> dict[str, int]:
+    """Invalid-day reasons reduced to kinds: each failed check of a day (the parts after ``|``, split at
+    ``;``, expiry labels and numbers dropped) counted once per day, most frequent first."""
+    out: dict[str, int] = {}
+    for reason in reasons:
+        parts = str(reason).split(" | ")
+        checks = parts[1:] if len(parts) > 1 else parts
+        kinds: set[str] = set()
+        for c in checks:
+            labelled = len(parts) > 1 and ": " in c and not c.startswith(("min ", "max "))
+            body = c.split(": ", 1)[1] if labelled else c  # "EXPIRY: why; why" -> the whys
+            for why in body.split(";"):
+                kind = _NUMBER.sub("N", why).strip()
+                if kind:
+                    kinds.add(kind)
+        if not kinds and parts[0].strip():
+            kinds.add(_NUMBER.sub("N", parts[0]).strip())
+        for kind in kinds:
+            out[kind] = out.get(kind, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def _surfaces(lay: RunLayout, page: _Page) -> str:
     import pyarrow.parquet as pq
 
@@ -142,16 +198,26 @@ def _surfaces(lay: RunLayout, page: _Page) -> str:
     days = read_output(lay.build, "days").to_pandas()
     n_valid = int(days["valid"].sum())
     page.add("<h2>Surfaces</h2>")
-    reasons = days.loc[~days["valid"], "reason"].value_counts().head(5)
     rows = [
         ("days built", f"{len(days)} ({days['date'].min()} to {days['date'].max()})"),
         ("valid days (grids written)", str(n_valid)),
+        ("invalid days", str(len(days) - n_valid)),
         (
             "build run",
             f"{summary.get('seconds', float('nan')):.1f} s, executor {summary.get('executor', '-')}",
         ),
-    ] + [(f"invalid: {r}", str(c)) for r, c in reasons.items()]
+    ]
     page.add(_dict_table(rows))
+    counts = reason_counts(days.loc[~days["valid"], "reason"].astype(str))
+    if counts:
+        from volfast.report.figures import plot_reason_histogram
+
+        ax = plot_reason_histogram(counts)
+        page.figure(
+            "invalid_reasons",
+            ax.figure,
+            "why days were invalid: failed checks by kind (numbers removed), counted once per day",
+        )
     ds = load_dataset(lay.build)
     ok = ds.complete("image")
     if not ok.any():
@@ -159,18 +225,27 @@ def _surfaces(lay: RunLayout, page: _Page) -> str:
     atm = np.where(ok, ds.image[:, :, ds.image.shape[2] // 2].mean(axis=1), -np.inf)
     picks = [("last valid day", int(np.flatnonzero(ok)[-1])), ("highest ATM vol day", int(np.argmax(atm)))]
     fig, axes = _subplots(len(picks), 2, (5.5, 4))
+    shown = np.stack([ds.image[row] for _, row in picks]) * 100
+    vmin, vmax = float(np.nanmin(shown)), float(np.nanmax(shown))
     for ax, (what, row) in zip(axes, picks, strict=True):
         plot_surface_heatmap(ds.image[row], ds.config, ax=ax, title=f"{what}: {ds.dates[row]}")
-    page.figure("surface_heatmaps", fig, "implied vol over (log-moneyness x tenor), image grid")
+        for mesh in ax.collections:  # one colour scale for the compared days
+            mesh.set_clim(vmin, vmax)
+    page.figure(
+        "surface_heatmaps",
+        fig,
+        f"implied vol (vol points) over (log-moneyness x tenor), image grid; one colour scale "
+        f"{vmin:.1f} to {vmax:.1f}",
+    )
     # smiles of the last valid day: quotes' bid/ask vols, mids and the SVI fits
     day = _dt.date.fromisoformat(str(ds.dates[picks[0][1]]))
     part = f"date={day.isoformat()}/part-0.parquet"
     quotes = pq.read_table(lay.build / "quotes" / part)
     svi = pq.read_table(lay.build / "svi" / part)
     fitted = [i for i in range(svi.num_rows) if np.isfinite(svi.column("a")[i].as_py() or np.nan)]
-    show = fitted[:: max(1, len(fitted) // 6)][:6]
+    show = fitted  # every fitted expiry of the day
     if show:
-        fig, axes = _subplots(len(show), 3, (4.3, 3.2))
+        fig, axes = _subplots(len(show), 4, (4.0, 3.0))
         view = types.SimpleNamespace(quotes=quotes, svi=svi)
         for ax, i in zip(axes, show, strict=True):
             plot_day_smile(view, i, ax=ax)
@@ -196,8 +271,9 @@ def _world_model(lay: RunLayout, page: _Page, missing: set[str]) -> str:
     ds = load_dataset(lay.build)
     test_start = None
     errors: dict[str, np.ndarray] = {}
-    for kind in ("pca", "vae", "cvae"):
-        if f"train {kind}" in missing:
+    images: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for kind in ("pca", "vae", "cvae", "cvae-conv"):
+        if f"train {kind}" in missing or not (lay.model(kind) / "model.json").is_file():
             continue
         k, model = load_model(lay.model(kind), map_location="cpu")
         cfg = json.loads((lay.model(kind) / "config.json").read_text())
@@ -211,9 +287,15 @@ def _world_model(lay: RunLayout, page: _Page, missing: set[str]) -> str:
         e = np.full(len(ds), np.nan)
         e[rows] = np.sqrt(((pred - ds.grid(grid)[rows]) ** 2).reshape(rows.size, -1).mean(axis=1)) * 100
         errors[f"{kind} ({grid} grid)"] = e
+        if grid == "image":
+            images[kind] = (rows, pred)
     if errors:
         ax = plot_recon_error(ds.dates, errors, test_start=test_start)
-        page.figure("reconstruction_error", ax.figure, "per-day reconstruction RMSE; test period shaded")
+        page.figure(
+            "reconstruction_error", ax.figure, "per-day reconstruction RMSE in vol points; test period shaded"
+        )
+    if images:
+        _compare_images(ds, images, page)
     if "train cvae" in missing:
         return "world model"
     seq = latent_sequence(lay.model("cvae"), ds, device="cpu")
@@ -260,6 +342,43 @@ def _world_model(lay: RunLayout, page: _Page, missing: set[str]) -> str:
     return "world model"
 
 
+def _compare_images(ds: Any, images: dict[str, tuple[np.ndarray, np.ndarray]], page: _Page) -> None:
+    """The last day every image model decoded: the built surface and each model's, one colour scale for
+    all of them, and each model's error on one symmetric scale (vol points)."""
+    from volfast.surface.plots import plot_surface_heatmap
+
+    common = set.intersection(*(set(r.tolist()) for r, _ in images.values()))
+    if not common:
+        return
+    day = max(common)
+    surfs = {"built surface": ds.image[day]}
+    for kind, (rows, pred) in images.items():
+        surfs[kind] = pred[int(np.flatnonzero(rows == day)[0])]
+    vals = np.stack(list(surfs.values())) * 100
+    vmin, vmax = float(np.nanmin(vals)), float(np.nanmax(vals))
+    errs = {k: (v - surfs["built surface"]) * 100 for k, v in surfs.items() if k != "built surface"}
+    emax = max(float(np.nanmax(np.abs(e))) for e in errs.values()) or 1e-6
+    fig, axes = _subplots(len(surfs) + len(errs), 3, (4.6, 3.6))
+    for ax, (name, v) in zip(axes, surfs.items(), strict=False):
+        plot_surface_heatmap(v, ds.config, ax=ax, title=f"{name}: {ds.dates[day]}")
+        for mesh in ax.collections:
+            mesh.set_clim(vmin, vmax)
+    for ax, (name, e) in zip(axes[len(surfs) :], errs.items(), strict=True):
+        days = np.asarray(ds.config.image_tenor_years) * 365.0
+        mesh = ax.pcolormesh(ds.config.image_k, days, e, shading="nearest", cmap="RdBu_r", vmin=-emax, vmax=emax)
+        ax.set_yscale("log")
+        ax.set_xlabel("log-moneyness ln(K/F)")
+        ax.set_ylabel("tenor (days)")
+        ax.set_title(f"{name} minus built")
+        ax.figure.colorbar(mesh, ax=ax, label="error (vol points)")
+    page.figure(
+        "surface_comparison",
+        fig,
+        f"built and decoded image surfaces on {ds.dates[day]}: one colour scale {vmin:.1f} to {vmax:.1f} vol "
+        f"points for the surfaces, one of +/-{emax:.2f} vol points for the errors",
+    )
+
+
 def _stress(lay: RunLayout, page: _Page) -> str:
     import pyarrow.parquet as pq
 
@@ -272,8 +391,8 @@ def _stress(lay: RunLayout, page: _Page) -> str:
         ("start day", str(s.get("start_date"))),
         ("shock", f"{s['config']['shock']} x {s['config']['magnitude']}, {s['config']['steps']} steps"),
     ] + [
-        (f"{k}: excess at step 0 / final / half-life (steps)",
-         f"{_fmt(s['shock_step0'][k], '.4f')} / {_fmt(s['shock_final'][k], '.4f')} / "
+        (f"{k}: excess at step 0 / final (vol points{'' if k == 'atm' else ' per unit'}) / half-life (steps)",
+         f"{_fmt(100 * s['shock_step0'][k], '.2f')} / {_fmt(100 * s['shock_final'][k], '.2f')} / "
          f"{_fmt(hl.get(k), '.1f')}")
         for k in s.get("shock_step0", {})
     ]  # fmt: skip
@@ -281,15 +400,16 @@ def _stress(lay: RunLayout, page: _Page) -> str:
     if mc:
         q = mc["moves"]["atm"]
         rows.append(
-            (f"Monte Carlo ({mc['source']}, {mc['scenarios']} scenarios) ATM vol move 1% / 50% / 99%",
-             f"{q['q01']:+.4f} / {q['q50']:+.4f} / {q['q99']:+.4f}")
+            (f"Monte Carlo ({mc['source']}, {mc['scenarios']} scenarios) ATM vol move, vol points: "
+             "1% / 50% / 99% quantiles",
+             f"{100 * q['q01']:+.2f} / {100 * q['q50']:+.2f} / {100 * q['q99']:+.2f}")
         )  # fmt: skip
     page.add(_dict_table(rows))
     gif = lay.stress / "stress.gif"
     if gif.is_file():
         dst = page.folder / "stress.gif"
         shutil.copyfile(gif, dst)
-        page.image(dst, "stress animation: smiles through the shock (dashed: unshocked)")
+        page.image(dst, "stress animation: smiles in vol points through the shock (dashed: unshocked)")
     path = pq.read_table(lay.stress / "path.parquet").to_pandas()
     sh, ba = path[path["path"] == "shock"], path[path["path"] == "base"]
     fig, axes = _subplots(2, 2, (5, 3.3))
@@ -418,7 +538,7 @@ def build_report(
             for s in missing
         )
         head.append(f'<div class="missing"><p>Missing stages, not drawn:</p><ul>{items}</ul></div>')
-    doc = "\n".join(head + page.blocks + ["</body></html>"])
+    doc = drop_empty_headings("\n".join(head + page.blocks + ["</body></html>"]))
     target = folder / "report.html"
     from volfast.io.output import atomic_write_bytes
 
