@@ -19,7 +19,7 @@ def _jacobian(decode: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -
     for i in range(z.shape[1]):
         e = torch.zeros_like(z)
         e[:, i] = 1.0
-        _, d = torch.func.jvp(lambda zz: decode(zz).flatten(1), (z,), (e,))
+        d = torch.func.jvp(lambda zz: decode(zz).flatten(1), (z,), (e,))[1]
         cols.append(d)
     return torch.stack(cols, dim=2)
 

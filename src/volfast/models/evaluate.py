@@ -230,8 +230,10 @@ def _pca_baseline(
     x = ds.grid(grid)
     if fit_rows.size <= latent:
         return {"days": 0}
-    pca = PCA(PCAConfig(latent=latent, grid=grid, shape=tuple(x.shape[1:]))).double().fit(
-        torch.as_tensor(ds_fit.grid(grid)[fit_rows], dtype=torch.float64)
+    pca = (
+        PCA(PCAConfig(latent=latent, grid=grid, shape=tuple(x.shape[1:])))
+        .double()
+        .fit(torch.as_tensor(ds_fit.grid(grid)[fit_rows], dtype=torch.float64))
     )
     with torch.no_grad():
         pred = pca(torch.as_tensor(x[test_rows], dtype=torch.float64)).numpy()
@@ -262,7 +264,7 @@ def _evaluate_lstm(folder: Path, rcfg: dict[str, Any], ds: SurfaceDataset, devic
     te = m_te[idx]
     fit = (m_tr | m_va)[idx]
     if te.sum() < 2:
-        raise ValueError(f"{folder}: {int(te.sum())} test windows; too few to evaluate")
+        raise EvaluateError(f"{folder}: {int(te.sum())} test windows; too few to evaluate")
     # AR(1) on consecutive training-period pairs (windows of 1 never cross a break)
     i1, w1 = make_windows(zf, seg, 1)
     tr1 = (m_tr | m_va)[i1]
@@ -590,6 +592,7 @@ def export_run(
         key = np.rec.fromarrays([day, mk["tenor_years"], mk["log_moneyness"]])
         _, first = np.unique(key, return_index=True)
         parts.append({c: v[np.sort(first)] for c, v in mk.items()})
+
     def col(name: str) -> np.ndarray:
         return np.concatenate([p[name] for p in parts]) if parts else np.array([])
 

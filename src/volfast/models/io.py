@@ -4,8 +4,6 @@ can be mapped to CPU or CUDA."""
 
 from __future__ import annotations
 
-from volfast.errors import UsageError, VolfastError
-
 import dataclasses
 import json
 import os
@@ -16,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from volfast.errors import UsageError, VolfastError
 from volfast.models.cvae import CVAE, ConvCVAE, CVAEConfig
 from volfast.models.lstm import LatentLSTM, LSTMConfig
 from volfast.models.pca import PCA, PCAConfig

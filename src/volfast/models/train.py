@@ -266,9 +266,7 @@ def train_surface(
         start.update({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
     if best == 0:
         return model.eval(), history
-    refit = fit_autoencoder(
-        model, x_b, y_b, None, None, dataclasses.replace(tcfg, epochs=best), w_tr=w_b
-    )
+    refit = fit_autoencoder(model, x_b, y_b, None, None, dataclasses.replace(tcfg, epochs=best), w_tr=w_b)
     return model, history + [r | {"refit": 1.0} for r in refit]
 
 
@@ -522,8 +520,10 @@ def _train_one(
         say(f"{kind}: walk-forward search chose {dataclasses.asdict(best)}")
     weights = cell_weights(kind, mcfg, data, ds)
     if weights is not None:
-        say(f"{kind}: {100 * float((weights == 1).mean()):.0f}% of the grid cells are quoted; the rest weigh "
-            f"{mcfg.extrapolated_weight}")
+        say(
+            f"{kind}: {100 * float((weights == 1).mean()):.0f}% of the grid cells are quoted; the rest weigh "
+            f"{mcfg.extrapolated_weight}"
+        )
     start: dict[str, torch.Tensor] = {}
     model, history = train_surface(kind, ds, mcfg, tcfg, tr, va, weights, start if kind != "pca" else None)
     seconds = time.perf_counter() - t0

@@ -5,8 +5,6 @@ that produces it; a folder with none of them is an error."""
 
 from __future__ import annotations
 
-from volfast.errors import VolfastError
-
 import base64
 import dataclasses
 import datetime as _dt
@@ -22,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from volfast.errors import VolfastError
 from volfast.report.layout import RunLayout, Stage
 
 __all__ = [
@@ -365,7 +364,9 @@ def _compare_images(ds: Any, images: dict[str, tuple[np.ndarray, np.ndarray]], p
             mesh.set_clim(vmin, vmax)
     for ax, (name, e) in zip(axes[len(surfs) :], errs.items(), strict=True):
         days = np.asarray(ds.config.image_tenor_years) * 365.0
-        mesh = ax.pcolormesh(ds.config.image_k, days, e, shading="nearest", cmap="RdBu_r", vmin=-emax, vmax=emax)
+        mesh = ax.pcolormesh(
+            ds.config.image_k, days, e, shading="nearest", cmap="RdBu_r", vmin=-emax, vmax=emax
+        )
         ax.set_yscale("log")
         ax.set_xlabel("log-moneyness ln(K/F)")
         ax.set_ylabel("tenor (days)")
