@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtr
 
 __all__ = ["arbitrage_counts", "call_prices"]
 
@@ -20,6 +19,8 @@ __all__ = ["arbitrage_counts", "call_prices"]
 def call_prices(vols: np.ndarray, log_moneyness: np.ndarray, tenor_years: np.ndarray) -> np.ndarray:
     """Undiscounted Black call prices per unit forward, ``(..., R, K)`` from vols ``(..., R, K)``,
     ``k = ln(K/F)`` ``(K,)`` and tenors ``(..., R)`` in years (ACT/365)."""
+    from scipy.special import ndtr  # here, not at import: importing scipy.special adds a warning filter
+
     v = np.asarray(vols, dtype=np.float64)
     k = np.asarray(log_moneyness, dtype=np.float64)
     t = np.asarray(tenor_years, dtype=np.float64)[..., None]
