@@ -1,5 +1,5 @@
 # Type declarations of the compiled extension volfast._core (cpp/bindings). Keep in step with the bindings:
-# tests/test_core_stubs.py compares these names and signatures with the built module.
+# tests/test_core_declarations.py compares these names and signatures with the built module.
 #
 # The two submodules (black76, snapshot) are pybind11 submodules of the one extension, so they are declared
 # as classes of static functions bound to module attributes.

@@ -310,7 +310,7 @@ def check_butterfly_exact(
     """
     from volfast.svi._arbitrage import min_g as _min_g_jit
 
-    _min_g: Any = _min_g_jit  # a Numba dispatcher (its stub does not know the signature)
+    _min_g: Any = _min_g_jit  # a Numba dispatcher (its type declarations do not know the signature)
 
     p = _params2d(params)
     lo = np.broadcast_to(np.asarray(k_low, dtype=np.float64), (p.shape[0],))

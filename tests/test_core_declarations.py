@@ -15,7 +15,7 @@ from volfast._native import core
 STUB = Path(volfast.__file__).with_name("_core.pyi")
 
 
-def _stub() -> ast.Module:
+def _declarations() -> ast.Module:
     return ast.parse(STUB.read_text())
 
 
@@ -35,13 +35,13 @@ def _public(mod: Any) -> set[str]:
     return {n for n in dir(mod) if not n.startswith("_")}
 
 
-def test_stub_ships_beside_the_package() -> None:
+def test_declarations_ship_beside_the_package() -> None:
     assert STUB.is_file() and (STUB.parent / "py.typed").is_file()
 
 
 def test_module_functions_match() -> None:
     c = core()
-    tree = _stub()
+    tree = _declarations()
     fns = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     attrs = {
         t.target.id for t in tree.body if isinstance(t, ast.AnnAssign) and isinstance(t.target, ast.Name)
@@ -56,7 +56,7 @@ def test_module_functions_match() -> None:
 )
 def test_submodules_match(cls: str, attr: str | None) -> None:
     c = core()
-    node = next(n for n in _stub().body if isinstance(n, ast.ClassDef) and n.name == cls)
+    node = next(n for n in _declarations().body if isinstance(n, ast.ClassDef) and n.name == cls)
     target = getattr(c, attr) if attr else c.snapshot.Reducer
     fns = {n.name: n for n in node.body if isinstance(n, ast.FunctionDef) and n.name != "__init__"}
     ann = {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
