@@ -750,10 +750,18 @@ def _cut_diagnostics(mbp: np.ndarray, chain: Chain, cut_ns: int) -> dict[str, np
     is_opt = row >= 0
     n_upd = np.bincount(row[is_opt], minlength=ids.size)
     pre = is_opt & (mbp["ts_recv"].astype(np.int64) < cut_ns)
-    last = np.full(ids.size, -1, dtype=np.int64)
+    return quote_state_at_cut(mbp, row, pre, n_upd, cut_ns, STALE_AFTER_NS)
+
+
+def quote_state_at_cut(
+    records: np.ndarray, row: np.ndarray, pre: np.ndarray, n_upd: np.ndarray, cut_ns: int, stale_after_ns: int
+) -> dict[str, np.ndarray]:
+    """Per option (``n_upd.size`` of them): the last of ``records`` flagged ``pre`` (record ``i`` belongs to
+    option ``row[i]``) and what the truth says of it at the cut (missing, stale, crossed, one-sided)."""
+    last = np.full(n_upd.size, -1, dtype=np.int64)
     np.maximum.at(last, row[pre], np.flatnonzero(pre))
     has = last >= 0
-    q = mbp[np.where(has, last, 0)]
+    q = records[np.where(has, last, 0)]
     bid_ok = q["bid_px_00"] != w.UNDEF_PRICE
     ask_ok = q["ask_px_00"] != w.UNDEF_PRICE
     last_ts = np.where(has, q["ts_recv"].astype(np.int64), -1)
@@ -761,7 +769,7 @@ def _cut_diagnostics(mbp: np.ndarray, chain: Chain, cut_ns: int) -> dict[str, np
         "n_updates": n_upd.astype(np.int64),
         "last_update_ts": last_ts,
         "missing": ~has,
-        "stale": has & (last_ts < cut_ns - STALE_AFTER_NS),
+        "stale": has & (last_ts < cut_ns - stale_after_ns),
         "crossed": has & bid_ok & ask_ok & (q["bid_px_00"] >= q["ask_px_00"]),
         "one_sided": has & (bid_ok != ask_ok),
     }

@@ -50,7 +50,7 @@ from volfast.synth import calendar as cal
 from volfast.synth import dbn as w
 from volfast.synth.american import american_prices
 from volfast.synth.config import SynthConfig, SynthError
-from volfast.synth.generate import _index_path, _prepare_out_dir, truth_path
+from volfast.synth.generate import _index_path, _prepare_out_dir, quote_state_at_cut, truth_path
 from volfast.synth.state import DayState, state_path
 from volfast.synth.surface import SSVISurface
 
@@ -893,21 +893,7 @@ def _cut_diagnostics(cbbo: np.ndarray, chain: SpyChain, cut_ns: int) -> dict[str
     n = chain.n_options
     n_upd = np.bincount(row, minlength=n)
     pre = cbbo["ts_recv"].astype(np.int64) <= cut_ns
-    last = np.full(n, -1, dtype=np.int64)
-    np.maximum.at(last, row[pre], np.flatnonzero(pre))
-    has = last >= 0
-    q = cbbo[np.where(has, last, 0)]
-    bid_ok = q["bid_px_00"] != w.UNDEF_PRICE
-    ask_ok = q["ask_px_00"] != w.UNDEF_PRICE
-    last_ts = np.where(has, q["ts_recv"].astype(np.int64), -1)
-    return {
-        "n_updates": n_upd.astype(np.int64),
-        "last_update_ts": last_ts,
-        "missing": ~has,
-        "stale": has & (last_ts < cut_ns - STALE_AFTER_NS),
-        "crossed": has & bid_ok & ask_ok & (q["bid_px_00"] >= q["ask_px_00"]),
-        "one_sided": has & (bid_ok != ask_ok),
-    }
+    return quote_state_at_cut(cbbo, row, pre, n_upd, cut_ns, STALE_AFTER_NS)
 
 
 def _truth_table(
