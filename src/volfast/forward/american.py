@@ -2,26 +2,30 @@
 
 American puts (through the rate) and calls (before an ex-dividend date) carry an early-exercise premium that
 Black-76 does not price, so put-call parity on American quotes gives a biased forward (puts dearer: the
-forward comes out low) and in-the-money vols read high. :func:`deamericanise` removes the premium, per
-expiry, iterating:
+forward comes out low; calls dearer just past an ex-date: high) and in-the-money vols read high.
+:func:`deamericanise` removes the premiums, iterating over all expiries of a day:
 
-1. forward ``F`` and discount factor ``D`` by parity (:func:`volfast.forward.implied_forward`) on the quotes
-   minus the current premiums (none at first);
+1. forward ``F`` by parity (:func:`volfast.forward.implied_forward`) on the quotes minus the current
+   premiums (none at first: then near the money only), with the discount factor given (a rate) or, by
+   default, from the growth of the forwards (:func:`forward_growth_rate`);
 2. the smile: Black-76 vols of the out-of-the-money mids minus their premiums, interpolated linearly in
    ``ln(K/F)`` (flat beyond the quoted strikes) to every strike of the expiry;
 3. the dividends implied by the forward curve (:func:`implied_dividends`): the prepaid forward ``G(T) = F D``
    of an escrowed-dividend stock is ``S - PV(dividends ex in (0, T])``, so its drops between listed expiries
-   are the dividends' present values (the pipeline never sees a dividend schedule);
-4. each option's premium from a Leisen-Reimer lattice on the escrowed stock (:mod:`._american_numba`,
-   the synthetic market's model: flat rate ``-ln(D)/T``, vol the smile's at the strike, the implied
-   dividends) at ``n_steps`` and ``n_steps / 2`` steps, Richardson-extrapolated;
-5. the premiums come off bid and ask, and parity is redone; stop when no forward moves by more than ``tol``
-   (relative; 1e-6 = 0.01 bp).
+   are the dividends' present values (the pipeline never reads a dividend schedule);
+4. each option's premium from a Leisen-Reimer lattice on the escrowed stock (:mod:`._american_numba`: flat
+   rate ``-ln(D)/T``, the smile's vol at the strike, the implied dividends) at ``n_steps`` and half as
+   many steps, Richardson-extrapolated; while iterating only quotes within 3 of their sd of the money;
+5. the premiums come off bid and ask and parity is redone; every third round Aitken's delta-squared
+   extrapolation of each forward speeds up the forward/dividend loop; stop when no forward moves by more
+   than ``tol`` (relative; 1e-6 = 0.01 bp) or after ``max_iter`` rounds; then price every quote.
 
-Where the implied dividends are placed (the quotes say how much, not when): all of an expiry gap's dividend
-PV goes ex at the open (6.5 hours before a 16:00 expiry) of the later expiry's day, the latest time the
-quotes allow, split into quarterly payments when the gap is longer than a quarter (US equities pay
-quarterly). The spot is the prepaid forward of the first expiry (no dividend assumed before it).
+Where the implied dividends are placed (the quotes say how much, not when): a drop over a gap of at most 45
+days goes ex at the open (6.5 hours before a 16:00 expiry) of the later expiry's day, the latest time the
+quotes allow; over longer gaps dividends recur at the rhythm of those so pinned (13 weeks when fewer than
+three are pinned: US equities pay quarterly) or, with none pinned, in quarterly instalments ending at the
+later expiry's open. Drops under 5 bp of the spot are noise in the forwards, merged into the dividend
+before them. The spot is the prepaid forward of the first expiry (no dividend before it).
 """
 
 from __future__ import annotations
@@ -43,9 +47,13 @@ __all__ = [
 ]
 
 _OPEN_BEFORE_CLOSE_YEARS = 6.5 / (24.0 * 365.0)  # 09:30 to 16:00 New York, ACT/365
-_QUARTER_YEARS = 0.25
+_QUARTER_YEARS = 91.0 / 365.0  # 13 weeks
 _SHORT_GAP_YEARS = 45.0 / 365.0  # a gap this short pins its dividend's ex-date (monthly expiries)
 _MIN_SPACING_YEARS = 20.0 / 365.0
+_GROWTH_MAX_YEARS = 0.25  # the rate from the forwards' growth uses expiries up to 3 months
+_NEAR_SD = 3.0  # quotes priced while iterating: |ln(K/F)| within this many of their own vol's sd
+_MIN_DIVIDEND = 5e-4  # of the spot (5 bp): smaller drops in the prepaid forward are noise, merged
+_DIVIDEND_DROP = 1e-4  # a forward drop over a gap beyond the median growth that marks an ex-date (1 bp)
 
 
 def lattice_premiums(
@@ -180,13 +188,26 @@ def implied_dividends(
     C = _isotonic_increasing(G[0] - G, np.ones(T.size))
     C = C - C[0]  # the first expiry carries no dividend by construction
     # each gap's dividend PV; a short gap pins its ex-date (at the later expiry's open), and the ex-dates
-    # pinned so recur at their median spacing (quarterly when only one is pinned) into the longer gaps
+    # pinned so recur at their median spacing (13 weeks when fewer than three are pinned) into the longer gaps
     pv = np.diff(C)
     gap = np.diff(T)
     has = pv > 1e-9 * G[0]
+    # a small drop is noise in the fitted forwards, not a dividend: its PV joins the nearest dividend before
+    # it (after it when there is none), so that noise neither pins an ex-date nor feeds back into the
+    # premiums through a phantom dividend just before an expiry
+    big = pv >= _MIN_DIVIDEND * G[0]
+    if big.any():
+        for i in np.flatnonzero(has & ~big):
+            before = np.flatnonzero(big[:i])
+            j = before[-1] if before.size else np.flatnonzero(big)[0]
+            pv[j] += pv[i]
+            pv[i] = 0.0
+    has = big
     t_open = T[1:] - np.minimum(_OPEN_BEFORE_CLOSE_YEARS, 0.5 * gap)
     pinned = np.sort(t_open[has & (gap <= _SHORT_GAP_YEARS)])
-    spacing = float(np.median(np.diff(pinned))) if pinned.size >= 2 else _QUARTER_YEARS
+    # two pinned dates do not make a rhythm (quarterly ex-dates alternate 13 and 14 weeks apart): below three,
+    # the quarterly 13 weeks
+    spacing = float(np.median(np.diff(pinned))) if pinned.size >= 3 else _QUARTER_YEARS
     spacing = spacing if spacing >= _MIN_SPACING_YEARS else _QUARTER_YEARS
     times, amounts = [], []
     for i in np.flatnonzero(has):
@@ -221,9 +242,10 @@ def forward_growth_rate(
 
     Between two expiries with no ex-dividend date in between, ``F(T2) / F(T1) = D(T1) / D(T2)``: the forward
     curve's slope is the rate, and forwards near the money do not depend on the discount factor the parity
-    fit assumed. A dividend makes the forward drop instead, so the rate is the weighted median (weights: the
-    gap) of ``ln(F2 / F1) / (T2 - T1)`` over consecutive expiries at most 45 days apart of each underlying
-    (those gaps pin dividends as outliers below); NaN when fewer than two such gaps exist.
+    fit assumed. A dividend makes the forward drop instead. Over consecutive expiries at most 45 days apart,
+    up to 3 months out, of each underlying, the growth rates ``ln(F2 / F1) / (T2 - T1)`` whose drop below
+    their gap-weighted median exceeds 1 bp of the forward are the dividends' gaps; the rate is the mean of
+    the others weighted by their precision (gap squared). NaN when fewer than two such gaps exist.
     """
     T = np.asarray(expiry_years, dtype=np.float64)
     F = np.asarray(forward, dtype=np.float64)
@@ -235,15 +257,22 @@ def forward_growth_rate(
         o = np.argsort(t, kind="stable")
         t, f = t[o], f[o]
         gap = np.diff(t)
-        keep = (gap > 0) & (gap <= _SHORT_GAP_YEARS)
+        # short gaps among short expiries: their forwards carry the smallest premiums (and errors)
+        keep = (gap > 0) & (gap <= _SHORT_GAP_YEARS) & (t[1:] <= _GROWTH_MAX_YEARS)
         g.extend((np.diff(np.log(f))[keep] / gap[keep]).tolist())
-        w.extend((gap[keep] ** 2).tolist())
+        w.extend((gap[keep] ** 2).tolist())  # precision of a growth rate ~ gap^2
     if len(g) < 2:
         return math.nan
     ga, wa = np.asarray(g), np.asarray(w)
+    # a gap holding an ex-date has its forward drop by the dividend (tens of bp of the forward): find those
+    # against the median growth, then take the precision-weighted (gap squared) mean of the others
     o = np.argsort(ga)
-    cw = np.cumsum(wa[o])
-    return float(ga[o][np.searchsorted(cw, 0.5 * cw[-1])])
+    cw = np.cumsum(np.sqrt(wa)[o])
+    r0 = float(ga[o][np.searchsorted(cw, 0.5 * cw[-1])])  # the gap-weighted median
+    quiet = (r0 - ga) * np.sqrt(wa) < _DIVIDEND_DROP
+    if not quiet.any():
+        return r0
+    return float(np.sum(ga[quiet] * wa[quiet]) / np.sum(wa[quiet]))
 
 
 @dataclasses.dataclass
@@ -322,7 +351,7 @@ def deamericanise(
     estimate_discount: bool = True,
     n_steps: int = 101,
     tol: float = 1e-6,
-    max_iter: int = 8,
+    max_iter: int = 12,
     threads: int | None = None,
 ) -> DeAmericanised:
     """Remove the early-exercise premium from American quotes, iterating with the parity fit.
@@ -364,17 +393,16 @@ def deamericanise(
     mid = np.where(two, 0.5 * (bid + ask), math.nan)
     rate = math.nan
 
-    def discount(f: Any) -> np.ndarray | None:
+    def discount(forward: np.ndarray) -> np.ndarray | None:
         nonlocal rate
         if not estimate_discount:
             return None
-        F_ok = np.where(f.ok, f.forward, math.nan)
-        r = forward_growth_rate(expiry_years=T_s, forward=F_ok, underlying=underlying)
+        r = forward_growth_rate(expiry_years=T_s, forward=forward, underlying=underlying)
         rate = r if np.isfinite(r) else rate
         return None if not np.isfinite(rate) else np.exp(-rate * T_s)
 
     fw = fit(bid, ask, True, None)
-    d_est = discount(fw)
+    d_est = discount(np.where(fw.ok, fw.forward, math.nan))
     if d_est is not None:
         fw = fit(bid, ask, True, d_est)
     prem = np.zeros(strike.size)
@@ -382,12 +410,14 @@ def deamericanise(
     it = 0
     divs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     und = np.asarray(underlying, dtype=object).astype(str)
-    while it < max_iter:
-        it += 1
-        F_s = np.where(fw.ok, fw.forward, math.nan)
-        D_s = np.where(fw.ok, fw.discount_factor, math.nan)
+    F_in = np.where(fw.ok, fw.forward, math.nan)  # the forwards the premiums are priced on
+    hist: list[np.ndarray] = []
+
+    def premiums(F_s: np.ndarray, D_s: np.ndarray, prem: np.ndarray, near_only: bool) -> np.ndarray:
         vol = _smile_vols(strike, is_call, mid - prem, use & two, sid, off, F_s, D_s, T_s, threads)
         new = np.zeros(strike.size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = np.abs(np.log(strike / F_s[sid])) / (vol * np.sqrt(T_s[sid]))
         for u in np.unique(und):
             in_u = und == u
             times, amounts = implied_dividends(
@@ -395,6 +425,8 @@ def deamericanise(
             )
             divs[u] = (times, amounts)
             rows = in_u[sid] & np.isfinite(F_s[sid]) & np.isfinite(vol)
+            if near_only:  # while iterating only the quotes parity uses (2 ATM sd) need a premium
+                rows &= z <= _NEAR_SD
             if not rows.any():
                 continue
             p = lattice_premiums(
@@ -409,6 +441,13 @@ def deamericanise(
                 n_steps=n_steps,
             )
             new[rows] = np.where(np.isfinite(p), p, 0.0)
+        return new
+
+    while it < max_iter:
+        it += 1
+        F_s = np.where(fw.ok, F_in, math.nan)
+        D_s = np.where(fw.ok, fw.discount_factor, math.nan)
+        new = premiums(F_s, D_s, prem, near_only=True)
         prem = new
         fw_new = fit(bid - prem, ask - prem, False, d_est)
         both = fw.ok & fw_new.ok
@@ -418,13 +457,27 @@ def deamericanise(
         if not np.array_equal(fw_new.ok, fw.ok):
             change = math.inf  # an expiry gained or lost its forward: not settled yet
         fw = fw_new
+        F_in = np.where(fw.ok, fw.forward, math.nan)
+        hist.append(F_in)
+        if len(hist) % 3 == 0:
+            # the forward and the dividend it implies feed each other (a dividend just before an expiry
+            # raises its calls' premiums, which lowers its forward, which deepens the dividend), so the
+            # forwards settle geometrically, slowly where that loop is strong: Aitken's delta-squared
+            # extrapolation of each expiry's last three forwards
+            f0, f1, f2 = hist[-3:]
+            d1, d2 = f1 - f0, f2 - f1
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rho = d2 / d1
+                jump = np.isfinite(rho) & (np.abs(rho) < 0.9) & (d2 != 0)
+                F_in = np.where(jump, f2 + d2 * rho / (1.0 - rho), f2)
         if estimate_discount:
-            d_new = discount(fw)
-            if d_new is not None and d_est is not None:
-                change = max(change, float(np.max(np.abs(d_new / d_est - 1.0))))
-            d_est = d_new
+            d_est = discount(F_in)  # the rate follows the forwards: their change is the criterion
         if change < tol:
             break
+    # every quote's premium at the final forwards (the vols of all quotes are the European-equivalent ones)
+    F_s = np.where(fw.ok, fw.forward, math.nan)
+    D_s = np.where(fw.ok, fw.discount_factor, math.nan)
+    prem = premiums(F_s, D_s, prem, near_only=False)
     return DeAmericanised(
         fit=fw,
         premium=prem,

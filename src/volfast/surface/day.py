@@ -85,6 +85,8 @@ class SurfaceConfig:
             raise UsageError(
                 f"surfaces.exercise must be one of {', '.join(EXERCISE_STYLES)}, got {self.exercise!r}"
             )
+        if not isinstance(self.deamericanise, bool):
+            raise UsageError(f"surfaces.deamericanise must be true or false, got {self.deamericanise!r}")
         if not (self.american_window > 0):
             raise UsageError(
                 f"surfaces.american_window must be > 0 ATM standard deviations, got {self.american_window}"
@@ -575,7 +577,8 @@ def _quotes_table(
         "is_call": ch.is_call,
         "bid": ch.bid,
         "ask": ch.ask,
-        "mid": qv.mid + premium,  # the quote's own mid
+        # the quote's own mid (qv.mid is the European-equivalent one), where the quote has a two-sided mid
+        "mid": np.where(np.isfinite(qv.mid), 0.5 * (ch.bid + ch.ask), np.nan),
         "stale": stale,
         "forward": F,
         "discount_factor": D,
