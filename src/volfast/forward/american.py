@@ -384,6 +384,9 @@ def deamericanise(
         ``premium`` per row (0 where the expiry has no forward or no smile), the last fit.
     """
     t0 = time.perf_counter()
+    # while iterating, the full steps too: half as many (51/25) converge to forwards a few tenths of a bp
+    # away on long expiries (measured: 95th percentile 4.7 bp against 2.1 on 12 small SPY days)
+    iter_steps = int(n_steps)
     off = np.asarray(offsets, dtype=np.int64)
     ns = off.size - 1
     sid = np.repeat(np.arange(ns), np.diff(off))
@@ -413,7 +416,9 @@ def deamericanise(
     F_in = np.where(fw.ok, fw.forward, math.nan)  # the forwards the premiums are priced on
     hist: list[np.ndarray] = []
 
-    def premiums(F_s: np.ndarray, D_s: np.ndarray, prem: np.ndarray, near_only: bool) -> np.ndarray:
+    def premiums(
+        F_s: np.ndarray, D_s: np.ndarray, prem: np.ndarray, near_only: bool, steps: int
+    ) -> np.ndarray:
         vol = _smile_vols(strike, is_call, mid - prem, use & two, sid, off, F_s, D_s, T_s, threads)
         new = np.zeros(strike.size)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -438,7 +443,7 @@ def deamericanise(
                 discount_factor=D_s[sid[rows]],
                 dividend_times=times,
                 dividend_amounts=amounts,
-                n_steps=n_steps,
+                n_steps=steps,
             )
             new[rows] = np.where(np.isfinite(p), p, 0.0)
         return new
@@ -447,7 +452,7 @@ def deamericanise(
         it += 1
         F_s = np.where(fw.ok, F_in, math.nan)
         D_s = np.where(fw.ok, fw.discount_factor, math.nan)
-        new = premiums(F_s, D_s, prem, near_only=True)
+        new = premiums(F_s, D_s, prem, near_only=True, steps=iter_steps)
         prem = new
         fw_new = fit(bid - prem, ask - prem, False, d_est)
         both = fw.ok & fw_new.ok
@@ -474,10 +479,14 @@ def deamericanise(
             d_est = discount(F_in)  # the rate follows the forwards: their change is the criterion
         if change < tol:
             break
-    # every quote's premium at the final forwards (the vols of all quotes are the European-equivalent ones)
+    # every quote's premium at the final forwards and the full step count (the vols of all quotes are the
+    # European-equivalent ones), and parity once more on those premiums
     F_s = np.where(fw.ok, fw.forward, math.nan)
     D_s = np.where(fw.ok, fw.discount_factor, math.nan)
-    prem = premiums(F_s, D_s, prem, near_only=False)
+    prem = premiums(F_s, D_s, prem, near_only=False, steps=n_steps)
+    fw_last = fit(bid - prem, ask - prem, False, d_est)
+    if np.array_equal(fw_last.ok, fw.ok):
+        fw = fw_last
     return DeAmericanised(
         fit=fw,
         premium=prem,
