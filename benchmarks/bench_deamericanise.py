@@ -112,7 +112,8 @@ def test_deamericanise_cost_and_accuracy(full_day) -> None:
     for label, e in (("de-Americanised", e_on), ("American quotes as they are", e_off)):
         fb = e["forward_bp"]
         print(
-            f"{label}: forward error median {fb[0]:.3f} bp, p95 {fb[1]:.2f} bp ({fb[2]} of {fb[3]} expiries); "
+            f"{label}: forward error median {fb[0]:.3f} bp, p95 {fb[1]:.2f} bp "
+            f"({fb[2]} of {fb[3]} expiries); "
             + "; ".join(f"{n} {e[n][0]:.3f} / {e[n][1]:.2f} ({e[n][2]})" for n, _, _ in BUCKETS)
             + f"; fitted vols {e['vol_used'][0]:.3f} / {e['vol_used'][1]:.3f} vol points; "
             f"ITM mid vols {e['itm_mid_vol'][0]:.3f} / {e['itm_mid_vol'][1]:.3f}"

@@ -51,7 +51,7 @@ _QUARTER_YEARS = 91.0 / 365.0  # 13 weeks
 _SHORT_GAP_YEARS = 45.0 / 365.0  # a gap this short pins its dividend's ex-date (monthly expiries)
 _MIN_SPACING_YEARS = 20.0 / 365.0
 _GROWTH_MAX_YEARS = 0.25  # the rate from the forwards' growth uses expiries up to 3 months
-_NEAR_SD = 3.0  # quotes priced while iterating: |ln(K/F)| within this many of their own vol's sd
+_NEAR_SD = 2.2  # quotes priced while iterating: |ln(K/F)| within this many of their own vol's sd
 _MIN_DIVIDEND = 5e-4  # of the spot (5 bp): smaller drops in the prepaid forward are noise, merged
 _DIVIDEND_DROP = 1e-4  # a forward drop over a gap beyond the median growth that marks an ex-date (1 bp)
 
@@ -204,7 +204,19 @@ def implied_dividends(
             pv[i] = 0.0
     has = big
     t_open = T[1:] - np.minimum(_OPEN_BEFORE_CLOSE_YEARS, 0.5 * gap)
-    pinned = np.sort(t_open[has & (gap <= _SHORT_GAP_YEARS)])
+    # a dividend that goes ex just before an expiry raises that expiry's call premiums, so until it is priced
+    # the expiry's forward reads high and hides the drop, which then shows one gap later: a self-consistent
+    # wrong answer. Where the 13-week rhythm from the dividend before puts the ex-date in the preceding short
+    # gap, the drop goes there.
+    short = has & (gap <= _SHORT_GAP_YEARS)
+    t_at = t_open.copy()
+    last = math.nan
+    for i in np.flatnonzero(short):
+        due = last + _QUARTER_YEARS
+        if i > 0 and gap[i - 1] <= _SHORT_GAP_YEARS and not has[i - 1] and T[i - 1] < due <= T[i]:
+            t_at[i] = t_open[i - 1]
+        last = t_at[i]
+    pinned = np.sort(t_at[short])
     # two pinned dates do not make a rhythm (quarterly ex-dates alternate 13 and 14 weeks apart): below three,
     # the quarterly 13 weeks
     spacing = float(np.median(np.diff(pinned))) if pinned.size >= 3 else _QUARTER_YEARS
@@ -213,7 +225,7 @@ def implied_dividends(
     for i in np.flatnonzero(has):
         lo, hi = T[i], t_open[i]
         if gap[i] <= _SHORT_GAP_YEARS:
-            at = [hi]
+            at = [t_at[i]]
         else:
             at = []
             if pinned.size:
