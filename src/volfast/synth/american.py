@@ -1,9 +1,10 @@
 """American option prices over a European (Black-76) surface, for equities paying discrete cash dividends.
 
 ``price = Black-76(F, K, T, vol, D) + early-exercise premium``, the premium from a Leisen-Reimer lattice on
-the escrowed stock (see :mod:`volfast.forward._american_numba`), Richardson-extrapolated from 400 and 200 steps:
-a one-year at-the-money put without dividends is within 1e-4 of the limit; with quarterly dividends premiums
-are within 0.02 (0.3% of the premium) of a 4,000-step binomial tree. The European part is exact, so the
+the escrowed stock (see :mod:`volfast.forward._american_numba`, shared with the pipeline's
+de-Americanisation), Richardson-extrapolated from 400 and 200 steps: a one-year at-the-money put without
+dividends is within 1e-4 of the limit; with quarterly dividends premiums are within 0.02 (0.3% of the
+premium) of a 4,000-step binomial tree. The European part is exact, so the
 European limit of this function is Black-76 to machine precision; calls on a stock without dividends before
 expiry (and a non-negative rate) get no premium at all.
 """
