@@ -498,8 +498,7 @@ def surface_day(
             "max_forward_change_bp": float(deam.max_change * 1e4),
             "quotes_with_premium": int((premium > 0).sum()),
             "rate_from_forwards": None if not np.isfinite(deam.rate) else float(deam.rate),
-            "seconds": float(deam.seconds),
-        }
+        }  # its time is in timings["forwards"] (counts stay reproducible)
     counts["discount_source"] = "given rate" if given_r is not None else "quotes"
     if sv is not None and cfg.arbitrage != "off":
         bf = int((sv_ok & ~np.asarray(sv.butterfly_ok, dtype=bool)).sum())
