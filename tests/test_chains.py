@@ -649,6 +649,12 @@ def test_surfaces_settings_in_the_build_toml_and_cli(tmp_path: Path) -> None:
         main, ["build", "--data", str(tmp_path), "--out", str(tmp_path / "x"), "--rate", "5"]
     )
     assert r.exit_code == 2 and "surfaces.rate must be a finite fraction" in r.output
+    bad.write_text('[surfaces]\ndeamericanise = "no"\n')
+    r = CliRunner().invoke(
+        main, ["build", "--data", str(tmp_path), "--out", str(tmp_path / "x"), "--config", str(bad)]
+    )
+    assert r.exit_code == 2 and "surfaces.deamericanise must be true or false, got 'no'" in r.output
+    assert "Traceback" not in r.output
     assert not (tmp_path / "x").exists()
     # the CLI options land in the resolved build config
     synth = tmp_path / "synth"
