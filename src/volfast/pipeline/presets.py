@@ -7,11 +7,10 @@ strikes a few percent around the money, and quotes below a penny are one-sided. 
 three expiries over ``-0.10 .. 0.04`` with 8 two-sided strikes.
 
 OPRA options are American: in-the-money pairs carry early-exercise premiums (puts through the rate, calls
-before an ex-dividend date), so a parity regression over every strike is biased and, on expiries just past
-an ex-date, infeasible. The preset takes the forward from the strike where calls and puts are closest
-(``forward_method = "naive"``, the CBOE rule), where both premiums are smallest. Measured on 60 synthetic SPY
-days (small scale): every day valid (55 of 60 with the Huber fit), forward error 0.9 bp median (1.1). This
-stands in until the surfaces stage handles American quotes itself; then the preset should follow it.
+before an ex-dividend date). The surfaces stage handles that itself once ``exercise`` resolves to american
+(auto does for OPRA datasets): it removes the premiums before parity and vols
+(:mod:`volfast.forward.american`), so the preset keeps the default Huber parity fit (it used the CBOE rule,
+``forward_method = "naive"``, before the premiums were removed).
 
 A preset only fills keys the user left out: ``[surfaces]`` settings in a build config always win, and the
 resolved settings (preset included) are what a day's manifest hashes.
@@ -29,7 +28,6 @@ __all__ = ["MARKET_PRESETS", "market_preset", "with_market_preset"]
 MARKET_PRESETS: dict[str, dict[str, Any]] = {
     "GLBX.": {},  # CME Globex (ES options on futures): the research defaults
     "OPRA.": {
-        "forward_method": "naive",
         "validity": {"max_min_log_strike": -0.10, "min_max_log_strike": 0.04, "min_two_sided": 8},
     },
 }

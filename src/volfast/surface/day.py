@@ -61,6 +61,10 @@ class SurfaceConfig:
     # deviations) and vols from out-of-the-money quotes only; auto: american for OPRA datasets
     exercise: str = "auto"
     american_window: float = 1.0
+    # american: remove the early-exercise premiums (lattice on the forward curve's implied dividends) from
+    # bid and ask before parity and vols, iterating until no forward moves by 0.01 bp
+    # (volfast.forward.american); false keeps the near-the-money parity on the American quotes themselves
+    deamericanise: bool = True
     # deprecated alias of ``arbitrage`` (True: enforce, False: check); not stored, so not hashed twice
     arbitrage_free: dataclasses.InitVar[bool | None] = None
     robust: bool = False  # volfast.fit_svi: Huber IRLS against stray quotes
@@ -81,6 +85,8 @@ class SurfaceConfig:
             raise UsageError(
                 f"surfaces.exercise must be one of {', '.join(EXERCISE_STYLES)}, got {self.exercise!r}"
             )
+        if not isinstance(self.deamericanise, bool):
+            raise UsageError(f"surfaces.deamericanise must be true or false, got {self.deamericanise!r}")
         if not (self.american_window > 0):
             raise UsageError(
                 f"surfaces.american_window must be > 0 ATM standard deviations, got {self.american_window}"
@@ -301,22 +307,55 @@ def surface_day(
         bid = np.where(stale, np.nan, bid)
         ask = np.where(stale, np.nan, ask)
     given_r = cfg.rates(ch.expiry_years)
+    given_d = None if given_r is None else np.exp(-given_r * ch.expiry_years)
+    premium = np.zeros(n)
+    deam = None
     if ns:
-        fw = implied_forward(
-            strike=ch.strike,
-            is_call=ch.is_call,
-            bid=bid,
-            ask=ask,
-            expiry_years=ch.expiry_years,
-            offsets=off,
-            method=cfg.forward_method,
-            discount_factor=None if given_r is None else np.exp(-given_r * ch.expiry_years),
-            rate_band=cfg.rate_band,
-            window=cfg.american_window if american else 4.0,
-            # American parity is a band (S - K <= C - P <= S - K e^{-rT} without dividends), not a line:
-            # synthetics off the fitted line are expected, so they do not make the expiry infeasible
-            max_outside=1.0 if american else 0.5,
-        )
+
+        def parity(b: np.ndarray, a: np.ndarray, raw: bool, d_est: np.ndarray | None = None) -> Any:
+            # raw American quotes: near the money only; de-Americanised ones: a Huber fit over 2 ATM sd
+            # (the CBOE rule stays as it is, for comparison)
+            wide = not raw and cfg.forward_method != "naive"
+            return implied_forward(
+                strike=ch.strike,
+                is_call=ch.is_call,
+                bid=b,
+                ask=a,
+                expiry_years=ch.expiry_years,
+                offsets=off,
+                method=cfg.forward_method,
+                discount_factor=given_d if given_d is not None else d_est,
+                rate_band=cfg.rate_band,
+                window=(2.0 if wide else cfg.american_window) if american else 4.0,
+                # American parity is a band (S - K <= C - P <= S - K e^{-rT} without dividends), not a
+                # line: synthetics off the fitted line are expected, so they do not make the expiry
+                # infeasible
+                max_outside=1.0 if american else 0.5,
+            )
+
+        if american and cfg.deamericanise:
+            from volfast.forward.american import deamericanise
+
+            deam = deamericanise(
+                parity,
+                strike=ch.strike,
+                is_call=ch.is_call,
+                bid=bid,
+                ask=ask,
+                expiry_years=ch.expiry_years,
+                offsets=off,
+                underlying=ch.underlying,
+                estimate_discount=given_d is None,
+                threads=threads,
+            )
+            fw, premium = deam.fit, deam.premium
+            if not deam.converged:
+                warns.append(
+                    f"de-Americanisation stopped after {deam.iterations} iterations with forwards still "
+                    f"moving by {deam.max_change * 1e4:.3g} bp"
+                )
+        else:
+            fw = parity(bid, ask, True)
         F_s, D_s, fw_ok = fw.forward, fw.discount_factor, fw.ok
     else:
         fw = None
@@ -332,8 +371,9 @@ def surface_day(
     qv = quote_vols(
         strike=ch.strike,
         is_call=ch.is_call,
-        bid=ch.bid,
-        ask=ch.ask,
+        # American quotes de-Americanised: the vols are those of the European-equivalent prices
+        bid=ch.bid - premium,
+        ask=ch.ask - premium,
         forward=F_r,
         expiry_years=T_r,
         discount_factor=D_r,
@@ -416,7 +456,7 @@ def surface_day(
     inside = np.full(n, False)
     inside[u_idx] = (fit_iv[u_idx] >= qv.bid_iv[u_idx] - 1e-12) & (fit_iv[u_idx] <= qv.ask_iv[u_idx] + 1e-12)
 
-    quotes = _quotes_table(table, ch, sid, stale, F_r, D_r, T_r, qv, fit_iv, inside)
+    quotes = _quotes_table(table, ch, sid, stale, F_r, D_r, T_r, qv, fit_iv, inside, premium)
     forwards = _forwards_table(ch, fw, labels)
     svi = _svi_table(
         ch,
@@ -451,6 +491,14 @@ def surface_day(
         "quotes_off_side": int(((qv.status == QuoteStatus.OK) & ~qv.on_side).sum()),
     }
     counts["exercise"] = "american" if american else "european"
+    if deam is not None:
+        counts["deamericanise"] = {
+            "iterations": deam.iterations,
+            "converged": bool(deam.converged),
+            "max_forward_change_bp": float(deam.max_change * 1e4),
+            "quotes_with_premium": int((premium > 0).sum()),
+            "rate_from_forwards": None if not np.isfinite(deam.rate) else float(deam.rate),
+        }  # its time is in timings["forwards"] (counts stay reproducible)
     counts["discount_source"] = "given rate" if given_r is not None else "quotes"
     if sv is not None and cfg.arbitrage != "off":
         bf = int((sv_ok & ~np.asarray(sv.butterfly_ok, dtype=bool)).sum())
@@ -510,6 +558,7 @@ def _quotes_table(
     qv: Any,
     fit_iv: np.ndarray,
     inside: np.ndarray,
+    premium: np.ndarray,
 ) -> Any:
     import pyarrow as pa
 
@@ -527,7 +576,8 @@ def _quotes_table(
         "is_call": ch.is_call,
         "bid": ch.bid,
         "ask": ch.ask,
-        "mid": qv.mid,
+        # the quote's own mid (qv.mid is the European-equivalent one), where the quote has a two-sided mid
+        "mid": np.where(np.isfinite(qv.mid), 0.5 * (ch.bid + ch.ask), np.nan),
         "stale": stale,
         "forward": F,
         "discount_factor": D,
@@ -543,6 +593,7 @@ def _quotes_table(
         "used": qv.use,
         "fit_iv": fit_iv,
         "inside_bid_ask": inside,
+        "exercise_premium": premium,
     }
     return pa.table(cols).cast(QUOTES_SCHEMA)
 

@@ -49,6 +49,9 @@ def _schemas() -> tuple[Any, Any, Any, Any]:
             pa.field("used", b),  # in the SVI fit: status OK and on_side
             pa.field("fit_iv", f64),  # the slice's SVI vol at log_moneyness, NaN without a fit
             pa.field("inside_bid_ask", b),  # used and bid_iv <= fit_iv <= ask_iv
+            # American (de-Americanised): the early-exercise premium taken off bid, ask and mid before parity
+            # and the vols (bid_iv... are the European-equivalent prices' vols); 0 for European options
+            pa.field("exercise_premium", f64),
         ],
         metadata={b"volfast.schema": b"surface-quotes/1"},
     )

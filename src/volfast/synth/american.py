@@ -1,9 +1,10 @@
 """American option prices over a European (Black-76) surface, for equities paying discrete cash dividends.
 
 ``price = Black-76(F, K, T, vol, D) + early-exercise premium``, the premium from a Leisen-Reimer lattice on
-the escrowed stock (see :mod:`volfast.synth._american_numba`), Richardson-extrapolated from 400 and 200 steps:
-a one-year at-the-money put without dividends is within 1e-4 of the limit; with quarterly dividends premiums
-are within 0.02 (0.3% of the premium) of a 4,000-step binomial tree. The European part is exact, so the
+the escrowed stock (see :mod:`volfast.forward._american_numba`, shared with the pipeline's
+de-Americanisation), Richardson-extrapolated from 400 and 200 steps: a one-year at-the-money put without
+dividends is within 1e-4 of the limit; with quarterly dividends premiums are within 0.02 (0.3% of the
+premium) of a 4,000-step binomial tree. The European part is exact, so the
 European limit of this function is Black-76 to machine precision; calls on a stock without dividends before
 expiry (and a non-negative rate) get no premium at all.
 """
@@ -62,7 +63,7 @@ def american_prices(
     AmericanPrices
         ``european`` is Black-76 on the forward ``(spot - PV(dividends to T)) / D``.
     """
-    from volfast.synth._american_numba import early_exercise_premium
+    from volfast.forward._american_numba import early_exercise_premium
 
     K = np.ascontiguousarray(strike, dtype=np.float64)
     T = np.ascontiguousarray(np.broadcast_to(expiry_years, K.shape), dtype=np.float64)
