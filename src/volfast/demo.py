@@ -458,7 +458,8 @@ def load_demo_config(
         )
     d = {k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v for k, v in d.items()}
     try:
-        return DemoConfig(**d, **{t: sections[t] for t in DEMO_TABLES[1:]})
+        tables: dict[str, Any] = {t: sections[t] for t in DEMO_TABLES[1:]}  # frozen by DemoConfig
+        return DemoConfig(**d, **tables)
     except DemoSettingsError as exc:
         if not source:
             raise
