@@ -14,7 +14,7 @@ from typing import Any
 
 from volfast.errors import VolfastError
 from volfast.pipeline.config import BuildConfig
-from volfast.pipeline.executors import TaskFn, run_tasks
+from volfast.pipeline.executors import TaskFn, failed_record, run_tasks
 from volfast.pipeline.progress import BuildProgress
 from volfast.pipeline.runner import DayJob, run_days
 from volfast.pipeline.summary import BuildSummary
@@ -220,17 +220,7 @@ def _reused_record(t: DayTask, st: dict[str, Any]) -> dict[str, Any]:
 
 def _failed_record(t: DayTask, exc: BaseException, why: str) -> dict[str, Any]:
     """A day whose state could not be read (its task function reports every other failure itself)."""
-    return {
-        "date": t.date.isoformat(),
-        "status": "failed",
-        "stages": {},
-        "reasons": [],
-        "warnings": [],
-        "error": str(exc),
-        "error_type": type(exc).__name__,
-        "file": getattr(exc, "filename", None),
-        "seed": t.seed,
-    }
+    return failed_record(t, str(exc), type(exc).__name__, getattr(exc, "filename", None))
 
 
 def _safe_state(t: DayTask) -> dict[str, Any] | None:
