@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import io
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -30,18 +32,20 @@ def test_surfaces_demo_against_truth_and_reuse(tmp_path: Path) -> None:
     assert counts() == {"ok": 0, "skipped": 2, "invalid": 0, "failed": 0}
 
 
-def test_reduced_demo_runs_every_stage_then_reuses_them(tmp_path: Path) -> None:
+def test_reduced_demo_runs_every_stage_then_reuses_them(demo_run: Path) -> None:
+    """On the session's reduced demo run (conftest.demo_run, shared with test_report: the pipeline runs
+    once); the changed setting below is put back at the end, so the run is as the fixture made it."""
     import json
     import re
 
+    from tests.conftest import DEMO_RUN_SETTINGS
     from volfast.demo import DemoConfig, run_pipeline
     from volfast.report import RunLayout
 
-    cfg = DemoConfig(days=40, seed=1, epochs=6, executor="serial", stress_steps=6, mc_scenarios=100)
-    con = Console(file=io.StringIO(), width=160)
-    report = run_pipeline(tmp_path, cfg, console=con)
+    tmp_path = demo_run
+    cfg = DemoConfig(**DEMO_RUN_SETTINGS)
     lay = RunLayout.of(tmp_path)
-    assert report == lay.report / "report.html"
+    report = lay.report / "report.html"
     assert lay.missing() == []  # every stage's output is there
     html = report.read_text()
     assert len(re.findall(r'src="data:image/png;base64,', html)) >= 8 and "data:image/gif;base64," in html
@@ -59,8 +63,26 @@ def test_reduced_demo_runs_every_stage_then_reuses_them(tmp_path: Path) -> None:
     files += tuple(d / "_manifest.json" for d in stage_dirs.values())
     stamp = {p: p.stat().st_mtime_ns for p in files}
     # a second run reuses every stage: nothing is rewritten, not even a manifest
-    run_pipeline(tmp_path, cfg, console=Console(file=io.StringIO(), width=160))
+    assert run_pipeline(tmp_path, cfg, console=Console(file=io.StringIO(), width=160)) == report
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
+    try:
+        _changed_setting_redoes_only_what_it_reaches(tmp_path, cfg, stage_dirs, stamp)
+    finally:  # put the shared run back as it was (stress and report redone with the fixture's settings)
+        run_pipeline(tmp_path, cfg, console=Console(file=io.StringIO()))
+    why = json.loads((lay.stress / "_manifest.json").read_text())["recomputed_because"]
+    assert why == "settings changed: stress.steps 4 -> 8", why
+    assert json.loads((lay.stress / "stress.json").read_text())["config"]["steps"] == 8
+
+
+def _changed_setting_redoes_only_what_it_reaches(
+    tmp_path: Path, cfg: Any, stage_dirs: dict[str, Path], stamp: dict[Path, int]
+) -> None:
+    import json
+
+    from volfast.demo import run_pipeline
+    from volfast.report import RunLayout
+
+    lay = RunLayout.of(tmp_path)
     # a changed setting redoes the stages that depend on it, and only those, saying why
     run_pipeline(tmp_path, dataclasses.replace(cfg, stress_steps=4), console=Console(file=io.StringIO()))
     for name in ("train cvae", "train lstm", "hedge", "backtest", "evaluate"):
@@ -69,7 +91,7 @@ def test_reduced_demo_runs_every_stage_then_reuses_them(tmp_path: Path) -> None:
         ], name
     why = {n: json.loads((d / "_manifest.json").read_text()) for n, d in stage_dirs.items()}
     why = {n: m["recomputed_because"] for n, m in why.items()}
-    assert why["stress"] == "settings changed: stress.steps 6 -> 4", why["stress"]
+    assert why["stress"] == "settings changed: stress.steps 8 -> 4", why["stress"]
     assert why["report"].startswith("input stress/stress.json changed"), why["report"]
     assert json.loads((lay.stress / "stress.json").read_text())["config"]["steps"] == 4
 
@@ -225,3 +247,24 @@ def test_a_changed_demo_setting_recomputes_only_the_stages_it_reaches(tmp_path: 
     run("days=3", "surfaces.arbitrage=check")
     m = json.loads(data_m.read_text())
     assert m["recomputed_because"] == "settings changed: days 2 -> 3"
+
+
+def test_demo_builds_a_dbn_folder_in_place(tmp_path: Path) -> None:
+    """``--data DBN_DIR``: the user's folder is read where it is (nothing written into it); its days are
+    built under the build's own per-day freshness rule."""
+    import json
+
+    import pytest
+
+    from volfast.demo import DemoError, load_demo_config, run_pipeline
+    from volfast.synth import generate_days
+
+    data = tmp_path / "dbn"
+    generate_days(dt.date(2024, 3, 4), 2, data, seed=1, scale="small")
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    cfg = load_demo_config(None, [f'data="{data}"', "executor=serial"])
+    with pytest.raises(DemoError, match="2 valid days; the world model needs at least 10"):
+        run_pipeline(tmp_path / "run", cfg, console=Console(file=io.StringIO(), width=160))
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+    summary = json.loads((tmp_path / "run" / "build" / "build-summary.json").read_text())
+    assert summary["counts"]["ok"] == 2 and not (tmp_path / "run" / "data").exists()
