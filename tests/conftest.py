@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 # Without an NVIDIA GPU the Triton kernels (kernels/, volfast.kernels) run in Triton's CPU interpreter; the
 # variable must be set before triton is imported anywhere in the session.
@@ -126,3 +127,26 @@ def synth_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth")
     generate_days(dt.date(2024, 3, 4), 2, out, seed=11, scale="small")
     return out
+
+
+# -- one reduced demo run for the whole session ----------------------------------------------------------
+#: its settings: 40 synthetic days through every stage, few epochs, a short stress
+DEMO_RUN_SETTINGS: dict[str, Any] = dict(
+    days=40, seed=3, epochs=8, executor="serial", stress_steps=8, mc_scenarios=200
+)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The work folder of one reduced ``volfast demo`` run (``DEMO_RUN_SETTINGS``), made once per session
+    and shared by test_demo (first-run manifests, reuse, a changed setting, put back as it was) and
+    test_report (the report drawn from it): the pipeline is the slowest thing the suite runs."""
+    import io
+
+    from rich.console import Console
+
+    from volfast.demo import DemoConfig, run_pipeline
+
+    root = tmp_path_factory.mktemp("demo_run")
+    run_pipeline(root, DemoConfig(**DEMO_RUN_SETTINGS), console=Console(file=io.StringIO(), width=160))
+    return root

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 
@@ -323,7 +324,10 @@ def test_cli_backtest(built_run: Path, tmp_path: Path) -> None:
             "--set", "train.patience=10"]  # fmt: skip
     r = CliRunner().invoke(main, args + sets)
     assert r.exit_code == 0, r.output
-    assert "| in_sample |" in r.output and "| out_of_sample |" in r.output
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())  # the file, not the console table
+    assert {"in_sample", "out_of_sample"} <= set(metrics["periods"])
+    assert all(metrics["periods"][p]["days"] > 0 for p in ("in_sample", "out_of_sample"))
+    assert "| in_sample |" in (tmp_path / "o" / "metrics.md").read_text()
     r = CliRunner().invoke(main, args + ["--from", "2030-01-01"])
     assert r.exit_code != 0 and "period 2030-01-01 to ... has no valid days" in r.output
 

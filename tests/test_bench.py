@@ -82,8 +82,8 @@ def test_cli_bench_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     res = CliRunner().invoke(main, ["bench", "iv", "--quotes", "200", "--json", str(out)])
     assert res.exit_code == 0, res.output
-    assert "volfast bench iv (200 quotes)" in res.output and "transcendental floor" in res.output
-    doc = json.loads(out.read_text())
+    doc = json.loads(out.read_text())  # the file, not the console table
+    assert {"volfast", "transcendental floor"} <= {r["library"] for r in doc["rows"] if r["bench"] == "iv"}
     vf = next(r for r in doc["rows"] if r["library"] == "volfast")
     assert vf["bench"] == "iv" and vf["items"] == 200 and vf["max_abs_err"] < 1e-13
 

@@ -5,6 +5,7 @@ moneyness."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -109,7 +110,8 @@ def test_spx_chain_through_the_cli(spx_csv: Path, tmp_path: Path) -> None:
         main, ["surfaces", "--quotes", str(spx_csv), "--asof", SPX_ASOF, "--out", str(out)]
     )
     assert r.exit_code == 0, r.output
-    assert "2025-10-01  valid" in r.output
+    man = json.loads((out / "days" / "date=2025-10-01" / "_manifest.json").read_text())
+    assert (man["status"], man["valid"]) == ("complete", True), man.get("reason")
     for table in ("quotes", "forwards", "svi", "grids", "days"):
         assert (out / table / "date=2025-10-01" / "part-0.parquet").is_file(), table
     assert (out / "days" / "date=2025-10-01" / "_manifest.json").is_file()

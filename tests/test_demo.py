@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import io
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -30,25 +32,24 @@ def test_surfaces_demo_against_truth_and_reuse(tmp_path: Path) -> None:
     assert counts() == {"ok": 0, "skipped": 2, "invalid": 0, "failed": 0}
 
 
-def test_reduced_demo_runs_every_stage_then_reuses_them(tmp_path: Path) -> None:
+def test_reduced_demo_runs_every_stage_then_reuses_them(demo_run: Path) -> None:
+    """On the session's reduced demo run (conftest.demo_run, shared with test_report: the pipeline runs
+    once); the changed setting below is put back at the end, so the run is as the fixture made it."""
     import json
     import re
 
+    from tests.conftest import DEMO_RUN_SETTINGS
     from volfast.demo import DemoConfig, run_pipeline
     from volfast.report import RunLayout
 
-    cfg = DemoConfig(days=40, seed=1, epochs=6, executor="serial", stress_steps=6, mc_scenarios=100)
-    con = Console(file=io.StringIO(), width=160)
-    report = run_pipeline(tmp_path, cfg, console=con)
+    tmp_path = demo_run
+    cfg = DemoConfig(**DEMO_RUN_SETTINGS)
     lay = RunLayout.of(tmp_path)
-    assert report == lay.report / "report.html"
+    report = lay.report / "report.html"
     assert lay.missing() == []  # every stage's output is there
-    text = con.file.getvalue()  # type: ignore[attr-defined]
-    assert ": reused" not in text and f"Report: {report.resolve()}" in text.replace("\n", "")
     html = report.read_text()
     assert len(re.findall(r'src="data:image/png;base64,', html)) >= 8 and "data:image/gif;base64," in html
     assert (lay.data / "truth").is_dir() and (lay.models / "metrics.json").is_file()
-    state = json.loads((tmp_path / "demo-state.json").read_text())
     stage_dirs = {
         "train pca": lay.model("pca"), "train vae": lay.model("vae"), "train cvae": lay.model("cvae"),
         "train lstm": lay.model("lstm"), "evaluate": lay.models, "stress": lay.stress, "hedge": lay.hedge,
@@ -62,9 +63,26 @@ def test_reduced_demo_runs_every_stage_then_reuses_them(tmp_path: Path) -> None:
     files += tuple(d / "_manifest.json" for d in stage_dirs.values())
     stamp = {p: p.stat().st_mtime_ns for p in files}
     # a second run reuses every stage: nothing is rewritten, not even a manifest
-    run_pipeline(tmp_path, cfg, console=Console(file=io.StringIO(), width=160))
+    assert run_pipeline(tmp_path, cfg, console=Console(file=io.StringIO(), width=160)) == report
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
-    assert json.loads((tmp_path / "demo-state.json").read_text()) == state
+    try:
+        _changed_setting_redoes_only_what_it_reaches(tmp_path, cfg, stage_dirs, stamp)
+    finally:  # put the shared run back as it was (stress and report redone with the fixture's settings)
+        run_pipeline(tmp_path, cfg, console=Console(file=io.StringIO()))
+    why = json.loads((lay.stress / "_manifest.json").read_text())["recomputed_because"]
+    assert why == "settings changed: stress.steps 4 -> 8", why
+    assert json.loads((lay.stress / "stress.json").read_text())["config"]["steps"] == 8
+
+
+def _changed_setting_redoes_only_what_it_reaches(
+    tmp_path: Path, cfg: Any, stage_dirs: dict[str, Path], stamp: dict[Path, int]
+) -> None:
+    import json
+
+    from volfast.demo import run_pipeline
+    from volfast.report import RunLayout
+
+    lay = RunLayout.of(tmp_path)
     # a changed setting redoes the stages that depend on it, and only those, saying why
     run_pipeline(tmp_path, dataclasses.replace(cfg, stress_steps=4), console=Console(file=io.StringIO()))
     for name in ("train cvae", "train lstm", "hedge", "backtest", "evaluate"):
@@ -73,7 +91,7 @@ def test_reduced_demo_runs_every_stage_then_reuses_them(tmp_path: Path) -> None:
         ], name
     why = {n: json.loads((d / "_manifest.json").read_text()) for n, d in stage_dirs.items()}
     why = {n: m["recomputed_because"] for n, m in why.items()}
-    assert why["stress"] == "settings changed: stress.steps 6 -> 4", why["stress"]
+    assert why["stress"] == "settings changed: stress.steps 8 -> 4", why["stress"]
     assert why["report"].startswith("input stress/stress.json changed"), why["report"]
     assert json.loads((lay.stress / "stress.json").read_text())["config"]["steps"] == 4
 
@@ -116,8 +134,8 @@ def test_ctrl_c_during_the_demo_build_is_not_reused(tmp_path: Path, monkeypatch)
     con = Console(file=io.StringIO(), width=160)
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(tmp_path, cfg, console=con)
-    state = json.loads((tmp_path / "demo-state.json").read_text())
-    assert "data" in state and "build" not in state
+    data_manifest = json.loads((tmp_path / "data" / "_manifest.json").read_text())
+    assert (data_manifest["stage"], data_manifest["status"]) == ("synth", "complete")
     monkeypatch.setattr(pipeline, "run_build", real)
     con2 = Console(file=io.StringIO(), width=160)
     with pytest.raises(DemoError, match="valid days; the world model needs at least 10"):
@@ -137,14 +155,116 @@ def test_demo_rejects_negative_days(tmp_path: Path) -> None:
     assert "Traceback" not in r.output and not (tmp_path / "o").exists()
 
 
-def test_demo_stage_keys_follow_the_code_identity(monkeypatch) -> None:
-    """Issue 14: the demo fingerprinted only its own settings, so a new volfast reused old models."""
-    from volfast.demo import DemoConfig
-    from volfast.io import freshness
+def test_demo_settings_reach_the_stages_own_dataclasses(tmp_path: Path) -> None:
+    """Issue 14: the demo had its own settings beside the commands'; its tables now go into the same
+    dataclasses (BuildConfig / SurfaceConfig, TrainConfig, StressConfig, HedgeConfig, BacktestConfig)."""
+    from volfast.demo import load_demo_config
+    from volfast.models.train import load_config
+    from volfast.surface.day import SurfaceConfig
 
-    cfg = DemoConfig(days=40, seed=1)
-    before = cfg.fingerprint("train cvae", "k", "epochs")
-    assert cfg.fingerprint("train cvae", "k", "epochs") == before
-    other = dict(freshness.code_identity(), core_sha256="0" * 64)
-    monkeypatch.setattr(freshness, "code_identity", lambda: other)
-    assert cfg.fingerprint("train cvae", "k", "epochs") != before
+    toml = tmp_path / "demo.toml"
+    toml.write_text(
+        "[demo]\ndays = 40\nstart = 2024-02-01\n[surfaces]\narbitrage = \"off\"\n"
+        "[stress]\nsteps = 9\n[hedge]\nfutures = 4.0\n"
+    )
+    sets = ["surfaces.arbitrage=check", "train.epochs=2", "snapshot.lookback=5m", "backtest.threshold=2.5"]
+    cfg = load_demo_config(toml, [*sets, "energy.quantile=0.8", "seed=4"], executor="serial")
+    assert (cfg.days, cfg.start, cfg.seed, cfg.executor) == (40, "2024-02-01", 4, "serial")
+    b = cfg.build_config()
+    assert SurfaceConfig.from_dict(b.surfaces_params()).arbitrage == "check"  # --set wins over the file
+    assert (b.seed, b.snapshot.lookback, b.executor.kind) == (4, "5m", "serial")
+    for kind in ("pca", "cvae", "lstm"):
+        assert load_config(kind, None, cfg.train_overrides())[1].epochs == 2
+    assert cfg.backtest_train_config().epochs == 2 and cfg.backtest_train_config().seed == 4
+    st = cfg.stress_config()
+    assert (st.steps, st.mc_scenarios, st.seed) == (9, cfg.mc_scenarios, 4)
+    h, e = cfg.hedge_configs()
+    assert (h.futures, e.quantile) == (4.0, 0.8)
+    assert cfg.backtest_config(40).threshold == 2.5
+    # the epochs cap and [train] together: [train] wins
+    capped = load_demo_config(None, ["train.epochs=3"], epochs=7)
+    assert load_config("vae", None, capped.train_overrides())[1].epochs == 3
+
+
+def test_bad_demo_settings_are_usage_errors_before_anything_runs(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from volfast.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[modle]\nlatent = 3\n")
+    cases = {
+        ("--set", "surfaces.arbitrage=sometimes"): "arbitrage",
+        ("--set", "train.epochs=zero"): "epochs",
+        ("--set", "stress.stpes=3"): "stpes",
+        ("--set", "backtest.threshold=-1"): "threshold",
+        ("--set", "dayz=3"): "dayz",
+        ("--set", "nosuch.key=1"): "nosuch.key=1",
+        ("--set", "snapshot.lookback=forever"): "lookback",
+        ("--set", "start=2024-13-01"): "start",
+        ("--config", str(bad)): "modle",
+    }
+    for args, key in cases.items():
+        out = tmp_path / "o"
+        r = CliRunner().invoke(main, ["demo", "--quotes", "2000", "--days", "2", "--out", str(out), *args])
+        assert r.exit_code == 2, (args, r.output)
+        lines = r.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and key in lines[0], (args, r.output)
+        assert not out.exists()  # nothing ran: not even the implied-vol part printed
+
+
+def test_a_changed_demo_setting_recomputes_only_the_stages_it_reaches(tmp_path: Path) -> None:
+    """The demo's stages follow the one freshness rule (their _manifest.json): a [surfaces] change redoes
+    the days' surfaces and not the synthetic data or the snapshots; a [demo] days change redoes the data."""
+    import json
+
+    import pytest
+
+    from volfast.demo import DemoError, load_demo_config, run_pipeline
+    from volfast.io.freshness import code_identity
+
+    def run(*sets: str) -> dict:
+        cfg = load_demo_config(None, ["days=2", "seed=1", "executor=serial", *sets])
+        with pytest.raises(DemoError, match="valid days; the world model needs at least 10"):
+            run_pipeline(tmp_path, cfg, console=Console(file=io.StringIO(), width=160))
+        summary: dict = json.loads((tmp_path / "build" / "build-summary.json").read_text())
+        return summary
+
+    first = run()
+    data_m = tmp_path / "data" / "_manifest.json"
+    m = json.loads(data_m.read_text())
+    assert (m["stage"], m["status"], m["code"]) == ("synth", "complete", code_identity())
+    assert m["config"] == {"days": 2, "start": "2024-01-02", "seed": 1, "scale": "small"}
+    assert first["counts"]["ok"] == 2
+    stamp = data_m.stat().st_mtime_ns
+    second = run("surfaces.arbitrage=check")
+    assert data_m.stat().st_mtime_ns == stamp  # the data stage was reused
+    for r in second["days"]:
+        assert r["stages"]["snapshot"]["status"] == "skipped", r
+        why = r["stages"]["surfaces"]["reason"]
+        assert why.startswith("settings changed: surfaces.arbitrage") and "check" in why, why
+    assert run("surfaces.arbitrage=check")["counts"]["skipped"] == 2  # unchanged: every day reused
+    run("days=3", "surfaces.arbitrage=check")
+    m = json.loads(data_m.read_text())
+    assert m["recomputed_because"] == "settings changed: days 2 -> 3"
+
+
+def test_demo_builds_a_dbn_folder_in_place(tmp_path: Path) -> None:
+    """``--data DBN_DIR``: the user's folder is read where it is (nothing written into it); its days are
+    built under the build's own per-day freshness rule."""
+    import json
+
+    import pytest
+
+    from volfast.demo import DemoError, load_demo_config, run_pipeline
+    from volfast.synth import generate_days
+
+    data = tmp_path / "dbn"
+    generate_days(dt.date(2024, 3, 4), 2, data, seed=1, scale="small")
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    cfg = load_demo_config(None, [f'data="{data}"', "executor=serial"])
+    with pytest.raises(DemoError, match="2 valid days; the world model needs at least 10"):
+        run_pipeline(tmp_path / "run", cfg, console=Console(file=io.StringIO(), width=160))
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+    summary = json.loads((tmp_path / "run" / "build" / "build-summary.json").read_text())
+    assert summary["counts"]["ok"] == 2 and not (tmp_path / "run" / "data").exists()

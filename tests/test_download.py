@@ -252,13 +252,19 @@ def test_cli_shows_cost_asks_and_downloads(fake, out: Path, monkeypatch: pytest.
     ]
     r = CliRunner().invoke(cli, args, input="n\n")
     assert r.exit_code == 1 and "cancelled" in r.output
-    assert "$41.75" in r.output and "$40.50" in r.output and not c.calls and not list(out.iterdir())
+    assert not c.calls and not list(out.iterdir())
+    # the estimate shown before asking: one get_cost per schema over the whole request (the values, not text)
+    assert [(k["schema"], k["start"][:10], k["end"][:10]) for k in c.cost_calls] == [
+        ("definition", "2024-01-02", "2024-01-04"), ("mbp-1", "2024-01-02", "2024-01-04")
+    ]  # fmt: skip
     r = CliRunner().invoke(cli, args, input="y\n")
     assert r.exit_code == 0, r.output
     assert len(c.calls) == 4 and c.calls[0]["symbols"] == ["ES.OPT", "ES.FUT"]
     assert KEY not in r.output
+    stamp = {p: p.stat().st_mtime_ns for p in out.iterdir()}
     r = CliRunner().invoke(cli, [*args, "--yes"])
-    assert r.exit_code == 0 and r.output.count("present") == 4 and len(c.calls) == 4
+    assert r.exit_code == 0 and len(c.calls) == 4  # every file present: nothing asked for again
+    assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == stamp
 
 
 # -- snapshot windows, dry runs, OPRA ------------------------------------------------------------------------

@@ -56,3 +56,15 @@ def test_importing_every_module_has_no_global_side_effect() -> None:
     assert r["n"] >= 60, r  # the walk really imported the package's modules
     del before["env"], after["env"]
     assert after == before
+
+
+def test_one_name_one_thing() -> None:
+    """Issue 14: ``volfast.snapshot`` the function shadowed ``volfast.snapshot`` the subpackage."""
+    import types
+
+    import volfast
+    import volfast.snapshot
+
+    assert isinstance(volfast.snapshot, types.ModuleType) and volfast.snapshot.__name__ == "volfast.snapshot"
+    assert isinstance(volfast.take_snapshot, types.FunctionType)
+    assert volfast.snapshot.take_snapshot is volfast.take_snapshot

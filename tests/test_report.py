@@ -16,18 +16,10 @@ from volfast.report import ReportError, RunLayout, build_report, markdown_to_htm
 
 
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A reduced demo run: 40 synthetic days through every stage (few epochs, short stress)."""
-    import io
-
-    from rich.console import Console
-
-    from volfast.demo import DemoConfig, run_pipeline
-
-    root = tmp_path_factory.mktemp("report_run")
-    cfg = DemoConfig(days=40, seed=3, epochs=8, executor="serial", stress_steps=8, mc_scenarios=200)
-    run_pipeline(root, cfg, console=Console(file=io.StringIO(), width=120))
-    return root
+def small_run(demo_run: Path) -> Path:
+    """The session's reduced demo run (conftest.demo_run: 40 synthetic days through every stage, few
+    epochs, short stress), shared with test_demo."""
+    return demo_run
 
 
 def _empty_headings(text: str) -> list[str]:
@@ -48,8 +40,19 @@ def _embedded_pngs(text: str) -> list[bytes]:
 
 
 def test_report_of_a_full_run_embeds_every_section(small_run: Path, tmp_path: Path) -> None:
+    import matplotlib
+    import matplotlib.pyplot as plt
+
     lines: list[str] = []
-    res = build_report(small_run, out=tmp_path / "rep", log=lines.append)
+    # Issue 14: drawing a report changes nothing global (no matplotlib.use, no pyplot figures left)
+    before = matplotlib.get_backend()
+    matplotlib.use("pdf")  # not Agg: a run-time matplotlib.use("Agg") would show
+    try:
+        figs = plt.get_fignums()
+        res = build_report(small_run, out=tmp_path / "rep", log=lines.append)
+        assert matplotlib.get_backend() == "pdf" and plt.get_fignums() == figs
+    finally:
+        matplotlib.use(before)
     assert res.missing == [] and res.problems == []
     assert res.sections == ["surfaces", "world model", "stress", "hedge", "backtest"]
     text = res.html.read_text()
@@ -117,7 +120,8 @@ def test_cli_report(small_run: Path, tmp_path: Path) -> None:
 
     r = CliRunner().invoke(main, ["report", str(small_run), "--out", str(tmp_path / "r")])
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "r" / "report.html").is_file() and "Report:" in r.output
+    res = (tmp_path / "r" / "report.html").read_text()
+    assert "<h2>Backtest</h2>" in res and _embedded_pngs(res)  # the file it wrote, not the console text
 
 
 def test_markdown_tables_to_html() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,9 @@ def test_cli_stress_writes_parquet_frames_gif(world_dirs: tuple[Path, Path], tmp
     assert len(pd.read_parquet(out / "scenarios.parquet")) == 200
     assert len(list((out / "frames").glob("frame_*.png"))) == 7
     assert (out / "stress.gif").stat().st_size > 0
-    assert "half-life" in r.output
+    summary = json.loads((out / "stress.json").read_text())  # the file, not the console text
+    assert set(summary["half_life_steps"]) == set(summary["reverts"]) and summary["half_life_steps"]
+    assert summary["config"]["steps"] == 6
     r = CliRunner().invoke(main, [*args, "--set", "date=2031-01-01"])
     assert r.exit_code != 0 and "not a complete day" in r.output
     r = CliRunner().invoke(main, [*args, "--set", "shock=sideways"])
@@ -91,3 +94,29 @@ def test_model_that_does_not_match_the_dataset(world_dirs: tuple[Path, Path]) ->
     bad.cvae = bad.cvae[:, :, :7]
     with pytest.raises(AgentError, match="does not match the dataset"):
         load_world(run, data=bad)
+
+
+def test_frames_switch_no_backend_and_leave_pyplot_alone(tmp_path: Path) -> None:
+    """Issue 14: drawing the stress frames changes nothing global (no ``matplotlib.use``, no pyplot
+    figures left open)."""
+    import types
+
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from volfast.agent.stress import write_frames
+
+    k = np.linspace(-0.3, 0.3, 5)
+    vols = 0.2 + 0.1 * k**2 + np.zeros((3, 2, 1))  # (steps, expiries, k)
+    res = {"vols_shock": vols * 1.1, "vols_base": vols, "years": [0.1, 0.5], "date": "2024-01-02"}
+    before = matplotlib.get_backend()
+    matplotlib.use("pdf")  # not Agg: a run-time matplotlib.use("Agg") would show
+    try:
+        figs = plt.get_fignums()
+        out = write_frames(types.SimpleNamespace(k=k), res, tmp_path / "frames")
+        assert matplotlib.get_backend() == "pdf" and plt.get_fignums() == figs
+    finally:
+        matplotlib.use(before)
+    assert out["frames"] == 3
+    pngs = sorted((tmp_path / "frames").glob("frame_*.png"))
+    assert len(pngs) == 3 and all(p.read_bytes().startswith(b"\x89PNG") for p in pngs)

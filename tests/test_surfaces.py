@@ -430,17 +430,26 @@ def test_thin_day_is_invalid_with_its_reason(tmp_path: Path) -> None:
 
 
 def test_cli_surfaces(snaps: Path, tmp_path: Path) -> None:
+    import json
+
     from click.testing import CliRunner
 
     from volfast.cli import main
 
+    def day() -> dict:  # the day's manifest, not the console text
+        m: dict = json.loads((tmp_path / "o" / "days" / "date=2024-03-04" / "_manifest.json").read_text())
+        return m
+
     r = CliRunner().invoke(main, ["surfaces", "--snapshots", str(snaps), "--out", str(tmp_path / "o")])
     assert r.exit_code == 0, r.output
-    assert "2024-03-04  ok       valid" in r.output
+    assert (day()["status"], day()["valid"]) == ("complete", True)
+    assert (tmp_path / "o" / "grids" / "date=2024-03-04" / "part-0.parquet").is_file()
     r = CliRunner().invoke(
         main, ["surfaces", "--snapshots", str(snaps), "--out", str(tmp_path / "o"), "--min-expiries", "40"]
     )
-    assert r.exit_code == 0 and "INVALID" in r.output and "need 40" in r.output
+    assert r.exit_code == 0, r.output
+    assert day()["valid"] is False and "need 40" in day()["reason"]
+    assert not (tmp_path / "o" / "grids" / "date=2024-03-04" / "part-0.parquet").exists()
     r = CliRunner().invoke(
         main, ["surfaces", "--snapshots", str(snaps), "--out", str(tmp_path / "o"), "--k-low", "0.5"]
     )

@@ -158,7 +158,7 @@ def bench(suites: tuple[str, ...], quotes: int, threads: int, json_path: str | N
 
 @main.command()
 @click.option("--quotes", default=200_000, show_default=True, help="Synthetic quotes to price and invert.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=None, type=int, help="Master seed (default 0; demo.seed).")
 @click.option("--threads", default=None, type=int, help="C++ threads (default: VOLFAST_NUM_THREADS or all).")
 @click.option(
     "--out",
@@ -166,7 +166,9 @@ def bench(suites: tuple[str, ...], quotes: int, threads: int, json_path: str | N
     show_default=True,
     help="Work folder (data, build, models, stress, hedge, backtest, report; finished stages are reused).",
 )
-@click.option("--days", default=252, show_default=True, help="Synthetic trading days (0: implied vol only).")
+@click.option(
+    "--days", default=None, type=int, help="Synthetic trading days (default 252; 0: implied vol only)."
+)
 @click.option(
     "--data",
     default=None,
@@ -177,21 +179,28 @@ def bench(suites: tuple[str, ...], quotes: int, threads: int, json_path: str | N
 @click.option("--quick", is_flag=True, help="60 days, 60 epochs, a short stress: a run of a minute or two.")
 @click.option(
     "--executor",
-    default="local",
-    show_default=True,
+    default=None,
     type=click.Choice(["local", "serial"]),
-    help="volfast build executor.",
+    help="volfast build executor (default local).",
+)
+@_config_option("[demo], [snapshot], [surfaces], [train], [stress], [hedge], [energy], [backtest] tables")
+@_set_option(
+    "Override one setting, e.g. surfaces.arbitrage=check, train.epochs=2, stress.steps=10, days=40 "
+    "(a bare KEY is a [demo] key; repeatable).",
+    metavar="TABLE.KEY=VALUE",
 )
 def demo(
     quotes: int,
-    seed: int,
+    seed: int | None,
     threads: int | None,
     out: str,
-    days: int,
+    days: int | None,
     data: str | None,
     epochs: int | None,
     quick: bool,
-    executor: str,
+    executor: str | None,
+    config_path: str | None,
+    overrides: tuple[str, ...],
 ) -> None:
     """Run volfast's main job (synth -> build -> train -> stress -> hedge -> backtest -> report)."""
     from volfast.demo import run_demo
@@ -207,6 +216,8 @@ def demo(
             epochs=epochs,
             quick=quick,
             executor=executor,
+            config_path=config_path,
+            overrides=overrides,
         )
     except KeyboardInterrupt:
         click.echo("interrupted: finished stages are kept; the same command resumes", err=True)

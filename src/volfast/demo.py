@@ -7,8 +7,11 @@
    about a year of the synthetic ES market as DBN files (``volfast synth``, or ``--data DBN_DIR``) ->
    snapshots, forwards, vols, SVI fits and grids (``volfast build``; on synthetic data checked against the
    generator's truth) -> PCA, VAE, CVAE and LSTM (``volfast train`` + ``evaluate``) -> stress test -> hedging
-   agent -> backtest -> ``report/report.html``. A finished stage whose settings and inputs are unchanged is
-   reused (``OUT/demo-state.json`` records each stage's fingerprint).
+   agent -> backtest -> ``report/report.html``. A finished stage whose settings, code and inputs are unchanged
+   is reused, under the one freshness rule (:mod:`volfast.io.freshness`: each stage's ``_manifest.json``).
+
+Settings: :class:`DemoConfig`, read from ``--config FILE`` and ``--set TABLE.KEY=VALUE`` by
+:func:`load_demo_config` into the same dataclasses the stages' own commands use.
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -80,30 +83,39 @@ def _black_inputs(chain: Mapping[str, np.ndarray], rows: slice = slice(None)) ->
 
 def run_demo(
     quotes: int = 200_000,
-    seed: int = 0,
+    seed: int | None = None,
     threads: int | None = None,
     *,
     out: str | None = "volfast-demo",
-    days: int = 252,
+    days: int | None = None,
     data: str | None = None,
     epochs: int | None = None,
-    executor: str = "local",
+    executor: str | None = None,
     quick: bool = False,
+    config_path: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
 ) -> Path | None:
     """The implied-vol demo, then (with ``out``) the whole pipeline into ``out`` (:func:`run_pipeline`);
-    returns the report's path (None without ``out``)."""
+    returns the report's path (None without ``out``).
+
+    ``seed``, ``days``, ``data``, ``epochs`` and ``executor`` are ``[demo]`` settings (None: the config's, or
+    the default); ``config_path`` and ``overrides`` as :func:`load_demo_config`. Every setting is checked
+    before anything runs (:class:`DemoSettingsError`)."""
     from rich.console import Console
     from rich.table import Table
 
     import volfast
     from volfast.info import cpu_model
 
-    if days < 0:
-        raise UsageError(f"days must be >= 0 (0: the implied-vol demo only), got {days} (--days)")
     if quotes < 1000:
         raise UsageError(f"quotes must be at least 1000, got {quotes} (--quotes)")
-    if epochs is not None and epochs < 1:
-        raise UsageError(f"epochs must be >= 1, got {epochs} (--epochs)")
+    flags = {"seed": seed, "days": days, "data": data, "epochs": epochs, "executor": executor}
+    cfg = load_demo_config(config_path, overrides, **flags)
+    if quick:
+        cfg = dataclasses.replace(
+            cfg, days=min(cfg.days, 60), epochs=cfg.epochs or 60, stress_steps=20, mc_scenarios=1000
+        )
+    seed = cfg.seed
     console = Console()
     chain = es_like_chain(quotes, seed)
     kw = _black_inputs(chain)
@@ -140,13 +152,8 @@ def run_demo(
             for s, c in zip(*np.unique(vb.status, return_counts=True), strict=True)
         )
     )
-    if out is None or (days <= 0 and data is None):
+    if out is None or (cfg.days <= 0 and cfg.data is None):
         return None
-    cfg = DemoConfig(days=days, seed=seed, data=data, epochs=epochs, executor=executor)
-    if quick:
-        cfg = dataclasses.replace(
-            cfg, days=min(days, 60), epochs=epochs or 60, stress_steps=20, mc_scenarios=1000
-        )
     return run_pipeline(out, cfg, console=console)
 
 
@@ -227,10 +234,35 @@ def truth_figures(console: Any, data: Path, build: Path) -> dict[str, float]:
     return figures
 
 
+#: the tables of a demo config (``--config FILE``, ``--set TABLE.KEY=VALUE``): the demo's own, then each
+#: stage's, read into the same dataclasses as the stage's own command (build, train, stress, hedge, backtest)
+DEMO_TABLES: tuple[str, ...] = (
+    "demo", "snapshot", "surfaces", "train", "stress", "hedge", "energy", "backtest",
+)  # fmt: skip
+_MODEL_KINDS = ("pca", "vae", "cvae", "lstm")
+
+
+class DemoSettingsError(UsageError):
+    """A demo setting that cannot be used (names the file or ``--set``, the table and the key); exit code 2,
+    raised when the config is read, before any stage runs."""
+
+
+Table = tuple[tuple[str, Any], ...]  # a TOML table kept frozen: sorted (key, value) pairs
+
+
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
-    """What the demo pipeline runs. Defaults: one synthetic year at ``--scale small`` and every stage's own
-    defaults (README); ``epochs`` and the smaller settings chosen for short runs make a quick demo."""
+    """What the demo pipeline runs, checked when it is made (:class:`DemoSettingsError` naming the key).
+
+    The ``[demo]`` table is the fields below up to ``mc_scenarios``. The other tables are the stages' own
+    settings, validated against the dataclasses their commands use and applied on top of the demo's
+    choices: ``[snapshot]`` / ``[surfaces]`` (the build's :class:`~volfast.pipeline.BuildConfig`),
+    ``[train]`` (every model's :class:`~volfast.models.train.TrainConfig`), ``[stress]``
+    (:class:`~volfast.agent.StressConfig`), ``[hedge]`` / ``[energy]``, ``[backtest]``
+    (:class:`~volfast.backtest.BacktestConfig`). Defaults: one synthetic year at ``--scale small`` and
+    every stage's own defaults (README); ``epochs`` and the smaller settings chosen for short runs make a
+    quick demo.
+    """
 
     days: int = 252  # synthetic trading days (ignored with ``data``)
     start: str = "2024-01-02"  # first synthetic day
@@ -239,39 +271,199 @@ class DemoConfig:
     epochs: int | None = None  # cap on every model's training epochs (None: the models' own defaults)
     executor: str = "local"  # volfast build executor: local (process pool) | serial
     lstm_window: int = 0  # LSTM window; 0: 20 days, or 5 when fewer than 120 days are built
-    stress_steps: int = 50
-    mc_scenarios: int = 10000
+    stress_steps: int = 50  # the stress rollout's steps (a [stress] steps wins)
+    mc_scenarios: int = 10000  # the stress Monte Carlo's scenarios (a [stress] mc_scenarios wins)
+    snapshot: Table = ()
+    surfaces: Table = ()
+    train: Table = ()
+    stress: Table = ()
+    hedge: Table = ()
+    energy: Table = ()
+    backtest: Table = ()
 
-    def fingerprint(self, stage: str, upstream: str = "", *fields: str) -> str:
-        """What a stage's outputs depend on, hashed: its inputs' fingerprint ``upstream`` and the settings
-        ``fields`` it reads (the seed always)."""
-        from volfast.io.freshness import code_identity
+    def __post_init__(self) -> None:
+        for name in DEMO_TABLES[1:]:  # dicts are accepted and frozen
+            v = getattr(self, name)
+            if isinstance(v, Mapping):
+                object.__setattr__(self, name, tuple(sorted(v.items())))
+        self._check()
 
-        d = {f: getattr(self, f) for f in ("seed", *fields)}
-        # the code identity too: a new volfast (Python or compiled core) redoes every stage
-        blob = json.dumps([stage, upstream, d, code_identity()], sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    # -- the settings each stage runs with -------------------------------------------------------------
+    def build_config(self) -> Any:
+        """The build's :class:`~volfast.pipeline.BuildConfig` (seed, ``[snapshot]``, ``[surfaces]``,
+        executor)."""
+        from volfast.pipeline.config import ConfigError, config_from_mapping
 
-
-class _State:
-    """``OUT/demo-state.json``: each finished stage's fingerprint; a stage is reused when its fingerprint
-    matches and its output marker exists."""
-
-    def __init__(self, root: Path) -> None:
-        self.path = root / "demo-state.json"
+        doc = {
+            "seed": self.seed,
+            "snapshot": dict(self.snapshot),
+            "surfaces": dict(self.surfaces),
+            "executor": {"kind": self.executor},
+        }
         try:
-            self.done: dict[str, str] = json.loads(self.path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            self.done = {}
+            return config_from_mapping(doc, source="demo")
+        except ConfigError as exc:  # "demo: [surfaces] <what>": the table goes into the place
+            what = " ".join(str(exc).split()).removeprefix("demo: ")
+            table, _, rest = what.partition(" ")
+            if table.startswith("[") and rest:
+                raise DemoSettingsError(f"demo {table}: {rest}", where=f"demo {table}") from None
+            raise DemoSettingsError(f"demo: {what}", where="demo") from None
 
-    def fresh(self, stage: str, key: str, marker: Path) -> bool:
-        return self.done.get(stage) == key and marker.exists()
+    def train_overrides(self) -> list[str]:
+        """``--set`` overrides of every model's training: the ``epochs`` cap, then ``[train]``."""
+        cap = {} if self.epochs is None else {"epochs": self.epochs, "patience": self.epochs}
+        return [f"train.{k}={_toml_value(v)}" for k, v in (cap | dict(self.train)).items()]
 
-    def mark(self, stage: str, key: str) -> None:
-        from volfast.io.output import atomic_write_bytes
+    def stress_config(self) -> Any:
+        """The stress test's :class:`~volfast.agent.StressConfig`."""
+        from volfast.agent.stress import StressConfig
 
-        self.done[stage] = key
-        atomic_write_bytes(self.path, json.dumps(self.done, indent=2).encode())
+        base = {"steps": self.stress_steps, "mc_scenarios": self.mc_scenarios, "seed": self.seed}
+        return _section(StressConfig, "stress", base | dict(self.stress))
+
+    def hedge_configs(self) -> tuple[Any, Any]:
+        """The hedge's :class:`~volfast.agent.hedge.HedgeConfig` and
+        :class:`~volfast.agent.energy.EnergyConfig`."""
+        from volfast.agent.energy import EnergyConfig
+        from volfast.agent.hedge import HedgeConfig
+
+        hedge = _section(HedgeConfig, "hedge", dict(self.hedge))
+        return hedge, _section(EnergyConfig, "energy", dict(self.energy))
+
+    def backtest_config(self, n_valid: int) -> Any:
+        """The backtest's :class:`~volfast.backtest.BacktestConfig`: a retrain every 100 usable days on a
+        year, about three fits on a short run, then ``[backtest]``."""
+        from volfast.backtest import BacktestConfig
+
+        every = 100 if n_valid >= 200 else max(10, n_valid // 3)
+        base = {"retrain_every": every, "min_history": min(20, max(5, n_valid // 5))}
+        return _section(BacktestConfig, "backtest", base | dict(self.backtest))
+
+    def backtest_train_config(self) -> Any:
+        """The backtest's CVAE training: the cvae defaults, the seed, the epochs cap and ``[train]``."""
+        from volfast.models.train import KIND_TRAIN_DEFAULTS, TrainConfig
+
+        cap = {} if self.epochs is None else {"epochs": self.epochs, "patience": self.epochs}
+        doc = dict(KIND_TRAIN_DEFAULTS["cvae"]) | {"seed": self.seed} | cap | dict(self.train)
+        return _section(TrainConfig, "train", doc)
+
+    def _check(self) -> None:
+        hints = typing.get_type_hints(DemoConfig)
+        for f in dataclasses.fields(self)[: len(_DEMO_KEYS)]:
+            v = getattr(self, f.name)
+            allowed = typing.get_args(hints[f.name]) or (hints[f.name],)
+            ok = any(isinstance(v, a) for a in allowed) and not (isinstance(v, bool) and bool not in allowed)
+            if not ok:
+                want = " or ".join("none" if a is type(None) else a.__name__ for a in allowed)
+                raise DemoSettingsError(f"[demo] {f.name} must be {want}, got {v!r}", where=f"demo.{f.name}")
+        if self.days < 0:
+            raise DemoSettingsError(
+                f"days must be >= 0 (0: the implied-vol demo only), got {self.days}", where="--days"
+            )
+        if self.epochs is not None and self.epochs < 1:
+            raise DemoSettingsError(f"epochs must be >= 1, got {self.epochs}", where="--epochs")
+        if self.executor not in ("local", "serial"):
+            raise DemoSettingsError(
+                f"executor must be local or serial, got {self.executor!r}", where="demo.executor"
+            )
+        try:
+            dt.date.fromisoformat(self.start)
+        except ValueError:
+            msg = f"start must be a date YYYY-MM-DD, got {self.start!r}"
+            raise DemoSettingsError(msg, where="demo.start") from None
+        for name in ("lstm_window", "stress_steps", "mc_scenarios"):
+            if getattr(self, name) < 0:
+                msg = f"{name} must be >= 0, got {getattr(self, name)}"
+                raise DemoSettingsError(msg, where=f"demo.{name}")
+        # every stage's table, read into its own dataclass now: a bad key or value stops before any stage
+        self.build_config()
+        self.stress_config()
+        self.hedge_configs()
+        self.backtest_config(252)
+        self.backtest_train_config()
+        from volfast.models.train import load_config
+
+        for kind in _MODEL_KINDS:
+            try:
+                load_config(kind, None, self.train_overrides())
+            except VolfastError as exc:
+                raise _placed(exc, "demo") from None
+
+
+_DEMO_KEYS = (
+    "days", "start", "seed", "data", "epochs", "executor", "lstm_window", "stress_steps", "mc_scenarios",
+)  # fmt: skip
+
+
+def _toml_value(v: Any) -> str:
+    """A value as TOML text for a ``--set`` override (JSON's scalars and lists are TOML)."""
+    return json.dumps(v)
+
+
+def _section(cls: type, table: str, doc: Mapping[str, Any]) -> Any:
+    """``cls`` from a table of demo settings (unknown keys and wrong types: :class:`DemoSettingsError`)."""
+    from volfast.models.io import config_from_dict
+
+    doc = {k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v for k, v in doc.items()}
+    try:
+        return config_from_dict(cls, dict(doc), where=f"demo [{table}]")
+    except VolfastError as exc:
+        raise _placed(exc, "") from None
+
+
+def _placed(exc: VolfastError, source: str) -> DemoSettingsError:
+    """``exc`` as a :class:`DemoSettingsError` whose place is ``source`` (a file, ``--set``) then the
+    table and key it named: ``"<where>: <what>"``, one place, not repeated."""
+    what, where = " ".join(str(exc).split()), getattr(exc, "where", None)
+    if where and what.startswith(f"{where}: "):
+        what = what[len(where) + 2 :]
+    if source and where and where.startswith("--"):  # a flag's setting given in a file or by --set
+        where = f"demo.{where[2:]}"
+    place = " ".join(x for x in (source, where) if x) or None
+    return DemoSettingsError(f"{place}: {what}" if place else what, where=place)
+
+
+def load_demo_config(
+    path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = (), **demo: Any
+) -> DemoConfig:
+    """A :class:`DemoConfig` from a TOML file (tables :data:`DEMO_TABLES`), then the ``[demo]`` values given
+    as keywords (the command's flags; None: not given), then ``--set TABLE.KEY=VALUE`` overrides (a bare
+    ``KEY=VALUE`` is a ``[demo]`` key). The same rules as every other command's ``--set``
+    (:mod:`volfast._toml`); every value is checked here, before any stage runs.
+
+    Raises
+    ------
+    DemoSettingsError
+        A missing or invalid file, an unknown table or key, a value of the wrong type or out of range; the
+        message names the file (or ``--set``), the table and the key.
+    """
+    from volfast._toml import apply_overrides, read_tables
+
+    raw = read_tables(path, DEMO_TABLES, error=DemoSettingsError)
+    sections: dict[str, dict[str, Any]] = {}
+    for t in DEMO_TABLES:
+        if t in raw and not isinstance(raw[t], Mapping):
+            raise DemoSettingsError(f"{path}: [{t}] must be a table")
+        sections[t] = dict(raw.get(t, {}))
+    sections["demo"].update({k: v for k, v in demo.items() if v is not None})
+    apply_overrides(sections, overrides, default_section="demo", error=DemoSettingsError)
+    source = " with ".join(x for x in (str(path) if path else "", "--set" if overrides else "") if x)
+    d = sections["demo"]
+    unknown = sorted(set(d) - set(_DEMO_KEYS))
+    if unknown:
+        raise DemoSettingsError(
+            f"{source or 'demo'}: unknown key(s) {', '.join(unknown)} in [demo]; "
+            f"known: {', '.join(_DEMO_KEYS)}",
+            where=f"demo.{unknown[0]}",
+        )
+    d = {k: v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v for k, v in d.items()}
+    try:
+        tables: dict[str, Any] = {t: sections[t] for t in DEMO_TABLES[1:]}  # frozen by DemoConfig
+        return DemoConfig(**d, **tables)
+    except DemoSettingsError as exc:
+        if not source:
+            raise
+        raise _placed(exc, source) from None
 
 
 def run_pipeline(
@@ -294,7 +486,6 @@ def run_pipeline(
     cfg = config or DemoConfig()
     lay = RunLayout.of(out)
     lay.root.mkdir(parents=True, exist_ok=True)
-    state = _State(lay.root)
     times: dict[str, float] = {}
     reused: list[str] = []
     names = ["data", "build", "train pca", "train vae", "train cvae", "train lstm", "evaluate", "stress"]
@@ -314,28 +505,6 @@ def run_pipeline(
     threads_before = torch.get_num_threads()
     torch.set_num_threads(1)  # the models are tiny: one thread is fastest (restored when the demo ends)
 
-    def stage(name: str, key: str, marker: Path, fn: Callable[[], Any], *, live: bool = True) -> bool:
-        """Run ``fn`` unless the stage is fresh; returns whether it ran."""
-        progress.update(task, description=name)
-        if state.fresh(name, key, marker):
-            reused.append(name)
-            say(f"[dim]{name}: reused ({marker})[/dim]")
-            progress.advance(task)
-            return False
-        t0 = time.perf_counter()
-        if not live:
-            progress.stop()  # the stage draws its own progress bar
-        try:
-            fn()
-        finally:
-            if not live:
-                progress.start()
-        times[name] = time.perf_counter() - t0
-        state.mark(name, key)
-        say(f"{name}: {times[name]:.1f} s")
-        progress.advance(task)
-        return True
-
     def staged(name: str, fn: Callable[[], Any]) -> bool:
         """Run a stage that applies the freshness rule itself (returns a ``StageRun``); returns whether it
         ran, and says why."""
@@ -351,57 +520,59 @@ def run_pipeline(
         progress.advance(task)
         return not res.reused
 
+    from volfast.io.freshness import run_stage, tree_inputs
+
     progress.start()
     try:
-        # data: synthetic days (or the user's DBN folder, read in place)
+        # data: synthetic days under the one freshness rule (or the user's DBN folder, read in place: the
+        # build's per-day manifests compare its files)
         if cfg.data is None:
             data = lay.data
-            k_data = cfg.fingerprint("data", "", "days", "start")
+            synth_cfg = {"days": cfg.days, "start": cfg.start, "seed": cfg.seed, "scale": "small"}
 
             def synth() -> None:
                 from volfast.synth import generate_days
 
                 generate_days(dt.date.fromisoformat(cfg.start), cfg.days, data, seed=cfg.seed, scale="small")
 
-            stage("data", k_data, data / "synth-config.json", synth)
+            staged(
+                "data",
+                lambda: run_stage(
+                    data, stage="synth", config=synth_cfg, inputs=[], outputs=["synth-config.json"], run=synth
+                ),
+            )
         else:
             data = Path(cfg.data)
             if not data.is_dir():
                 raise DemoError(f"--data {data}: not a folder of DBN day files")
-            files = sorted(p.name for p in data.iterdir())
-            k_data = cfg.fingerprint("data", json.dumps(files), "data")
             progress.advance(task)
 
-        # build: run_build itself skips days whose manifests match
-        from volfast.pipeline import BuildConfig, run_build
-        from volfast.pipeline.config import ExecutorConfig
+        # build: always run; its own per-day freshness rule (manifests, through the per-day runner) decides
+        # what is reused, so an interrupted or changed day is redone and a finished one costs a manifest read
+        from volfast.pipeline import run_build
 
-        k_build = cfg.fingerprint("build", k_data)
-        bcfg = BuildConfig(seed=cfg.seed, executor=ExecutorConfig(kind=cfg.executor))
-
-        def build() -> None:
-            s = run_build(data, lay.build, config=bcfg, console=console)
-            say(
-                f"build: {len(s.ok)} built, {len(s.skipped)} reused, {len(s.invalid)} invalid, "
-                f"{len(s.failed)} failed"
-            )
-            if s.interrupted:  # never recorded as done: the next demo resumes the build
-                raise KeyboardInterrupt
-            if s.failed:
-                raise DemoError(
-                    f"build: {len(s.failed)} day(s) failed; see {lay.build / 'build-summary.json'}"
-                )
-            if all(r.get("skipped") for r in s.results):
-                reused.append("build")
-                say(f"build: reused ({lay.build}: every day up to date)")
-
-        # The build always runs: its own per-day freshness rule (manifests) decides what is reused, so an
-        # interrupted or changed day is redone and a finished one costs a manifest read.
-        state.done.pop("build", None)
-        stage("build", k_build, lay.build / "build-summary.json", build, live=False)
-        # what the later stages depend on: the build's actual outputs (every day's manifest), not its settings
-        k_build = cfg.fingerprint("build", k_data + _outputs_digest(lay.build))
-        state.mark("build", k_build)
+        progress.update(task, description="build")
+        t0 = time.perf_counter()
+        progress.stop()  # the build draws its own progress bar
+        try:
+            s = run_build(data, lay.build, config=cfg.build_config(), console=console)
+        finally:
+            progress.start()
+        say(
+            f"build: {len(s.ok)} built, {len(s.skipped)} reused, {len(s.invalid)} invalid, "
+            f"{len(s.failed)} failed"
+        )
+        if s.interrupted:  # the next demo resumes the build from its per-day manifests
+            raise KeyboardInterrupt
+        if s.failed:
+            raise DemoError(f"build: {len(s.failed)} day(s) failed; see {lay.build / 'build-summary.json'}")
+        if all(r.get("skipped") for r in s.results):
+            reused.append("build")
+            say(f"[dim]build: reused ({lay.build}: every day up to date)[/dim]")
+        else:
+            times["build"] = time.perf_counter() - t0
+            say(f"build: {times['build']:.1f} s")
+        progress.advance(task)
         if cfg.data is None and "build" not in reused:
             truth_figures(progress.console, data, lay.build)
         from volfast.surface.dataset import _day_is_valid
@@ -418,13 +589,10 @@ def run_pipeline(
 
         # world model and everything after it: each stage is reused only under the one freshness rule
         # (volfast.io.freshness.run_stage): same full settings, same code, same input files
-        from volfast.io.freshness import run_stage, tree_inputs
         from volfast.models.evaluate import evaluate_run
         from volfast.models.train import train_stage
 
-        ep: list[str] = (
-            [] if cfg.epochs is None else [f"train.epochs={cfg.epochs}", f"train.patience={cfg.epochs}"]
-        )
+        ep = cfg.train_overrides()  # the epochs cap and [train], on every model's own defaults
         window = cfg.lstm_window or (20 if n_valid >= 120 else 5)
         build_files = ["*/date=*/_manifest.json", "grids/**/*.parquet"]
         build_inputs = tree_inputs(lay.build, build_files, prefix="build/")
@@ -461,14 +629,12 @@ def run_pipeline(
         )  # fmt: skip
 
         # agent and backtest
-        from volfast.agent._config import load_section
-        from volfast.agent.energy import EnergyConfig
-        from volfast.agent.hedge import HedgeConfig, run_hedge
-        from volfast.agent.stress import StressConfig, run_stress
+        from volfast.agent.hedge import run_hedge
+        from volfast.agent.stress import run_stress
 
         world_inputs = build_inputs + models_inputs("cvae", "lstm")
-        stress_set = [f"steps={cfg.stress_steps}", f"mc_scenarios={cfg.mc_scenarios}", f"seed={cfg.seed}"]
-        stress_cfg = dataclasses.asdict(load_section(StressConfig, "stress", None, stress_set))
+        stress_cfg = dataclasses.asdict(cfg.stress_config())
+        stress_set = [f"{k}={_toml_value(v)}" for k, v in stress_cfg.items()]
         staged(
             "stress",
             lambda: run_stage(
@@ -479,39 +645,34 @@ def run_pipeline(
                 ),
             ),
         )  # fmt: skip
-        hedge_cfg = {
-            "hedge": dataclasses.asdict(load_section(HedgeConfig, "hedge")),
-            "energy": dataclasses.asdict(load_section(EnergyConfig, "energy")),
-            "device": "cpu",
-        }
+        hcfg, ecfg = (dataclasses.asdict(c) for c in cfg.hedge_configs())
+        hedge_cfg = {"hedge": hcfg, "energy": ecfg, "device": "cpu"}
+        hedge_set = [f"hedge.{k}={_toml_value(v)}" for k, v in hcfg.items()]
+        hedge_set += [f"energy.{k}={_toml_value(v)}" for k, v in ecfg.items()]
         staged(
             "hedge",
             lambda: run_stage(
                 lay.hedge, stage="hedge", config=hedge_cfg, inputs=world_inputs, outputs=["hedge.json"],
-                run=lambda: run_hedge(lay.models, lay.build, lay.hedge, device="cpu", log=say),
+                run=lambda: run_hedge(
+                    lay.models, lay.build, lay.hedge, overrides=hedge_set, device="cpu", log=say
+                ),
             ),
         )  # fmt: skip
 
-        from volfast.backtest import BacktestConfig, metrics_table
         from volfast.backtest import backtest as run_backtest
+        from volfast.backtest import metrics_table
         from volfast.models.cvae import CVAEConfig
-        from volfast.models.train import KIND_TRAIN_DEFAULTS, TrainConfig
 
-        # the default (100) on a year; about three fits on a short run
-        every = 100 if n_valid >= 200 else max(10, n_valid // 3)
-        bt_cfg = BacktestConfig(retrain_every=every, min_history=min(20, max(5, n_valid // 5)))
-        tkw = dict(KIND_TRAIN_DEFAULTS["cvae"]) | {"seed": cfg.seed}
-        if cfg.epochs is not None:
-            tkw |= {"epochs": cfg.epochs, "patience": cfg.epochs}
+        bt_cfg, bt_train = cfg.backtest_config(n_valid), cfg.backtest_train_config()
         bt_settings = {
             "backtest": dataclasses.asdict(bt_cfg),
             "model": dataclasses.asdict(CVAEConfig()),
-            "train": dataclasses.asdict(TrainConfig(**tkw)),
+            "train": dataclasses.asdict(bt_train),
         }
 
         def backtest() -> None:
             res = run_backtest(
-                lay.build, config=bt_cfg, model_config=CVAEConfig(), train_config=TrainConfig(**tkw),
+                lay.build, config=bt_cfg, model_config=CVAEConfig(), train_config=bt_train,
                 out=lay.backtest, log=say,
             )  # fmt: skip
             say(metrics_table(res.metrics))
@@ -553,20 +714,6 @@ def run_pipeline(
     report = lay.report / "report.html"
     console.print(f"[bold green]Report:[/bold green] {report.resolve()}")
     return report
-
-
-def _outputs_digest(build: Path) -> str:
-    """sha256 over every day's surfaces manifest (status, validity, outputs and their hashes): changes
-    whenever any day's tables do."""
-    h = hashlib.sha256()
-    for m in sorted((build / "days").glob("date=*/_manifest.json")):
-        try:
-            doc = json.loads(m.read_text())
-        except (OSError, ValueError):
-            doc = {}
-        keep = {k: doc.get(k) for k in ("status", "valid", "config_hash", "outputs", "code")}
-        h.update(m.parent.name.encode() + json.dumps(keep, sort_keys=True, default=str).encode())
-    return h.hexdigest()
 
 
 def _numba_available() -> bool:

@@ -220,17 +220,15 @@ def _quantiles(x: np.ndarray) -> dict[str, float]:
 def write_frames(world: World, res: dict[str, Any], folder: Path) -> dict[str, Any]:
     """PNG frames of the shocked surface (smiles per expiry, with the unshocked path dashed) and, when
     pillow is installed, an animated GIF of them. Returns what was written and any message."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from volfast._figure import new_axes
 
     folder.mkdir(parents=True, exist_ok=True)
     vs, vb, k = 100 * res["vols_shock"], 100 * res["vols_base"], world.k  # vol points
     lo, hi = float(min(vs.min(), vb.min())), float(max(vs.max(), vb.max()))
     paths = []
     for s in range(vs.shape[0]):
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=80)
+        ax = new_axes((6, 4), dpi=80)  # object API: no backend switched, no pyplot state
+        fig = ax.figure
         for e in range(vs.shape[1]):
             (line,) = ax.plot(k, vs[s, e], label=f"T={res['years'][e] * 365:.0f}d shocked")
             ax.plot(k, vb[s, e], "--", color=line.get_color(), alpha=0.6)
@@ -241,7 +239,6 @@ def write_frames(world: World, res: dict[str, Any], folder: Path) -> dict[str, A
         ax.legend(fontsize=7)
         p = folder / f"frame_{s:03d}.png"
         fig.savefig(p)
-        plt.close(fig)
         paths.append(p)
     out: dict[str, Any] = {"frames": len(paths), "gif": None, "message": ""}
     try:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from volfast.errors import VolfastError
 from volfast.pipeline.config import BuildConfig
-from volfast.pipeline.executors import TaskFn, run_tasks
+from volfast.pipeline.executors import TaskFn, failed_record, run_tasks
 from volfast.pipeline.progress import BuildProgress
+from volfast.pipeline.runner import DayJob, run_days
 from volfast.pipeline.summary import BuildSummary
 from volfast.pipeline.tasks import DayTask, day_state, resolve_stages, run_day, warmup
 
@@ -155,25 +158,6 @@ def run_build(
     t0 = time.monotonic()
 
     tasks = [DayTask(date=d, data=str(data), out=str(out), config=cfg, force=force) for d in days]
-    todo: list[DayTask] = []
-    pre: list[dict[str, Any]] = []
-    for t in tasks:
-        st = None if force else _safe_state(t)
-        if st is None:
-            todo.append(t)
-        else:  # done before: reported without a round trip to a worker
-            pre.append(
-                {
-                    "date": t.date.isoformat(),
-                    "status": "skipped" if st["status"] == "ok" else st["status"],
-                    "reasons": st["reasons"],
-                    "skipped": True,
-                    "stages": {},
-                    "warnings": [],
-                    "seed": t.seed,
-                }
-            )
-
     bar = BuildProgress(len(tasks), enabled=progress, console=console)
     done_dates: set[str] = set()
 
@@ -182,13 +166,14 @@ def run_build(
         done_dates.add(r["date"])
         bar.update(r)
 
+    def executor(todo: Sequence[DayTask], work: Any, emit: Any) -> None:
+        warm = functools.partial(warmup, cfg)
+        summary.executor = run_tasks(todo, cfg.executor, task_fn=work, on_result=emit, warm=warm)
+
     try:
         with bar:
-            for r in pre:
-                on_result(r)
-            summary.executor = run_tasks(
-                todo, cfg.executor, task_fn=task_fn, on_result=on_result, warm=lambda: warmup(cfg)
-            )
+            # the one per-day runner: days done before are reported without a round trip to a worker
+            run_days(tasks, _BuildDays(task_fn).job(), force=force, on_day=on_result, executor=executor)
     except KeyboardInterrupt:
         # The workers are stopped; finished days are complete, the others left only temporary files.
         summary.interrupted = True
@@ -203,6 +188,39 @@ def run_build(
         except OSError as exc:  # the days that finished are still reported (returned, and rendered)
             summary.write_error = f"cannot write the build summary {out_p / SUMMARY_NAME}: {exc}"
     return summary
+
+
+@dataclass(frozen=True)
+class _BuildDays:
+    """The hooks of one ``volfast build`` day for the per-day runner (:mod:`volfast.pipeline.runner`): the
+    day's state from its stages' manifests (:func:`day_state`) decides reuse here, in this process; a day
+    that must run goes to a worker as ``task_fn(task)`` (:func:`run_day`: each stage under the freshness rule,
+    a failed or invalid day's later tables removed). Picklable: workers receive it."""
+
+    task_fn: TaskFn
+
+    def job(self) -> DayJob[DayTask, dict[str, Any]]:
+        return DayJob(check=_safe_state, run=self.run, reused=_reused_record, failed=_failed_record)
+
+    def run(self, task: DayTask, why: str) -> dict[str, Any]:
+        return self.task_fn(task)
+
+
+def _reused_record(t: DayTask, st: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "date": t.date.isoformat(),
+        "status": "skipped" if st["status"] == "ok" else st["status"],
+        "reasons": st["reasons"],
+        "skipped": True,
+        "stages": {},
+        "warnings": [],
+        "seed": t.seed,
+    }
+
+
+def _failed_record(t: DayTask, exc: BaseException, why: str) -> dict[str, Any]:
+    """A day whose state could not be read (its task function reports every other failure itself)."""
+    return failed_record(t, str(exc), type(exc).__name__, getattr(exc, "filename", None))
 
 
 def _safe_state(t: DayTask) -> dict[str, Any] | None:

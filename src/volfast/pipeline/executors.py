@@ -97,18 +97,25 @@ def _environ(extra: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _worker_died(task: DayTask, attempts: int, detail: str) -> dict[str, Any]:
+def failed_record(task: DayTask, error: str, error_type: str, file: str | None = None) -> dict[str, Any]:
+    """The record of a day that failed outside its task function (the same keys as
+    :func:`~volfast.pipeline.tasks.run_day`'s)."""
     return {
         "date": task.date.isoformat(),
         "status": "failed",
         "stages": {},
         "reasons": [],
         "warnings": [],
-        "error": f"the worker process died while running this day ({attempts} attempt(s)): {detail}",
-        "error_type": "WorkerDied",
-        "file": None,
+        "error": error,
+        "error_type": error_type,
+        "file": file,
         "seed": task.seed,
     }
+
+
+def _worker_died(task: DayTask, attempts: int, detail: str) -> dict[str, Any]:
+    msg = f"the worker process died while running this day ({attempts} attempt(s)): {detail}"
+    return failed_record(task, msg, "WorkerDied")
 
 
 # -- serial ---------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 reconstruction error over time, LSTM forecast against the actual latents, the stress path, hedged against
 unhedged PnL and the backtest equity curve.
 
-matplotlib is imported lazily; every function takes ``ax=None`` (a new figure then) and returns the axes;
-nothing here calls ``plt.show()``. Inputs are plain arrays so that the functions can be tested alone.
+matplotlib is imported lazily; every function takes ``ax=None`` (a new figure then, made through the object
+API: no pyplot state, no backend switched) and returns the axes; nothing here calls ``plt.show()``. Inputs
+are plain arrays so that the functions can be tested alone.
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ __all__ = [
 def _axes(ax: Any, figsize: tuple[float, float] = (8, 3.5)) -> Any:
     if ax is not None:
         return ax
-    import matplotlib.pyplot as plt
+    from volfast._figure import new_axes
 
-    _, ax = plt.subplots(figsize=figsize)
-    return ax
+    return new_axes(figsize)
 
 
 def _dates(d: Any) -> np.ndarray:

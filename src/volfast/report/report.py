@@ -109,12 +109,9 @@ class _Page:
         self.blocks.append(block)
 
     def figure(self, name: str, fig: Any, caption: str) -> None:
-        import matplotlib.pyplot as plt
-
         p = self.folder / f"{name}.png"
         fig.tight_layout()
-        fig.savefig(p, dpi=90)
-        plt.close(fig)
+        fig.savefig(p, dpi=90)  # an object-API figure (volfast._figure): freed with its last reference
         self.image(p, caption)
 
     def image(self, path: Path, caption: str) -> None:
@@ -128,10 +125,11 @@ class _Page:
 
 
 def _subplots(n: int, ncols: int, size: tuple[float, float]) -> tuple[Any, list[Any]]:
-    import matplotlib.pyplot as plt
+    from volfast._figure import new_figure
 
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    fig = new_figure((size[0] * ncols, size[1] * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     flat = list(axes.ravel())
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -480,9 +478,7 @@ def build_report(
     Raises :class:`ReportError` when ``run`` is not a folder or holds none of the stages (the message lists
     them with their commands). Stages that are absent are listed in the report and passed to ``log``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # figures are drawn through the object API (volfast._figure): no backend is switched, no pyplot state
     say = log or (lambda s: None)
     lay = RunLayout.of(run)
     if not lay.root.is_dir():

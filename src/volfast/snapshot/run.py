@@ -10,12 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from volfast.errors import VolfastError
 from volfast.io.dbn import IngestWarning, _as_date, find_day_files, list_dates
 from volfast.io.output import (
     MANIFEST_NAME,
     begin_manifest,
-    clean_temporaries,
     day_dir,
     fail_manifest,
     write_manifest,
@@ -162,35 +160,50 @@ def snapshot_days(
     **kwargs
         Passed to :func:`volfast.take_snapshot` (cut, tz, lookback, stale_after, venues...).
     """
-    from volfast.io.freshness import check
+    from volfast.pipeline.runner import run_days
 
     settings = snapshot_settings(**kwargs)  # bad settings fail here, before any day
     days = [_as_date(d) for d in dates] if dates else list_dates(data)
-    clean_temporaries(out)
-    reports: list[DayReport] = []
-    for d in days:
-        rep = DayReport(date=d, status="failed")
-        folder = day_dir(out, d)
-        try:
-            inputs = day_inputs(data, d)
-            fresh = None if force else check(folder, stage="snapshot", config=settings, inputs=inputs)
-            if fresh:
-                rep.status, rep.folder, rep.reason = "skipped", folder, fresh.reason
-                rep.rows = sum(int(o.get("rows", 0)) for o in (fresh.manifest or {}).get("outputs", []))
-            else:
-                rep.reason = "--force" if fresh is None else fresh.reason
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", IngestWarning)  # kept in result.warnings and the manifest
-                    res = snapshot(data=data, date=d, **kwargs)
-                rep.folder = write_snapshot(res, out, settings=settings)
-                rep.status, rep.rows, rep.warnings = "ok", res.table.num_rows, list(res.warnings)
-        except (VolfastError, OSError) as exc:
-            rep.error = str(exc)
-            _fail_day(folder, settings, rep.error)
-        reports.append(rep)
-        if on_day is not None:
-            on_day(rep)
-    return reports
+    job = _SnapshotDays(Path(data), Path(out), settings, kwargs)
+    return run_days(days, job.job(), force=force, on_day=on_day, temp_root=out)
+
+
+@dataclass(frozen=True)
+class _SnapshotDays:
+    """The hooks of one ``volfast snapshot`` day for the per-day runner (:mod:`volfast.pipeline.runner`)."""
+
+    data: Path
+    out: Path
+    settings: dict[str, Any]  # the full resolved settings (the freshness rule compares them)
+    kwargs: dict[str, Any]  # as given to take_snapshot
+
+    def job(self) -> Any:
+        from volfast.pipeline.runner import DayJob
+
+        return DayJob(check=self.check, run=self.run, reused=self.reused, failed=self.failed)
+
+    def check(self, d: _dt.date) -> Any:
+        from volfast.io.freshness import check
+
+        inputs = day_inputs(self.data, d)
+        return check(day_dir(self.out, d), stage="snapshot", config=self.settings, inputs=inputs)
+
+    def reused(self, d: _dt.date, fresh: Any) -> DayReport:
+        rows = sum(int(o.get("rows", 0)) for o in (fresh.manifest or {}).get("outputs", []))
+        folder = day_dir(self.out, d)
+        return DayReport(date=d, status="skipped", folder=folder, rows=rows, reason=fresh.reason)
+
+    def run(self, d: _dt.date, why: str) -> DayReport:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", IngestWarning)  # kept in result.warnings and the manifest
+            res = snapshot(data=self.data, date=d, **self.kwargs)
+        folder = write_snapshot(res, self.out, settings=self.settings)
+        rows, warned = res.table.num_rows, list(res.warnings)
+        return DayReport(date=d, status="ok", folder=folder, rows=rows, warnings=warned, reason=why)
+
+    def failed(self, d: _dt.date, exc: BaseException, why: str) -> DayReport:
+        _fail_day(day_dir(self.out, d), self.settings, str(exc))
+        return DayReport(date=d, status="failed", error=str(exc), reason=why)
 
 
 def _fail_day(folder: Path, settings: dict[str, Any], error: str) -> None:

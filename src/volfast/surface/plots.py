@@ -1,7 +1,7 @@
 """Plots of a day's surface: a smile with bid/ask bars and its SVI fit; a heatmap of the image grid.
 
-matplotlib is imported lazily; every function takes ``ax=None`` (a new figure then) and returns the axes;
-nothing here calls ``plt.show()``.
+matplotlib is imported lazily; every function takes ``ax=None`` (a new figure then, made through the object
+API: no pyplot state, no backend switched) and returns the axes; nothing here calls ``plt.show()``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ __all__ = ["plot_day_smile", "plot_smile", "plot_surface_heatmap"]
 def _axes(ax: Any) -> Any:
     if ax is not None:
         return ax
-    import matplotlib.pyplot as plt
+    from volfast._figure import new_axes
 
-    _, ax = plt.subplots(figsize=(6, 4))
-    return ax
+    return new_axes((6, 4))
 
 
 def plot_smile(

@@ -302,45 +302,73 @@ def surfaces_day(
     threads: int | None = None,
 ) -> SurfaceDayReport:
     """One day of the surfaces stage: read ``SNAPSHOTS/date=.../``, build, write; never raises for a bad day
-    (the report says ``failed`` and why)."""
-    cfg = config or SurfaceConfig()
-    d = date if isinstance(date, _dt.date) else _dt.date.fromisoformat(str(date))
-    from volfast.io.freshness import check
+    (the report says ``failed`` and why). The same steps as every day of :func:`surfaces_days`
+    (:func:`volfast.pipeline.runner.run_one`)."""
+    from volfast.pipeline.runner import run_one
 
-    rep = SurfaceDayReport(date=d, status="failed")
-    snap = day_dir(snapshots, d)
-    folder = day_dir(Path(out) / "days", d)
-    try:
-        part = snap / PART
+    d = date if isinstance(date, _dt.date) else _dt.date.fromisoformat(str(date))
+    job = _SurfacesDays(Path(snapshots), Path(out), config or SurfaceConfig(), threads)
+    return run_one(job.job(), d, force=force)
+
+
+@dataclass(frozen=True)
+class _SurfacesDays:
+    """The hooks of one ``volfast surfaces`` day for the per-day runner (:mod:`volfast.pipeline.runner`)."""
+
+    snapshots: Path
+    out: Path
+    config: SurfaceConfig
+    threads: int | None
+
+    def job(self) -> Any:
+        from volfast.pipeline.runner import DayJob
+
+        return DayJob(check=self.check, run=self.run, reused=self.reused, failed=self.failed)
+
+    def _input(self, d: _dt.date) -> tuple[Path, str]:
+        part = day_dir(self.snapshots, d) / PART
         if not part.is_file():
             raise SurfacesError(f"{part}: missing snapshot partition")
-        name = _rel(Path(snapshots), part)
-        mcfg = _manifest_config(cfg)
-        fresh = None if force else check(folder, stage=STAGE, config=mcfg, inputs=[(name, part)])
-        if fresh:
-            m = fresh.manifest or {}
-            rep.status, rep.folder, rep.reason = "skipped", folder, m.get("reason", "")
-            rep.valid, rep.counts, rep.why = m.get("valid"), m.get("counts", {}), fresh.reason
-            return rep
-        rep.why = "--force" if fresh is None else fresh.reason
+        return part, _rel(self.snapshots, part)
+
+    def check(self, d: _dt.date) -> Any:
+        from volfast.io.freshness import check
+
+        part, name = self._input(d)
+        folder = day_dir(self.out / "days", d)
+        return check(folder, stage=STAGE, config=_manifest_config(self.config), inputs=[(name, part)])
+
+    def reused(self, d: _dt.date, fresh: Any) -> SurfaceDayReport:
+        m = fresh.manifest or {}
+        return SurfaceDayReport(
+            date=d, status="skipped", folder=day_dir(self.out / "days", d), reason=m.get("reason", ""),
+            valid=m.get("valid"), counts=m.get("counts", {}), why=fresh.reason,
+        )  # fmt: skip
+
+    def run(self, d: _dt.date, why: str) -> SurfaceDayReport:
+        from volfast.io.output import file_record
+
+        part, name = self._input(d)
+        snap = part.parent
         table, cut_ns, sdate = read_snapshot_day(snap)
         if sdate != d:
             raise SurfacesError(f"{snap / MANIFEST_NAME}: says date {sdate}, folder says {d}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             day = surface_day(
-                table, cut_ns=cut_ns, date=d, config=cfg, threads=threads, dataset=snapshot_dataset(snap)
-            )
-        from volfast.io.output import file_record
-
+                table, cut_ns=cut_ns, date=d, config=self.config, threads=self.threads,
+                dataset=snapshot_dataset(snap),
+            )  # fmt: skip
         rec = dict(file_record(part), name=name)
-        rep.folder = write_surface_day(day, out, inputs=[rec], config=mcfg)
-        rep.status, rep.valid, rep.reason = "ok", day.valid, day.reason
-        rep.counts, rep.timings, rep.warnings = day.counts, day.timings, list(day.warnings)
-    except (VolfastError, OSError) as exc:
-        rep.error = str(exc)
-        _fail_day(Path(out), d, _manifest_config(cfg), rep.error)
-    return rep
+        folder = write_surface_day(day, self.out, inputs=[rec], config=_manifest_config(self.config))
+        return SurfaceDayReport(
+            date=d, status="ok", valid=day.valid, reason=day.reason, folder=folder, counts=day.counts,
+            timings=day.timings, warnings=list(day.warnings), why=why,
+        )  # fmt: skip
+
+    def failed(self, d: _dt.date, exc: BaseException, why: str) -> SurfaceDayReport:
+        _fail_day(self.out, d, _manifest_config(self.config), str(exc))
+        return SurfaceDayReport(date=d, status="failed", error=str(exc), why=why)
 
 
 def _fail_day(out: Path, d: _dt.date, mcfg: dict[str, Any], error: str) -> None:
@@ -385,10 +413,7 @@ def surfaces_days(
         raise SurfacesError(
             f"{root}: no snapshot days (date=YYYY-MM-DD/part-0.parquet); run `volfast snapshot`"
         )
-    reports = []
-    for d in days:
-        rep = surfaces_day(root, d, out, config=config, force=force, threads=threads)
-        reports.append(rep)
-        if on_day is not None:
-            on_day(rep)
-    return reports
+    from volfast.pipeline.runner import run_days
+
+    job = _SurfacesDays(root, Path(out), config or SurfaceConfig(), threads)
+    return run_days(days, job.job(), force=force, on_day=on_day, temp_root=out)
