@@ -623,6 +623,8 @@ def fit_svi(
                 m_out,
                 int(check_points),
                 how,
+                T,
+                enf._JOINT,
             )
             for s in np.flatnonzero(todo & (how != enf.FREE)):
                 lo, hi = off[s], off[s + 1]
