@@ -28,7 +28,8 @@ surface's linear parameters at the own fits' (m, sigma) made non-decreasing in e
 checks pass and its weighted objective is within ``_FAST_TOL`` of the own fits' (most of a dense synthetic
 day's time saving: one QP per surface instead of a bounded Nelder-Mead refit per slice). Otherwise, after
 the sequential pass, the joint QP at the sequential (m, sigma) polishes its linear parameters where that
-lowers the objective (each slice's objective weighted ``1 / (4 vbar T)``, squared-vol units).
+lowers the objective (each slice's objective weighted ``1 / (4 vbar T)``, squared-vol units), and a
+feasible fast-path surface above the tolerance still replaces the result where its objective is lower.
 """
 
 from __future__ import annotations
@@ -59,10 +60,10 @@ _MAXIT_LATER = 40  # Nelder-Mead iterations of the later cutting-plane rounds (w
 # calendar and butterfly cuts. A fast path first: the joint QP at the slices' own (m, sigma) made
 # non-decreasing in expiry (isotonic regression), kept when its weighted objective is within _FAST_TOL of
 # the own fits' (a lower bound for any arbitrage-free fit); otherwise the sequential pass below, then the
-# joint QP at its (m, sigma) as a polish (kept where it lowers the objective). Measured in
-# benchmarks/RESULTS.md; False: the sequential pass alone
+# joint QP at its (m, sigma) as a polish (kept where it lowers the objective), and the lower of that and the
+# fast path's surface. Measured in benchmarks/RESULTS.md; False: the sequential pass alone
 _JOINT = True
-_FAST_TOL = 0.10
+_FAST_TOL = 0.25
 
 # how[] codes
 FREE = 0  # the slice's own (unconstrained) fit, free of arbitrage against its neighbours
@@ -472,9 +473,9 @@ def _all_free(free, bf_klo, bf_khi, sl, slope_lee, npts):
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
 def _fast_joint(k, v, wt, offsets, sl, free, lam, bf_klo, bf_khi, slope, slope_lee, rho_max, npts, P, how):
-    """The fast path: the joint QP at the own fits' (m, sigma) made non-decreasing in expiry; True (and
-    ``P``, ``how`` written) when it passes the exact checks within ``_FAST_TOL`` of the own fits'
-    objective."""
+    """The fast path: the joint QP at the own fits' (m, sigma) made non-decreasing in expiry. When it
+    passes the exact checks, writes ``P``, ``how`` and returns its weighted objective over the own fits'
+    (>= 1 up to rounding: the own fits are a lower bound); inf when it found no arbitrage-free surface."""
     nsl = sl.shape[0]
     Pm = free.copy()
     col = np.empty(nsl)
@@ -485,16 +486,14 @@ def _fast_joint(k, v, wt, offsets, sl, free, lam, bf_klo, bf_khi, slope, slope_l
     Q = np.empty((nsl, 5))
     ncut = np.zeros(1, np.int64)
     if not joint_fit(k, v, wt, offsets, sl, Pm, lam, bf_klo, bf_khi, slope, rho_max, npts, Q, ncut, False):
-        return False
-    f_own = joint_objective(k, v, wt, offsets, sl, free, lam)
-    if not joint_objective(k, v, wt, offsets, sl, Q, lam) <= (1.0 + _FAST_TOL) * f_own:
-        return False
+        return math.inf
     hw = np.empty(nsl, np.int64)
     if not _finish_joint(free, bf_klo, bf_khi, sl, slope_lee, npts, Q, hw):
-        return False
+        return math.inf
     P[:] = Q
     how[:] = hw
-    return True
+    f_own = joint_objective(k, v, wt, offsets, sl, free, lam)
+    return joint_objective(k, v, wt, offsets, sl, Q, lam) / f_own if f_own > 0.0 else math.inf
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
@@ -560,11 +559,17 @@ def enforce_surfaces(
         start = np.empty((nsl, 5))
         lam = np.empty(nsl)
         use_joint = joint and nsl >= 2 and _joint_weights(v, wt, offsets, sl, expiry, lam)
+        fast_P = np.empty((nsl, 5))
+        fast_how = np.empty(nsl, np.int64)
+        fast = math.inf
         if use_joint and not _all_free(free, bf_klo, bf_khi, sl, slope_lee, npts):
-            if _fast_joint(
-                k, v, wt, offsets, sl, free, lam, bf_klo, bf_khi, slope, slope_lee, rho_max, npts, best_P,
-                best_how,
-            ):  # fmt: skip
+            fast = _fast_joint(
+                k, v, wt, offsets, sl, free, lam, bf_klo, bf_khi, slope, slope_lee, rho_max, npts, fast_P,
+                fast_how,
+            )  # fmt: skip
+            if fast <= 1.0 + _FAST_TOL:
+                best_P[:] = fast_P
+                best_how[:] = fast_how
                 best_tot = 0.0
         for variant in range(_VARIANTS if best_tot == math.inf else 0):
             if variant == 2:
@@ -596,6 +601,15 @@ def enforce_surfaces(
                 k, v, wt, offsets, sl, free, lam, bf_klo, bf_khi, slope, slope_lee, rho_max, npts, best_P,
                 best_how,
             )  # fmt: skip
+            # a fast-path surface above the tolerance still wins where it beats the sequential one
+            if fast < math.inf:
+                bad = False
+                for j in range(nsl):
+                    bad = bad or best_how[j] == FAILED
+                f_seq = joint_objective(k, v, wt, offsets, sl, best_P, lam)
+                if bad or joint_objective(k, v, wt, offsets, sl, fast_P, lam) < f_seq:
+                    best_P[:] = fast_P
+                    best_how[:] = fast_how
         for j in range(nsl):
             if best_how[j] == FREE:
                 for c in range(5):

@@ -252,6 +252,7 @@ def qp_tridiag(H, f, ci, two, cA, cb, nc, x, z):
         z[j] = z0
     pscale = 1.0 + bscale + xs
     dscale = 1.0 + fscale
+    stuck = 0
     for it in range(_IPM_MAXIT):
         # residuals
         _ax(ci, two, cA, nc, x, ax)
@@ -283,9 +284,14 @@ def qp_tridiag(H, f, ci, two, cA, cb, nc, x, z):
         for i in range(n):
             for a in range(3):
                 azn = max(azn, abs(atz[i, a]))
-        if rpn <= _IPM_TOL * pscale and mu * nc <= _IPM_TOL * (abs(obj) + 1e-300) and rdn <= _IPM_TOL * (
-            dscale + azn
-        ):
+        primal = rpn <= _IPM_TOL * pscale and mu * nc <= _IPM_TOL * (abs(obj) + 1e-300)
+        if primal and rdn <= _IPM_TOL * (dscale + azn):
+            return it
+        # degenerate cut sets (near-duplicate or near-parallel rows at a vertex) can leave the multipliers
+        # undetermined: primal feasible, complementarity at rounding level, the dual residual stuck. The
+        # primal point is then the answer (the exact checkers, not the QP, decide feasibility)
+        stuck = stuck + 1 if primal and mu * nc <= 1e-6 * _IPM_TOL * (abs(obj) + 1e-300) else 0
+        if stuck >= 5:
             return it
         if not (math.isfinite(rpn) and math.isfinite(rdn) and math.isfinite(mu)):
             return -1
