@@ -22,6 +22,14 @@ already optimal under its one-sided bound, hence under the two-sided one.) Guara
 bounded fit passes, a slice takes its predecessor's parameters (calendar gap 0; kept only if butterfly-free
 on the slice's check interval); failing that it is reported as not arbitrage-free (``how = 3``), never as
 OK.
+
+Joint stage (``_JOINT``, default on; :mod:`._joint`): before the sequential pass, the joint QP of all the
+surface's linear parameters at the own fits' (m, sigma) made non-decreasing in expiry; kept when the exact
+checks pass and its weighted objective is within ``_FAST_TOL`` of the own fits' (most of a dense synthetic
+day's time saving: one QP per surface instead of a bounded Nelder-Mead refit per slice). Otherwise, after
+the sequential pass, the joint QP at the sequential (m, sigma) polishes its linear parameters where that
+lowers the objective (each slice's objective weighted ``1 / (4 vbar T)``, squared-vol units), and a
+feasible fast-path surface above the tolerance still replaces the result where its objective is lower.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import numba
 import numpy as np
 
 from volfast.svi._arbitrage import calendar_gap, min_g, svi_w
+from volfast.svi._joint import joint_fit, joint_objective
 from volfast.svi._quasi_explicit import Bounds, search
 
 _MAXCUT = 48  # cut points per neighbour
@@ -47,6 +56,14 @@ _VARIANTS = 1
 _NM_FTOL = 1e-7  # Nelder-Mead stopping rule of the bounded refits (relative objective, (m, log sigma))
 _NM_XTOL = 1e-4
 _MAXIT_LATER = 40  # Nelder-Mead iterations of the later cutting-plane rounds (warm, small moves)
+# the joint QP stage (:mod:`._joint`, issue 19): all slices' linear parameters at once under the exact
+# calendar and butterfly cuts. A fast path first: the joint QP at the slices' own (m, sigma) made
+# non-decreasing in expiry (isotonic regression), kept when its weighted objective is within _FAST_TOL of
+# the own fits' (a lower bound for any arbitrage-free fit); otherwise the sequential pass below, then the
+# joint QP at its (m, sigma) as a polish (kept where it lowers the objective), and the lower of that and the
+# fast path's surface. Measured in benchmarks/RESULTS.md; False: the sequential pass alone
+_JOINT = True
+_FAST_TOL = 0.25
 
 # how[] codes
 FREE = 0  # the slice's own (unconstrained) fit, free of arbitrage against its neighbours
@@ -224,6 +241,7 @@ def _pass(
     P,
     how,
     f,
+    lower_alt,
 ):
     """One sequential pass over the slices ``sl`` of a surface (increasing expiry), forward or backward.
     ``P``, ``how``, ``f`` per position in ``sl``; returns the total relative objective (sum over slices of
@@ -268,7 +286,7 @@ def _pass(
             P[j] = out
             how[j] = BOUNDED
             f[j] = sse(k[a0:a1], v[a0:a1], wt[a0:a1], out)
-        if not backward and bf_free and last >= 0 and how[last] != COPIED:
+        if lower_alt and not backward and bf_free and last >= 0 and how[last] != COPIED:
             # the alternative: keep this slice's own fit and lower its predecessor under it
             sp = sl[last]
             b0 = offsets[sp]
@@ -373,6 +391,133 @@ def _homotopy(k, v, wt, offsets, sl, free, bf_klo, bf_khi, slope, slope_lee, rho
                 P[j] = out
 
 
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def _joint_weights(v, wt, offsets, sl, expiry, lam):
+    """Each slice's weight in the joint objective, ``1 / (4 vbar T)``: its squared total-variance residuals
+    in squared-vol units (``vbar`` its weighted mean quoted variance). False without positive expiries."""
+    for j in range(sl.shape[0]):
+        s = sl[j]
+        if not expiry[s] > 0.0:
+            return False
+        sw = 0.0
+        sv = 0.0
+        for i in range(offsets[s], offsets[s + 1]):
+            sw += wt[i]
+            sv += wt[i] * v[i]
+        if not sv > 0.0:
+            return False
+        lam[j] = sw / (4.0 * sv * expiry[s])
+    return True
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def _isotonic(y, out):
+    """Least-squares non-decreasing fit of ``y`` (pool adjacent violators, equal weights)."""
+    n = y.shape[0]
+    val = np.empty(n)
+    cnt = np.empty(n, np.int64)
+    nb = 0
+    for i in range(n):
+        val[nb] = y[i]
+        cnt[nb] = 1
+        nb += 1
+        while nb > 1 and val[nb - 2] > val[nb - 1]:
+            c = cnt[nb - 2] + cnt[nb - 1]
+            val[nb - 2] = (val[nb - 2] * cnt[nb - 2] + val[nb - 1] * cnt[nb - 1]) / c
+            cnt[nb - 2] = c
+            nb -= 1
+    i = 0
+    for b in range(nb):
+        for _ in range(cnt[b]):
+            out[i] = val[b]
+            i += 1
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def _finish_joint(free, bf_klo, bf_khi, sl, slope_lee, npts, Q, hw):
+    """A joint solution ``Q`` made final: slices whose own fit passes against their (joint) neighbours get
+    it back (``FREE``, else ``BOUNDED``); then every slice and pair re-checked by the exact checkers.
+    Returns False (``Q`` unusable) when one fails."""
+    nsl = sl.shape[0]
+    for j in range(nsl):
+        s = sl[j]
+        hw[j] = BOUNDED
+        cand = free[j]
+        ok = butterfly_ok(cand, bf_klo[s], bf_khi[s], slope_lee, npts)
+        if ok and j > 0:
+            ok = calendar_gap(cand, Q[j - 1])[0] >= 0.0
+        if ok and j < nsl - 1:
+            ok = calendar_gap(Q[j + 1], cand)[0] >= 0.0
+        if ok:
+            Q[j] = cand
+            hw[j] = FREE
+    for j in range(nsl):
+        s = sl[j]
+        if not butterfly_ok(Q[j], bf_klo[s], bf_khi[s], slope_lee, npts):
+            return False
+        if j > 0 and not calendar_gap(Q[j], Q[j - 1])[0] >= 0.0:
+            return False
+    return True
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def _all_free(free, bf_klo, bf_khi, sl, slope_lee, npts):
+    """True when the own fits are already free of butterfly and calendar arbitrage."""
+    for j in range(sl.shape[0]):
+        if not butterfly_ok(free[j], bf_klo[sl[j]], bf_khi[sl[j]], slope_lee, npts):
+            return False
+        if j > 0 and not calendar_gap(free[j], free[j - 1])[0] >= 0.0:
+            return False
+    return True
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def _fast_joint(k, v, wt, offsets, sl, free, lam, bf_klo, bf_khi, slope, slope_lee, rho_max, npts, P, how):
+    """The fast path: the joint QP at the own fits' (m, sigma) made non-decreasing in expiry. When it
+    passes the exact checks, writes ``P``, ``how`` and returns its weighted objective over the own fits'
+    (>= 1 up to rounding: the own fits are a lower bound); inf when it found no arbitrage-free surface."""
+    nsl = sl.shape[0]
+    Pm = free.copy()
+    col = np.empty(nsl)
+    _isotonic(free[:, 3].copy(), col)
+    Pm[:, 3] = col
+    _isotonic(free[:, 4].copy(), col)
+    Pm[:, 4] = col
+    Q = np.empty((nsl, 5))
+    ncut = np.zeros(1, np.int64)
+    if not joint_fit(k, v, wt, offsets, sl, Pm, lam, bf_klo, bf_khi, slope, rho_max, npts, Q, ncut, False):
+        return math.inf
+    hw = np.empty(nsl, np.int64)
+    if not _finish_joint(free, bf_klo, bf_khi, sl, slope_lee, npts, Q, hw):
+        return math.inf
+    P[:] = Q
+    how[:] = hw
+    f_own = joint_objective(k, v, wt, offsets, sl, free, lam)
+    return joint_objective(k, v, wt, offsets, sl, Q, lam) / f_own if f_own > 0.0 else math.inf
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
+def _polish(k, v, wt, offsets, sl, free, lam, bf_klo, bf_khi, slope, slope_lee, rho_max, npts, P, how):
+    """The joint QP at the (m, sigma) of the feasible surface ``P`` (the sequential pass's), its binding
+    points seeding the cuts. Replaces ``P`` only when every slice passes the exact checks and the weighted
+    objective drops."""
+    nsl = sl.shape[0]
+    for j in range(nsl):
+        if how[j] == FAILED:
+            return
+    Q = np.empty((nsl, 5))
+    ncut = np.zeros(1, np.int64)
+    if not joint_fit(k, v, wt, offsets, sl, P, lam, bf_klo, bf_khi, slope, rho_max, npts, Q, ncut, True):
+        return
+    if not joint_objective(k, v, wt, offsets, sl, Q, lam) < joint_objective(k, v, wt, offsets, sl, P, lam):
+        return
+    hw = np.empty(nsl, np.int64)
+    if not _finish_joint(free, bf_klo, bf_khi, sl, slope_lee, npts, Q, hw):
+        return
+    P[:] = Q
+    how[:] = hw
+
+
 @numba.njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
 def enforce_surfaces(
     k,
@@ -391,6 +536,8 @@ def enforce_surfaces(
     m_out,
     npts,
     how,
+    expiry,
+    joint,
 ):
     """Arbitrage-free fits of every surface (prange over surfaces). ``order`` lists the fitted slices
     surface by surface (CSR ``surf_offsets``) in increasing expiry; ``params`` holds their unconstrained
@@ -410,7 +557,21 @@ def enforce_surfaces(
         best_how = np.empty(nsl, np.int64)
         best_tot = math.inf
         start = np.empty((nsl, 5))
-        for variant in range(_VARIANTS):
+        lam = np.empty(nsl)
+        use_joint = joint and nsl >= 2 and _joint_weights(v, wt, offsets, sl, expiry, lam)
+        fast_P = np.empty((nsl, 5))
+        fast_how = np.empty(nsl, np.int64)
+        fast = math.inf
+        if use_joint and not _all_free(free, bf_klo, bf_khi, sl, slope_lee, npts):
+            fast = _fast_joint(
+                k, v, wt, offsets, sl, free, lam, bf_klo, bf_khi, slope, slope_lee, rho_max, npts, fast_P,
+                fast_how,
+            )  # fmt: skip
+            if fast <= 1.0 + _FAST_TOL:
+                best_P[:] = fast_P
+                best_how[:] = fast_how
+                best_tot = 0.0
+        for variant in range(_VARIANTS if best_tot == math.inf else 0):
             if variant == 2:
                 # the homotopy start, then made feasible by a forward pass
                 _homotopy(
@@ -424,7 +585,7 @@ def enforce_surfaces(
             f = np.zeros(nsl)
             tot = _pass(
                 k, v, wt, offsets, sl, start, bf_klo, bf_khi, slope, slope_lee, rho_max, maxit, m_out, npts,
-                variant == 1, P, hw, f,
+                variant == 1, P, hw, f, True,
             )  # fmt: skip
             if tot < best_tot:
                 best_tot = tot
@@ -435,6 +596,20 @@ def enforce_surfaces(
                 allfree = allfree and hw[j] == FREE
             if variant == 0 and allfree:
                 break
+        if use_joint and best_tot > 0.0:
+            _polish(
+                k, v, wt, offsets, sl, free, lam, bf_klo, bf_khi, slope, slope_lee, rho_max, npts, best_P,
+                best_how,
+            )  # fmt: skip
+            # a fast-path surface above the tolerance still wins where it beats the sequential one
+            if fast < math.inf:
+                bad = False
+                for j in range(nsl):
+                    bad = bad or best_how[j] == FAILED
+                f_seq = joint_objective(k, v, wt, offsets, sl, best_P, lam)
+                if bad or joint_objective(k, v, wt, offsets, sl, fast_P, lam) < f_seq:
+                    best_P[:] = fast_P
+                    best_how[:] = fast_how
         for j in range(nsl):
             if best_how[j] == FREE:
                 for c in range(5):

@@ -420,10 +420,12 @@ def fit_svi(
         beyond) and of calendar arbitrage against the previous usable slice of its surface for every real
         k, by construction and as confirmed by the exact checkers (:func:`check_butterfly_exact`,
         :func:`check_calendar_exact`). A slice whose own best fit (``m`` among its quotes) already passes
-        is OK; otherwise it is fitted under the constraints (calendar bounds as cutting planes inside the
-        quasi-explicit solve, butterfly as an exact-checked penalty; see :mod:`volfast.svi._enforce`) and
-        is REPAIRED; ARBITRAGE where no arbitrage-free fit was found. False: independent unconstrained fits
-        (``max_wing_slope`` as given, ``m`` free), flagged by the same exact checkers.
+        is OK; otherwise it is fitted under the constraints (all slices of a surface jointly as one QP in
+        their linear parameters, or one after another with calendar bounds as cutting planes inside the
+        quasi-explicit solve and butterfly as an exact-checked penalty; see :mod:`volfast.svi._enforce`
+        and :mod:`volfast.svi._joint`) and is REPAIRED; ARBITRAGE where no arbitrage-free fit was found.
+        False: independent unconstrained fits (``max_wing_slope`` as given, ``m`` free), flagged by the
+        same exact checkers.
     robust : bool
         Huber IRLS (c = 1.345 on the MAD scale) against stray quotes.
     max_wing_slope : float
@@ -623,6 +625,8 @@ def fit_svi(
                 m_out,
                 int(check_points),
                 how,
+                T,
+                enf._JOINT,
             )
             for s in np.flatnonzero(todo & (how != enf.FREE)):
                 lo, hi = off[s], off[s + 1]
