@@ -113,8 +113,10 @@ def _factor(Bd, Bs, n, Ld, Ls):
         if i > 0:
             for a in range(3):
                 for b in range(3):
-                    S[a, b] -= Ls[i - 1, a, 0] * Ls[i - 1, b, 0] + Ls[i - 1, a, 1] * Ls[i - 1, b, 1] + (
-                        Ls[i - 1, a, 2] * Ls[i - 1, b, 2]
+                    S[a, b] -= (
+                        Ls[i - 1, a, 0] * Ls[i - 1, b, 0]
+                        + Ls[i - 1, a, 1] * Ls[i - 1, b, 1]
+                        + (Ls[i - 1, a, 2] * Ls[i - 1, b, 2])
                     )
         if not _chol3(S, Ld[i]):
             return False
