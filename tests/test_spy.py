@@ -485,7 +485,7 @@ def test_occ_symbols_round_trip_on_the_real_spy_symbology(shared_dbn: Path) -> N
 
 @pytest.mark.slow
 def test_spy_days_go_through_build_train_and_the_report(tmp_path: Path) -> None:
-    """40 synthetic SPY days as a user's own DBN folder: the demo's whole job (build, train, stress, hedge,
+    """20 synthetic SPY days as a user's own DBN folder: the demo's whole job (build, train, stress, hedge,
     backtest, report) runs on them with no OPRA-specific setting."""
     import io
     import json
@@ -497,13 +497,13 @@ def test_spy_days_go_through_build_train_and_the_report(tmp_path: Path) -> None:
     from volfast.synth.spy import generate_spy_days
 
     data = tmp_path / "dbn"
-    generate_spy_days(dt.date(2024, 1, 2), 40, data, seed=2)
+    generate_spy_days(dt.date(2024, 1, 2), 20, data, seed=2)
     cfg = DemoConfig(data=str(data), seed=1, epochs=6, executor="serial", stress_steps=6, mc_scenarios=100)
     report = run_pipeline(tmp_path / "run", cfg, console=Console(file=io.StringIO(), width=160))
     lay = RunLayout.of(tmp_path / "run")
     assert report.is_file() and lay.missing() == []
     summary = json.loads((lay.build / "build-summary.json").read_text())
-    assert summary["counts"]["ok"] == 40  # every day valid with defaults
+    assert summary["counts"]["ok"] == 20  # every day valid with defaults
 
 
 # -- de-Americanisation ----------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def american_prices(
     AmericanPrices
         ``european`` is Black-76 on the forward ``(spot - PV(dividends to T)) / D``.
     """
-    from volfast.forward._american_numba import early_exercise_premium
+    from volfast.forward.american import lattice_premiums
 
     K = np.ascontiguousarray(strike, dtype=np.float64)
     T = np.ascontiguousarray(np.broadcast_to(expiry_years, K.shape), dtype=np.float64)
@@ -93,44 +93,22 @@ def american_prices(
         ),
         dtype=np.float64,
     )
-    # calls see no early exercise without a dividend before expiry (r >= 0): skip their lattice
-    need = ~call | inside.any(axis=1) | (r < 0)
-    idx = np.flatnonzero(need)
-    prem = np.zeros(K.size)
-    if idx.size:
-        counts = inside[idx].sum(axis=1)
-        offsets = np.zeros(idx.size + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        rows, cols = np.nonzero(inside[idx])
-        args = (
-            np.ascontiguousarray(s_star[idx]),
-            np.ascontiguousarray(K[idx]),
-            np.ascontiguousarray(T[idx]),
-            np.ascontiguousarray(sig[idx]),
-            np.ascontiguousarray(r[idx]),
-            np.ascontiguousarray(call[idx]),
-            offsets,
-            np.ascontiguousarray(dt_[cols]),
-            np.ascontiguousarray(da[cols]),
-        )
-        fine, coarse = _odd(n_steps), _odd(n_steps // 2)
-        am = np.empty(idx.size)
-        eu = np.empty(idx.size)
-        early_exercise_premium(*args, fine, am, eu)
-        p_fine = am - eu
-        # the Leisen-Reimer premium converges about as 1/N: Richardson-extrapolate from N and N/2 steps (with
-        # ex-dates between grid points the convergence is less even; measured, the extrapolation still helps)
-        am_c = np.empty(idx.size)
-        eu_c = np.empty(idx.size)
-        early_exercise_premium(*args, coarse, am_c, eu_c)
-        w = fine / (fine - coarse)
-        p_fine = w * p_fine - (w - 1.0) * (am_c - eu_c)
-        prem[idx] = np.maximum(p_fine, 0.0)
+    # the lattice is the pipeline's own (forward.american.lattice_premiums: calls without a dividend before
+    # expiry get none; Richardson from n_steps and half as many); a dividend paid exactly at expiry is in the
+    # forward but, ex at the expiry instant, gives no early-exercise right, as there
+    prem = lattice_premiums(
+        prepaid_forward=s_star,
+        strike=K,
+        expiry_years=T,
+        vol=sig,
+        is_call=call,
+        discount_factor=D,
+        dividend_times=dt_,
+        dividend_amounts=da,
+        n_steps=n_steps,
+    )
     amer = euro + prem
     intrinsic = np.where(call, spot - K, K - spot)
     amer = np.maximum(amer, intrinsic)
     return AmericanPrices(amer, euro, amer - euro)
 
-
-def _odd(n: int) -> int:
-    return n if n % 2 == 1 else n + 1
