@@ -10,6 +10,7 @@ spread_P^2)); vols are Black-76 (``volfast.implied_vol``) of the out-of-the-mone
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,9 @@ import pandas as pd
 import volfast
 
 REPO = Path(__file__).resolve().parents[1]
-SPX_CSV = REPO.parent / "shared" / "data" / "chains" / "spx_cboe_20251001" / "spx_20251001_close_chain_tidy.csv"  # noqa: E501
+# the shared data folder: $VOLFAST_SHARED_DATA where set, else ``<repo>/../shared/data``
+SHARED_DATA = Path(os.environ.get("VOLFAST_SHARED_DATA") or REPO.parent / "shared" / "data")
+SPX_CSV = SHARED_DATA / "chains" / "spx_cboe_20251001" / "spx_20251001_close_chain_tidy.csv"
 ASOF = pd.Timestamp("2025-10-01 16:15", tz="America/New_York")
 
 
