@@ -247,6 +247,16 @@ def test_a_changed_demo_setting_recomputes_only_the_stages_it_reaches(tmp_path: 
     run("days=3", "surfaces.arbitrage=check")
     m = json.loads(data_m.read_text())
     assert m["recomputed_because"] == "settings changed: days 2 -> 3"
+    # fewer days again: the third day leaves the data and every build table, so nothing downstream sees it
+    from volfast.io.dbn import list_dates
+
+    assert run("days=2", "surfaces.arbitrage=check")["counts"]["skipped"] == 2
+    assert [d.isoformat() for d in list_dates(tmp_path / "data")] == ["2024-01-02", "2024-01-03"]
+    for table in ("snapshots", "days", "grids", "svi", "forwards", "quotes"):
+        assert sorted(p.name for p in (tmp_path / "build" / table).glob("date=*")) == [
+            "date=2024-01-02",
+            "date=2024-01-03",
+        ], table
 
 
 def test_demo_builds_a_dbn_folder_in_place(tmp_path: Path) -> None:

@@ -532,8 +532,11 @@ def run_pipeline(
 
             def synth() -> None:
                 from volfast.synth import generate_days
+                from volfast.synth.calendar import trading_days
 
-                generate_days(dt.date.fromisoformat(cfg.start), cfg.days, data, seed=cfg.seed, scale="small")
+                first = dt.date.fromisoformat(cfg.start)
+                keep_only_days(data, set(trading_days(first, cfg.days)))  # fewer or other days: the rest go
+                generate_days(first, cfg.days, data, seed=cfg.seed, scale="small")
 
             staged(
                 "data",
@@ -548,8 +551,12 @@ def run_pipeline(
             progress.advance(task)
 
         # build: always run; its own per-day freshness rule (manifests, through the per-day runner) decides
-        # what is reused, so an interrupted or changed day is redone and a finished one costs a manifest read
+        # what is reused, so an interrupted or changed day is redone and a finished one costs a manifest read;
+        # the demo's build holds exactly the days of its data (a day no longer there loses its tables)
+        from volfast.io.dbn import list_dates
         from volfast.pipeline import run_build
+
+        keep_only_days(lay.build, set(list_dates(data)))
 
         progress.update(task, description="build")
         t0 = time.perf_counter()
@@ -714,6 +721,39 @@ def run_pipeline(
     report = lay.report / "report.html"
     console.print(f"[bold green]Report:[/bold green] {report.resolve()}")
     return report
+
+
+def keep_only_days(root: Path, dates: set[dt.date]) -> list[Path]:
+    """Remove from a folder the demo owns every day that is not in ``dates``: batch-named DBN day files
+    (``<dataset>-YYYYMMDD.<schema>.dbn.zst`` and their sidecars) directly under ``root``, and
+    ``date=YYYY-MM-DD`` partitions one level down (a build's tables). Returns what went. Lowering ``--days``
+    (or moving ``start``) thus leaves no day behind for the build or the models to pick up."""
+    import re
+    import shutil
+
+    if not root.is_dir():
+        return []
+    gone: list[Path] = []
+    stamp = re.compile(r"-(\d{8})\.")
+    for f in sorted(root.iterdir()):
+        m = stamp.search(f.name) if f.is_file() else None
+        if m:
+            try:
+                day = dt.datetime.strptime(m.group(1), "%Y%m%d").date()
+            except ValueError:
+                continue
+            if day not in dates:
+                f.unlink()
+                gone.append(f)
+    for part in sorted(root.glob("*/date=*")):
+        try:
+            day = dt.date.fromisoformat(part.name[5:])
+        except ValueError:
+            continue
+        if day not in dates and part.is_dir():
+            shutil.rmtree(part)
+            gone.append(part)
+    return gone
 
 
 def _numba_available() -> bool:
