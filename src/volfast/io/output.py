@@ -25,8 +25,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from volfast.errors import VolfastError
+
 __all__ = [
     "MANIFEST_NAME",
+    "OutputWriteError",
     "atomic_path",
     "atomic_write_bytes",
     "begin_manifest",
@@ -41,6 +44,14 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "_manifest.json"
+
+
+class OutputWriteError(VolfastError, OSError):
+    """Writing an output failed (full disk, permissions...); names the file that was being written."""
+
+    def __init__(self, path: str | os.PathLike[str], cause: BaseException) -> None:
+        self.path = Path(path)
+        super().__init__(getattr(cause, "errno", None), f"cannot write {self.path}: {cause}")
 
 
 def day_dir(out: str | os.PathLike[str], date: _dt.date | str) -> Path:

@@ -34,6 +34,7 @@ from typing import Any
 
 from volfast.errors import VolfastError
 from volfast.io.freshness import Freshness
+from volfast.io.output import OutputWriteError
 from volfast.pipeline.config import BuildConfig
 
 __all__ = [
@@ -56,14 +57,6 @@ MANIFEST = "_manifest.json"
 
 class StageUnavailable(VolfastError, RuntimeError):
     """A configured stage is not part of this volfast build (raised before any day runs)."""
-
-
-class OutputWriteError(VolfastError, OSError):
-    """Writing a day's output failed (full disk, permissions...); names the file that was being written."""
-
-    def __init__(self, path: str | os.PathLike[str], cause: BaseException) -> None:
-        self.path = Path(path)
-        super().__init__(getattr(cause, "errno", None), f"cannot write {self.path}: {cause}")
 
 
 def day_seed(seed: int, date: _dt.date) -> int:
@@ -181,41 +174,17 @@ def _snapshot_validity(table: Any) -> list[str]:
 
 def _snapshot_run(task: DayTask) -> StageOutcome:
     from volfast.io.dbn import IngestWarning
-    from volfast.io.output import begin_manifest, file_record, write_manifest, write_parquet_atomic
     from volfast.snapshot import take_snapshot
+    from volfast.snapshot.run import write_snapshot
 
-    folder = snapshot_folder(task.out, task.date)
     settings = task.config.stage_config("snapshot")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IngestWarning)  # kept in res.warnings and the manifest
         res = take_snapshot(data=task.data, date=task.date, **task.config.snapshot.kwargs())
     reasons = _snapshot_validity(res.table)
-    part = folder / PART_NAME
-    target = folder / MANIFEST
-    try:
-        # Whenever a manifest says complete, it describes the files beside it: "running" until then.
-        begin_manifest(folder, stage="snapshot", config=settings)
-        target = part
-        write_parquet_atomic(res.table, part)
-        target = folder / MANIFEST
-        write_manifest(
-            folder,
-            stage="snapshot",
-            config=settings,
-            inputs=list(res.inputs),  # list[Mapping] for write_manifest's signature
-            outputs=[dict(file_record(part), rows=res.table.num_rows)],
-            counts=res.counts,
-            warnings=res.warnings,
-            extra={
-                "date": task.date.isoformat(),
-                "schema": "snapshot/1",
-                "cut_ns": res.cut_ns,
-                "resolved": res.config,
-                **_build_block(task, reasons),
-            },
-        )
-    except OSError as exc:
-        raise OutputWriteError(target, exc) from exc
+    folder = write_snapshot(
+        res, Path(task.out) / SNAPSHOTS_DIR, settings=settings, extra=_build_block(task, reasons)
+    )
     counts = {k: v for k, v in res.counts.items() if isinstance(v, (int, float, str))}
     return StageOutcome(folder, res.table.num_rows, counts, list(res.warnings), reasons)
 

@@ -82,42 +82,59 @@ def day_inputs(data: str | os.PathLike[str], date: _dt.date) -> list[tuple[str, 
 
 
 def write_snapshot(
-    result: SnapshotResult, out: str | os.PathLike[str], *, settings: dict[str, Any] | None = None
+    result: SnapshotResult,
+    out: str | os.PathLike[str],
+    *,
+    settings: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``OUT/date=YYYY-MM-DD/part-0.parquet`` and its ``_manifest.json``, each atomically.
 
     The manifest is first marked ``running``, the Parquet file is renamed into place, and the final manifest
     comes last, so a day whose manifest says ``complete`` is complete. ``settings``: the full resolved
-    settings the freshness rule compares (default: the result's own resolved config).
+    settings the freshness rule compares (default: the result's own resolved config); ``extra``: more
+    manifest fields (the build's validity block). One writer for ``volfast snapshot`` and the build.
 
     Returns
     -------
     pathlib.Path
         The day folder.
+
+    Raises
+    ------
+    OutputWriteError
+        A file could not be written (full disk, permissions); names the file.
     """
     if result.date is None:
         raise ValueError("the snapshot has no date")
-    from volfast.io.output import file_record
+    from volfast.io.output import OutputWriteError, file_record
 
     folder = day_dir(out, result.date)
     cfg = settings if settings is not None else result.config
-    begin_manifest(folder, stage="snapshot", config=cfg)
-    part = write_parquet_atomic(result.table, folder / PART_NAME)
-    write_manifest(
-        folder,
-        stage="snapshot",
-        config=cfg,
-        inputs=result.inputs,
-        outputs=[dict(file_record(part), rows=result.table.num_rows)],
-        counts=result.counts,
-        warnings=result.warnings,
-        extra={
-            "date": result.date.isoformat(),
-            "schema": "snapshot/1",
-            "cut_ns": result.cut_ns,
-            "resolved": result.config,
-        },
-    )
+    target = folder / MANIFEST_NAME
+    try:
+        begin_manifest(folder, stage="snapshot", config=cfg)
+        target = folder / PART_NAME
+        part = write_parquet_atomic(result.table, target)
+        target = folder / MANIFEST_NAME
+        write_manifest(
+            folder,
+            stage="snapshot",
+            config=cfg,
+            inputs=list(result.inputs),
+            outputs=[dict(file_record(part), rows=result.table.num_rows)],
+            counts=result.counts,
+            warnings=result.warnings,
+            extra={
+                "date": result.date.isoformat(),
+                "schema": "snapshot/1",
+                "cut_ns": result.cut_ns,
+                "resolved": result.config,
+                **(extra or {}),
+            },
+        )
+    except OSError as exc:
+        raise OutputWriteError(target, exc) from exc
     return folder
 
 

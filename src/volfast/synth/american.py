@@ -111,4 +111,3 @@ def american_prices(
     intrinsic = np.where(call, spot - K, K - spot)
     amer = np.maximum(amer, intrinsic)
     return AmericanPrices(amer, euro, amer - euro)
-
