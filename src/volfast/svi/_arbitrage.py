@@ -269,6 +269,20 @@ def _golden_gap(x0, x1, hi, lo):
 
 
 @numba.njit(cache=True, fastmath=False, error_model="numpy")
+def crossing_intervals(hi, lo, roots):
+    """The crossing candidates of two slices into ``roots`` (length 4) and the search window around them:
+    returns ``(n, left, right, centre)`` with ``n >= 0`` candidates; the intervals between ``left``,
+    the candidates and ``right`` are where ``w_hi - w_lo`` keeps one sign at most once each (past the window
+    the wings decide)."""
+    nr = crossing_candidates(hi, lo, roots)
+    span = 1.0 + 10.0 * max(hi[4], lo[4]) + abs(hi[3] - lo[3])
+    centre = 0.5 * (hi[3] + lo[3])
+    if nr <= 0:
+        return 0, centre - span, centre + span, centre
+    return nr, roots[0] - span, roots[nr - 1] + span, centre
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")
 def calendar_gap(hi, lo):
     """``min_k w_hi(k) - w_lo(k)`` over the whole real line and a ``k`` where it is reached (the most
     violating crossing interval's minimum when negative). ``-inf`` when a wing of ``w_hi`` is less steep
@@ -281,15 +295,7 @@ def calendar_gap(hi, lo):
     if sl < -tol:
         return -math.inf, -math.inf
     roots = np.empty(4)
-    nr = crossing_candidates(hi, lo, roots)
-    span = 1.0 + 10.0 * max(hi[4], lo[4]) + abs(hi[3] - lo[3])
-    centre = 0.5 * (hi[3] + lo[3])
-    if nr <= 0:
-        left = centre - span
-        right = centre + span
-    else:
-        left = roots[0] - span
-        right = roots[nr - 1] + span
+    nr, left, right, centre = crossing_intervals(hi, lo, roots)
     best, bk = _golden_gap(left, roots[0] if nr > 0 else right, hi, lo)
     for i in range(nr):
         x1 = roots[i + 1] if i + 1 < nr else right

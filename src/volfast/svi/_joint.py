@@ -40,7 +40,7 @@ import math
 import numba
 import numpy as np
 
-from volfast.svi._arbitrage import _golden_gap, calendar_gap, crossing_candidates, min_g, svi_w
+from volfast.svi._arbitrage import _golden_gap, calendar_gap, crossing_intervals, min_g, svi_w
 
 _IPM_MAXIT = 80
 _IPM_TOL = 1e-11  # relative primal/dual residuals and complementarity at which the IPM stops
@@ -452,16 +452,7 @@ def calendar_violations(hi, lo, out_k):
     below 0: its deepest point into ``out_k`` (length >= 5). Returns how many (0: calendar-free for all k,
     the asymptotic slopes aside)."""
     roots = np.empty(4)
-    nr = crossing_candidates(hi, lo, roots)
-    span = 1.0 + 10.0 * max(hi[4], lo[4]) + abs(hi[3] - lo[3])
-    centre = 0.5 * (hi[3] + lo[3])
-    if nr <= 0:
-        left = centre - span
-        right = centre + span
-        nr = 0
-    else:
-        left = roots[0] - span
-        right = roots[nr - 1] + span
+    nr, left, right, _ = crossing_intervals(hi, lo, roots)
     nv = 0
     x0 = left
     for i in range(nr + 1):
