@@ -95,9 +95,9 @@ def test_cli_bench_json(tmp_path: Path) -> None:
         (["bench", "gpu"], 2, "'gpu' is not one of 'iv', 'svi', 'snapshot', 'day', 'all'"),
         (["bench", "iv", "--threads", "0"], 2, "Invalid value for '--threads'"),
         (
-            ["bench", "iv", "--quotes", "100", "--json", "/nonexistent-dir/x.json"],
+            ["bench", "iv", "--quotes", "100", "--json", "/dev/null/x.json"],
             1,
-            "--json /nonexistent-dir",
+            "--json /dev/null/x.json: cannot write",
         ),
     ],
 )

@@ -383,7 +383,8 @@ def run_hedge(
     """``volfast hedge``: energy from the run's encoder + LSTM (threshold on the training period), the put
     rule evaluated on the test period only; writes ``OUT/hedge.parquet`` (daily PnL), ``OUT/hedge.json``."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from volfast.io.output import write_parquet_atomic
 
     say = log or (lambda s: None)
     e_over = [o for o in overrides if o.strip().startswith("energy.")]
@@ -424,7 +425,7 @@ def run_hedge(
     cols = {k: sim[k] for k in ("unhedged", "hedged", "put_pnl", "costs", "premium", "contracts")}
     e_by = {np.datetime64(d, "D"): e for d, e in zip(en.dates, en.energy, strict=True)}
     cols["energy"] = np.array([e_by.get(np.datetime64(d, "D"), np.nan) for d in days])
-    pq.write_table(pa.table({"date": days.astype("datetime64[D]")} | cols), folder / "hedge.parquet")
+    write_parquet_atomic(pa.table({"date": days.astype("datetime64[D]")} | cols), folder / "hedge.parquet")
     summary = {
         "config": dataclasses.asdict(cfg),
         "energy": dataclasses.asdict(ecfg) | {"threshold": en.threshold},

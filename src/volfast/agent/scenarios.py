@@ -496,8 +496,8 @@ def run_scenarios(
     :class:`~volfast.agent.hedge.HedgeConfig` (as for ``volfast hedge``). Writes ``OUT/scenarios.parquet``
     (per-scenario totals, dollars) and ``OUT/scenarios.json`` (calibration and distributions)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
+    from volfast.io.output import write_parquet_atomic
     from volfast.synth.calendar import trading_days
 
     say = log or (lambda s: None)
@@ -633,6 +633,6 @@ def run_scenarios(
             f"${sm['hedged']['q05']:,.0f}/${sm['hedged']['q50']:,.0f}; hedge pays in "
             f"{sm['p_hedge_pays']:.0%} of hedged scenarios; mean spread ${sm['mean_spread_cost']:,.0f}"
         )
-    pq.write_table(pa.concat_tables(tables), folder / "scenarios.parquet")
+    write_parquet_atomic(pa.concat_tables(tables), folder / "scenarios.parquet")
     write_json(folder / "scenarios.json", summary)
     return summary

@@ -221,6 +221,7 @@ def write_frames(world: World, res: dict[str, Any], folder: Path) -> dict[str, A
     """PNG frames of the shocked surface (smiles per expiry, with the unshocked path dashed) and, when
     pillow is installed, an animated GIF of them. Returns what was written and any message."""
     from volfast._figure import new_axes
+    from volfast.io.output import atomic_path
 
     folder.mkdir(parents=True, exist_ok=True)
     vs, vb, k = 100 * res["vols_shock"], 100 * res["vols_base"], world.k  # vol points
@@ -238,7 +239,8 @@ def write_frames(world: World, res: dict[str, Any], folder: Path) -> dict[str, A
         ax.set_title(f"stress from {res['date']}: step {s} (dashed: unshocked)")
         ax.legend(fontsize=7)
         p = folder / f"frame_{s:03d}.png"
-        fig.savefig(p)
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, format="png")
         paths.append(p)
     out: dict[str, Any] = {"frames": len(paths), "gif": None, "message": ""}
     try:
@@ -248,7 +250,8 @@ def write_frames(world: World, res: dict[str, Any], folder: Path) -> dict[str, A
         return out
     imgs = [Image.open(p).convert("P", palette=Image.Palette.ADAPTIVE) for p in paths]
     gif = folder.parent / "stress.gif"
-    imgs[0].save(gif, save_all=True, append_images=imgs[1:], duration=120, loop=0)
+    with atomic_path(gif) as tmp:
+        imgs[0].save(tmp, format="GIF", save_all=True, append_images=imgs[1:], duration=120, loop=0)
     out["gif"] = str(gif)
     return out
 
@@ -268,7 +271,8 @@ def run_stress(
     ``OUT/scenarios.parquet`` (Monte Carlo feature moves and grids), ``OUT/frames/*.png``, ``OUT/stress.gif``
     and ``OUT/stress.json`` (config, half-lives, distributions). Returns the summary."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from volfast.io.output import write_parquet_atomic
 
     say = log or (lambda s: None)
     cfg = load_section(StressConfig, "stress", config_path, overrides)
@@ -287,7 +291,7 @@ def run_stress(
     cols: dict[str, Any] = {"step": np.tile(np.arange(n), 2), "path": ["shock"] * n + ["base"] * n}
     for kf in ("atm", "skew", "term"):
         cols[kf] = np.concatenate([res["features_shock"][kf], res["features_base"][kf]])
-    pq.write_table(pa.table(cols), folder / "path.parquet")
+    write_parquet_atomic(pa.table(cols), folder / "path.parquet")
     e_n, k_n = res["vols_shock"].shape[1:]
     st, ii, jj = np.meshgrid(np.arange(n), np.arange(e_n), np.arange(k_n), indexing="ij")
     surf = {
@@ -298,7 +302,7 @@ def run_stress(
         "log_moneyness": np.tile(world.k[jj.ravel()], 2),
         "vol": np.concatenate([res["vols_shock"].ravel(), res["vols_base"].ravel()]),
     }
-    pq.write_table(pa.table(surf), folder / "surfaces.parquet")
+    write_parquet_atomic(pa.table(surf), folder / "surfaces.parquet")
     summary: dict[str, Any] = {
         "config": dataclasses.asdict(cfg),
         "run": str(Path(run).resolve()),
@@ -323,7 +327,7 @@ def run_stress(
         flat = mc["vols"].reshape(sn, -1)
         for c in range(flat.shape[1]):
             tab[f"vol_{c // k_n}_{c % k_n}"] = flat[:, c]
-        pq.write_table(pa.table(tab), folder / "scenarios.parquet")
+        write_parquet_atomic(pa.table(tab), folder / "scenarios.parquet")
         summary["monte_carlo"] = {
             "source": cfg.mc_source,
             "scenarios": sn,

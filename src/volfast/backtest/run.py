@@ -181,18 +181,24 @@ def metrics_table(metrics: dict[str, dict[str, Any]]) -> str:
 def _write(
     out: Path, res: BacktestResult, cfg: BacktestConfig, mcfg: Any, tcfg: Any, run: Path, model: Any
 ) -> None:
+    from volfast.io.output import atomic_write_bytes
+
+    def text(name: str, body: str) -> None:  # every file through the one atomic write
+        atomic_write_bytes(out / name, body.encode())
+
     out.mkdir(parents=True, exist_ok=True)
-    res.engine.daily.to_csv(out / "daily.csv", index=False)
-    res.engine.trades.to_csv(out / "trades.csv", index=False)
-    res.decisions.to_csv(out / "signals.csv", index=False)
-    (out / "metrics.json").write_text(
+    text("daily.csv", res.engine.daily.to_csv(index=False))
+    text("trades.csv", res.engine.trades.to_csv(index=False))
+    text("signals.csv", res.decisions.to_csv(index=False))
+    text(
+        "metrics.json",
         json.dumps(
             {"periods": res.metrics, "fits": res.signal.fits, "half_life_days": res.half_life},
             indent=2,
             default=str,
-        )  # fmt: skip
+        ),
     )
-    (out / "metrics.md").write_text(metrics_table(res.metrics) + "\n")
+    text("metrics.md", metrics_table(res.metrics) + "\n")
     resolved = {
         "run": str(run.resolve()),
         "model": None if model is None else str(model),
@@ -200,4 +206,4 @@ def _write(
         "cvae": dataclasses.asdict(mcfg),
         "train": dataclasses.asdict(tcfg),
     }
-    (out / "config.json").write_text(json.dumps(resolved, indent=2, default=str))
+    text("config.json", json.dumps(resolved, indent=2, default=str))

@@ -169,6 +169,8 @@ def print_report(suites: Sequence[Suite], console: Any = None) -> None:
 
 def write_json(suites: Sequence[Suite], path: str | Path) -> None:
     try:
-        Path(path).write_text(json.dumps(to_json(suites), indent=2) + "\n")
+        from volfast.io.output import atomic_write_bytes
+
+        atomic_write_bytes(path, (json.dumps(to_json(suites), indent=2) + "\n").encode())
     except OSError as exc:
         raise UsageError(f"--json {path}: cannot write ({exc.strerror or exc})") from None

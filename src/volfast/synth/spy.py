@@ -43,9 +43,9 @@ from typing import Any
 import databento_dbn as dbn
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 import volfast
+from volfast.io.output import write_parquet_atomic
 from volfast.synth import calendar as cal
 from volfast.synth import dbn as w
 from volfast.synth.american import american_prices
@@ -516,10 +516,7 @@ def generate_spy_day(
         diag,
     )
     tpath = truth_path(out, day)
-    tpath.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tpath.with_name(f".part-0.parquet.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, tpath)
+    write_parquet_atomic(table, tpath)
     paths["truth"] = tpath
     counts = {
         "options": chain.n_options,
