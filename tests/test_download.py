@@ -199,6 +199,7 @@ def test_failures_are_retried_reported_and_resumed(fake, out: Path) -> None:
 
 def test_interrupted_download_leftovers_are_discarded(fake, out: Path) -> None:
     (out / ".glbx-mdp3-20240102.mbp-1.dbn.zst.deadbeef0000.part").write_bytes(b"\x28\xb5\x2f\xfd half")
+    (out / ".glbx-mdp3-20240102.mbp-1.dbn.zst.k3j2x9.tmp").write_bytes(b"\x28\xb5\x2f\xfd half")  # today's
     # A file under a final name that is not what was asked for (another schema) is fetched again.
     fake(out).writer.write("glbx-mdp3-20240102.definition.dbn.zst", b"", schema="ohlcv-1m")
     c = fake(out)

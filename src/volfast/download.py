@@ -32,7 +32,6 @@ import contextlib
 import datetime as _dt
 import os
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -358,12 +357,10 @@ def download(
     key = key if key is not None else os.environ.get(KEY_ENV)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    from volfast.io.output import clean_temporaries
+    from volfast.io.output import atomic_path, clean_temporaries
 
-    clean_temporaries(root)  # sidecar temporaries a killed run left
-    for p in root.glob(".*.part"):  # downloads a killed run left half-way
-        p.unlink(missing_ok=True)
-    for stale in root.glob(".*.part"):  # what an interrupted earlier run was streaming
+    clean_temporaries(root)  # what a killed run left half-way: downloads and sidecars (.<name>.<random>.tmp)
+    for stale in root.glob(".*.part"):  # the temporaries of volfast <= 0.1's downloads
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
     report = DownloadReport()
@@ -376,20 +373,19 @@ def download(
         else:
             for k in range(attempts):
                 res.attempts = k + 1
-                # get_range refuses an existing path: a fresh name per attempt.
-                tmp = root / f".{final.name}.{uuid.uuid4().hex[:12]}.part"
                 try:
-                    client.timeseries.get_range(
-                        dataset=req.dataset,
-                        start=start,
-                        end=end,
-                        symbols=list(req.symbols),
-                        schema=schema,
-                        stype_in=req.stype_in,
-                        path=str(tmp),
-                    )
-                    res.records, sha = _verify(tmp, req.dataset, schema)
-                    os.replace(tmp, final)
+                    with atomic_path(final) as tmp:  # renamed into place only once verified
+                        tmp.unlink()  # get_range refuses an existing path: it creates the fresh name
+                        client.timeseries.get_range(
+                            dataset=req.dataset,
+                            start=start,
+                            end=end,
+                            symbols=list(req.symbols),
+                            schema=schema,
+                            stype_in=req.stype_in,
+                            path=str(tmp),
+                        )
+                        res.records, sha = _verify(tmp, req.dataset, schema)
                     if sha is not None:  # hashed while verifying: builds need not read it again
                         write_sha256_sidecar(final, sha)
                     res.status, res.size, res.error = "downloaded", final.stat().st_size, None
@@ -398,9 +394,6 @@ def download(
                     res.error = _scrub(f"{type(exc).__name__}: {exc}", key)
                     if k + 1 < attempts:
                         sleep(backoff_s * 2**k)
-                finally:
-                    with contextlib.suppress(FileNotFoundError):
-                        tmp.unlink()
         report.files.append(res)
         if on_file is not None:
             on_file(res)
