@@ -75,7 +75,7 @@ def test_second_run_is_reused_and_force_retrains(grids: Path, base_run: Path, tm
 
 
 def _changed(value: Any, field: dataclasses.Field[Any]) -> Any:
-    alt = {"schedule": "cosine", "device": "cpu", "grid": "cvae"}
+    alt = {"schedule": "cosine", "device": "cpu", "grid": "cvae", "latents": "amortised"}
     if field.name in alt:
         return alt[field.name]
     if isinstance(value, bool):

@@ -81,13 +81,31 @@ class CondNorm(nn.Module):
 
 
 @torch.no_grad()
-def latent_init(u: torch.Tensor, latent: int) -> tuple[torch.Tensor, torch.Tensor]:
+def latent_init(
+    u: torch.Tensor, latent: int, *, metric: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """PCA of standardised decoder targets ``u`` (N, P): unit-variance scores ``z`` (N, latent) and the
     loading matrix ``W`` (P, latent) with ``u - mean(u) ~ z @ W.T`` (float64 SVD). Components beyond
-    ``N - 1`` get zero scores and loadings."""
+    ``N - 1`` get zero scores and loadings.
+
+    ``metric`` (P, P), symmetric positive semi-definite: the squared length of a parameter error ``d`` is
+    ``d @ metric @ d`` instead of ``d @ d``. With the decoder's output metric (the mean over the fitting
+    days of ``J.T diag(weight) J``, ``J`` the Jacobian of the decoded grid in ``u``;
+    :meth:`volfast.models.ssvi_head.SSVIHead.output_metric`) the principal directions are those that
+    explain the most *output* variance to first order: PCA of ``metric^(1/2) (u - mean)``, mapped back by
+    ``metric^(-1/2)`` (the square root regularised at 1e-8 of its largest eigenvalue, so directions the
+    output ignores are not amplified). Without it, every standardised parameter weighs alike, and with many
+    parameters of little effect (the image grid's 96) the latent is spent on them."""
     u64 = u.to(torch.float64)
     c = u64 - u64.mean(dim=0)
     n = c.shape[0]
+    if metric is not None:
+        g = metric.to(torch.float64)
+        g = 0.5 * (g + g.T)
+        ev, q = torch.linalg.eigh(g)
+        ev = ev.clamp_min(1e-8 * float(ev.max().clamp_min(1e-300)))
+        root, inv_root = (q * ev.sqrt()) @ q.T, (q * ev.rsqrt()) @ q.T
+        c = c @ root  # symmetric root: rows are metric^(1/2) (u_i - mean)
     _, s, vh = torch.linalg.svd(c, full_matrices=False)
     m = min(latent, vh.shape[0], max(n - 1, 0))
     z = torch.zeros(n, latent, dtype=torch.float64)
@@ -96,6 +114,8 @@ def latent_init(u: torch.Tensor, latent: int) -> tuple[torch.Tensor, torch.Tenso
         sd = (s[:m] / max(n - 1, 1) ** 0.5).clamp_min(1e-12)  # (m,) component std
         z[:, :m] = (c @ vh[:m].T) / sd
         w[:, :m] = vh[:m].T * sd
+        if metric is not None:
+            w = inv_root @ w
     return z.to(u.dtype), w.to(u.dtype)
 
 

@@ -205,10 +205,16 @@ class SSVIHead(nn.Module):
 
     @torch.no_grad()
     def fit(
-        self, vols: torch.Tensor, tenor_years: torch.Tensor | None = None, weight: torch.Tensor | None = None
+        self,
+        vols: torch.Tensor,
+        tenor_years: torch.Tensor | None = None,
+        weight: torch.Tensor | None = None,
+        *,
+        smooth: float = 1e-4,
     ) -> torch.Tensor:
         """Calibrate every training surface ``vols (N, R, K)`` and set the raw statistics from them;
-        returns the standardised calibrated outputs ``(N, 3R)`` (what the network should produce)."""
+        returns the standardised calibrated outputs ``(N, 3R)`` (what the network should produce).
+        ``smooth``: :func:`calibrate_raw`'s row-smoothness penalty."""
         t = self._tenors(tenor_years, vols.shape[0])
         t = t.expand(vols.shape[0], self.rows) if t.dim() == 1 else t
         w_atm = _atm_total_variance(vols, t, self.k)
@@ -216,13 +222,43 @@ class SSVIHead(nn.Module):
             t, dim=1, prepend=torch.zeros_like(t[:, :1])
         ).clamp_min(1e-6)
         self.v_scale.fill_(max(float(fv.clamp_min(V_MIN).median()) / 4.0, 1e-4))
-        raw = calibrate_raw(vols, t, self.k, v_scale=float(self.v_scale), weight=weight)
+        raw = calibrate_raw(vols, t, self.k, v_scale=float(self.v_scale), weight=weight, smooth=smooth)
         mean = raw.mean(dim=0)
         sd = raw.std(dim=0) if raw.shape[0] > 1 else torch.ones_like(mean)
         sd = torch.where(torch.isfinite(sd), sd, torch.ones_like(sd)).clamp_min(1e-3)
         self.u_mean.copy_(mean.to(self.u_mean.dtype))
         self.u_scale.copy_(sd.to(self.u_scale.dtype))
         return ((raw - mean) / sd).to(vols.dtype)
+
+    @torch.no_grad()
+    def output_metric(
+        self, u: torch.Tensor, tenor_years: torch.Tensor | None = None, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The mean over surfaces of ``J.T diag(weight) J`` (P, P), float64, where ``J`` (R K, P) is the
+        Jacobian of the decoded vols in the standardised outputs at ``u (N, P)`` (what :meth:`fit`
+        returns), ``weight`` like the grid (None: 1): the first-order metric in which a parameter error
+        costs the squared vol error it causes (:func:`volfast.models._norm.latent_init`'s ``metric``)."""
+        n, p = u.shape
+        t = self._tenors(tenor_years, n).to(torch.float64)
+        t = t.expand(n, self.rows) if t.dim() == 1 else t
+        mean, scale = self.u_mean.to(torch.float64), self.u_scale.to(torch.float64)
+        v_scale, k = float(self.v_scale), self.k.to(torch.float64)
+
+        def vols(uu: torch.Tensor) -> torch.Tensor:
+            theta, sp, sm = ssvi_params(mean + scale * uu, t, v_scale=v_scale)
+            return torch.sqrt(ssvi_total_variance(theta, sp, sm, k) / t[..., None]).flatten(1)
+
+        u64 = u.to(torch.float64)
+        sw = None if weight is None else weight.to(torch.float64).flatten(1).clamp_min(0.0).sqrt()
+        cols = []
+        for j in range(p):  # forward mode: one pass per parameter, all surfaces at once
+            e = torch.zeros_like(u64)
+            e[:, j] = 1.0
+            d = torch.func.jvp(vols, (u64,), (e,))[1]  # (N, R K)
+            cols.append(d if sw is None else d * sw)
+        jac = torch.stack(cols, dim=2)  # (N, R K, P)
+        g = torch.einsum("ndp,ndq->pq", jac, jac) / n
+        return g
 
 
 def _atm_total_variance(vols: torch.Tensor, t: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
