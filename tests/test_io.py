@@ -626,3 +626,27 @@ def test_temporaries_of_killed_runs_are_removed_everywhere(tmp_path: Path) -> No
         p.write_bytes(b"half")
     assert clean_temporaries(tmp_path) == len(left)
     assert [p for p in left if p.exists()] == [] and keep.exists()
+
+
+def test_every_output_goes_through_the_one_atomic_write() -> None:
+    """Issue 14, one mechanism per concern: no module writes a file under its final name itself. Renames,
+    Parquet, text and CSV writes, figure and torch saves happen only in :mod:`volfast.io.output` or into the
+    temporary path its ``atomic_path`` hands out (named ``tmp...`` at every call site)."""
+    import re
+
+    import volfast
+
+    direct = re.compile(
+        r"os\.(replace|rename)\(|\.write_text\(|\.write_bytes\(|open\([^)]*['\"][wa]b?['\"]"
+        r"|(pq|parquet)\.write_table\([^,]+,\s*(?!\s|tmp)|\.savefig\(\s*(?!\s|tmp)|torch\.save\([^,]+,\s*(?!\s|tmp)"
+        r"|\.to_(csv|parquet|json)\(\s*(?!\s|index=|\))"
+    )
+    root = Path(volfast.__file__).parent
+    found = []
+    for py in sorted(root.rglob("*.py")):
+        if py.relative_to(root).as_posix() == "io/output.py":
+            continue
+        for i, line in enumerate(py.read_text().splitlines(), 1):
+            if direct.search(line.split("#")[0]):
+                found.append(f"{py.relative_to(root)}:{i}: {line.strip()}")
+    assert found == [], "\n".join(found)

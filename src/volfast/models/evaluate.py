@@ -490,8 +490,10 @@ def evaluate_run(
     folders = _model_folders(root)
     cache: dict[str, SurfaceDataset] = {}
     results = {f.name: evaluate_model(f, data=data, device=device, cache=cache) for f in folders}
-    (root / "metrics.json").write_text(json.dumps(results, indent=2))
-    (root / "metrics.md").write_text(metrics_markdown(results))
+    from volfast.io.output import atomic_write_bytes
+
+    atomic_write_bytes(root / "metrics.json", json.dumps(results, indent=2).encode())
+    atomic_write_bytes(root / "metrics.md", metrics_markdown(results).encode())
     return results
 
 
@@ -566,7 +568,6 @@ def export_run(
     surfaces on the same grid points (each (date, tenor, k) once). Total variance is vol^2 x tenor (years,
     ACT/365); log-moneyness is ln(K/F). Returns the file written."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     folders = _model_folders(Path(run))
     out_dir = Path(out)
@@ -606,7 +607,7 @@ def export_run(
         }
     )
     path = out_dir / "surfaces.parquet"
-    tmp = out_dir / "surfaces.parquet.tmp"
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    from volfast.io.output import write_parquet_atomic
+
+    write_parquet_atomic(table, path)
     return path

@@ -568,7 +568,10 @@ def _train_one(
     seconds = time.perf_counter() - t0
     save_model(folder, kind, model)
     if start:  # the untrained start (PCA in eSSVI parameter space), for `volfast evaluate`'s gain column
-        torch.save(start, folder / START_FILE)
+        from volfast.io.output import atomic_path
+
+        with atomic_path(folder / START_FILE) as tmp:
+            torch.save(start, tmp)
     resolved = {
         "kind": kind,
         "model": dataclasses.asdict(mcfg),

@@ -233,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             new = {k: v for k, v in new.items() if k in want}
         if a.write:
             p = Path(a.write)
-            p.write_text(replace_blocks(p.read_text(), new))
+            from volfast.io.output import atomic_write_bytes
+
+            atomic_write_bytes(p, replace_blocks(p.read_text(), new).encode())
             return 0
         if a.check:
             diffs = check(Path(a.check).read_text(), new)

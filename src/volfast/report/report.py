@@ -111,7 +111,10 @@ class _Page:
     def figure(self, name: str, fig: Any, caption: str) -> None:
         p = self.folder / f"{name}.png"
         fig.tight_layout()
-        fig.savefig(p, dpi=90)  # an object-API figure (volfast._figure): freed with its last reference
+        from volfast.io.output import atomic_path
+
+        with atomic_path(p) as tmp:  # an object-API figure (volfast._figure): freed with its last reference
+            fig.savefig(tmp, dpi=90, format="png")
         self.image(p, caption)
 
     def image(self, path: Path, caption: str) -> None:
