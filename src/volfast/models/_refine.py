@@ -10,18 +10,30 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["refine_latent"]
+__all__ = ["forward_jacobian", "refine_latent"]
+
+
+def forward_jacobian(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """d f(x) / dx per row, (B, D, P) for ``x (B, P)`` and ``f(x)`` flattened to ``(B, D)``: one
+    forward-mode pass per direction with dual numbers (torch.autograd.forward_ad, autograd's own forward
+    formulas; torch.func.jvp went through Python reference decompositions op by op: measured 3.8x slower
+    on the eSSVI decoder, with identical values). ``f`` sees ``x``'s own rows, so closures over per-row
+    conditions or weights stay valid."""
+    import torch.autograd.forward_ad as fwad
+
+    cols = []
+    for i in range(x.shape[1]):
+        e = torch.zeros_like(x)
+        e[:, i] = 1.0
+        with fwad.dual_level():
+            out = f(fwad.make_dual(x, e))
+            cols.append(fwad.unpack_dual(out).tangent.flatten(1))
+    return torch.stack(cols, dim=2)
 
 
 def _jacobian(decode: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> torch.Tensor:
-    """d decode(z) / dz per surface, (B, D, L), by forward-mode products (one per latent dimension)."""
-    cols = []
-    for i in range(z.shape[1]):
-        e = torch.zeros_like(z)
-        e[:, i] = 1.0
-        d = torch.func.jvp(lambda zz: decode(zz).flatten(1), (z,), (e,))[1]
-        cols.append(d)
-    return torch.stack(cols, dim=2)
+    """d decode(z) / dz per surface, (B, D, L)."""
+    return forward_jacobian(lambda zz: decode(zz).flatten(1), z)
 
 
 @torch.no_grad()
