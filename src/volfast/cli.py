@@ -176,7 +176,7 @@ def bench(suites: tuple[str, ...], quotes: int, threads: int, json_path: str | N
     help="Real DBN day files (`volfast download` layout) instead of the synthetic market.",
 )
 @click.option("--epochs", default=None, type=int, help="Cap every model's training epochs (default: theirs).")
-@click.option("--quick", is_flag=True, help="60 days, 60 epochs, a short stress: a run of about five minutes on 2 cores.")
+@click.option("--quick", is_flag=True, help="60 days, 60 epochs, a short stress (about 5 min on 2 cores).")
 @click.option(
     "--executor",
     default=None,
