@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["CondNorm", "GridNorm", "inv_softplus", "latent_init", "ridge_fit"]
+__all__ = ["CondNorm", "GridNorm", "inv_softplus", "latent_init", "ridge_fit", "zero_residuals"]
 
 
 def inv_softplus(v: torch.Tensor) -> torch.Tensor:
@@ -81,6 +81,19 @@ class CondNorm(nn.Module):
 
 
 @torch.no_grad()
+@torch.no_grad()
+def zero_residuals(last: torch.nn.Module, to_mu: torch.nn.Linear, to_logvar: torch.nn.Linear) -> None:
+    """Make a (C)VAE start exactly at its PCA start: the decoder's last (residual) layer and the encoder's mu
+    head output 0, and the encoder's log-variance starts at -6 (a near-deterministic latent)."""
+    assert isinstance(last, torch.nn.Linear)
+    last.weight.zero_()
+    last.bias.zero_()
+    to_mu.weight.zero_()
+    to_mu.bias.zero_()
+    to_logvar.weight.zero_()
+    to_logvar.bias.fill_(-6.0)
+
+
 def latent_init(
     u: torch.Tensor, latent: int, *, metric: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,7 +27,7 @@ import warnings
 import torch
 from torch import nn
 
-from volfast.models._norm import CondNorm, GridNorm, latent_init, ridge_fit
+from volfast.models._norm import CondNorm, GridNorm, latent_init, ridge_fit, zero_residuals
 from volfast.models._refine import refine_latent
 from volfast.models.ssvi_head import SSVIHead
 from volfast.surface.grids import GridConfig
@@ -143,14 +143,7 @@ class _CVAEBase(nn.Module, abc.ABC):
         self.dec_lin.weight[:, :lat] = w.to(self.dec_lin.weight.dtype)
         self.dec_lin.weight[:, lat:] = wy.to(self.dec_lin.weight.dtype)
         self.dec_lin.bias.copy_(by.to(self.dec_lin.bias.dtype))
-        last = self.decoder[-1]
-        assert isinstance(last, nn.Linear)
-        last.weight.zero_()
-        last.bias.zero_()
-        self.to_mu.weight.zero_()
-        self.to_mu.bias.zero_()
-        self.to_logvar.weight.zero_()
-        self.to_logvar.bias.fill_(-6.0)
+        zero_residuals(self.decoder[-1], self.to_mu, self.to_logvar)
         if isinstance(self.skip_mu, nn.Linear):
             wt, b = ridge_fit(self._std_input(x, y), z)
             self.skip_mu.weight.copy_(wt)

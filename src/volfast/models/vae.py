@@ -18,7 +18,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from volfast.models._norm import GridNorm, latent_init, ridge_fit
+from volfast.models._norm import GridNorm, latent_init, ridge_fit, zero_residuals
 from volfast.models._refine import refine_latent
 from volfast.models.ssvi_head import SSVIHead
 from volfast.surface.grids import GridConfig
@@ -112,14 +112,7 @@ class VAE(nn.Module):
         z, w = latent_init(u, self.config.latent, metric=self.head.output_metric(u, weight=weight))
         self.dec_lin.weight.copy_(w.to(self.dec_lin.weight.dtype))
         self.dec_lin.bias.copy_(u.mean(dim=0).to(self.dec_lin.bias.dtype))
-        last = self.decoder[-1]
-        assert isinstance(last, nn.Linear)
-        last.weight.zero_()
-        last.bias.zero_()
-        self.to_mu.weight.zero_()
-        self.to_mu.bias.zero_()
-        self.to_logvar.weight.zero_()
-        self.to_logvar.bias.fill_(-6.0)
+        zero_residuals(self.decoder[-1], self.to_mu, self.to_logvar)
         if self.skip_mu is not None:
             wt, b = ridge_fit(self.norm.normalise(x).reshape(x.shape[0], -1), z)
             self.skip_mu.weight.copy_(wt)
