@@ -22,6 +22,9 @@ Speed (``test_speed_48_expiries``): one synthetic day of 48 expiries (one week t
 enforcement on one thread against one-start scipy ``least_squares`` per slice, same run; the issue's bar,
 50x, is asserted.
 
+Breakdown (``test_quality_spx_breakdown``; a diagnostic): the SPX chain's loss per slice, and the quotes' own
+calendar order.
+
 Weightings (``test_quality_weightings``, ``test_quality_weightings_local_check``; diagnostics): the quality
 bars under other quote weightings, the enforced and the unconstrained fit given the same weights in every
 row, and a general-purpose penalty fit from the enforced one as a check on the solver.
@@ -159,6 +162,78 @@ def test_quality_spx_chain(benchmark: Any) -> None:
         print(f"bars missed on the real chain: {', '.join(missed)}")
     # what is asserted on the real chain: the practical range stays within its bar
     assert r["rmse_practical"] <= BARS["rmse_practical"]
+
+
+def _isotonic_increasing(y: np.ndarray) -> np.ndarray:
+    """Unweighted pool-adjacent-violators: the non-decreasing sequence nearest ``y`` in least squares."""
+    vals: list[float] = []
+    sizes: list[int] = []
+    for v in y:
+        vals.append(float(v))
+        sizes.append(1)
+        while len(vals) > 1 and vals[-2] > vals[-1]:
+            n2, v2 = sizes.pop(), vals.pop()
+            vals[-1] = (vals[-1] * sizes[-1] + v2 * n2) / (sizes[-1] + n2)
+            sizes[-1] += n2
+    return np.repeat(vals, sizes)
+
+
+def test_quality_spx_breakdown() -> None:
+    """Where the SPX chain's enforced fit loses against the unconstrained one (a diagnostic): per slice the
+    unweighted squared vol error (vol points^2) of the unconstrained, enforced and butterfly-only fits, its
+    part at k < -1 and the quotes inside bid/ask; then whether the quotes themselves are in calendar order
+    (the isotonic regression over expiry of the linearly interpolated mid total variances, at every k of a
+    grid covered by two or more slices, moves nothing when they are)."""
+    if not SPX_CSV.is_file():
+        pytest.skip(f"{SPX_CSV} not found")
+    d = load_spx_chain()
+    off, T = d["offsets"], d["expiry_years"]
+    n = len(T)
+    kw = {"expiry_years": T, "bid_total_variance": d["bid"], "ask_total_variance": d["ask"], "threads": 1}
+    fits = {
+        "unconstrained": fit_svi(d["k"], d["w"], off, arbitrage_free=False, **kw),
+        "enforced": fit_svi(d["k"], d["w"], off, arbitrage_free=True, **kw),
+        "butterfly only": fit_svi(d["k"], d["w"], off, arbitrage_free=True, surface_id=np.arange(n), **kw),
+    }
+    head = "   SSE unc / enf / bfly   k<-1 unc / enf   inside"
+    print(f"\n{'slice':<17}{'T':>6}{'quotes':>7}{'k range':>14}{head}")
+    tot = np.zeros((3, 2))
+    for s in range(n):
+        sl = slice(off[s], off[s + 1])
+        k, w = d["k"][sl], d["w"][sl]
+        sse, far, ins = [], [], []
+        for f in fits.values():
+            wf = total_variance(k, f.params[s])
+            e2 = (100 * (np.sqrt(np.maximum(wf, 0.0) / T[s]) - np.sqrt(w / T[s]))) ** 2
+            sse.append(e2.sum())
+            far.append(e2[k < -1].sum())
+            ins.append(int(((wf >= d["bid"][sl]) & (wf <= d["ask"][sl])).sum()))
+        tot[:, 0] += sse
+        tot[:, 1] += far
+        print(
+            f"{d['label'][s]:<17}{T[s]:>6.2f}{len(k):>7}{k.min():>8.2f}..{k.max():.2f}   "
+            f"{sse[0]:>6.0f} / {sse[1]:>4.0f} / {sse[2]:>4.0f}   {far[0]:>6.0f} / {far[1]:>4.0f}   "
+            f"{ins[0]:>3} / {ins[1]:>3}"
+        )
+    print(
+        f"total SSE unc / enf / bfly {tot[0, 0]:.0f} / {tot[1, 0]:.0f} / {tot[2, 0]:.0f}, "
+        f"of it at k < -1 {tot[0, 1]:.0f} / {tot[1, 1]:.0f} / {tot[2, 1]:.0f}"
+    )
+    # the quotes' own calendar order
+    moved, points = 0.0, 0
+    for k0 in np.linspace(-2.6, 0.7, 331):
+        idx = [s for s in range(n) if d["k"][off[s]] <= k0 <= d["k"][off[s + 1] - 1]]
+        if len(idx) < 2:
+            continue
+        v = np.array([np.interp(k0, d["k"][off[s] : off[s + 1]], d["w"][off[s] : off[s + 1]]) for s in idx])
+        iso = _isotonic_increasing(v)
+        moved += float((100 * (np.sqrt(v / T[idx]) - np.sqrt(iso / T[idx]))) ** 2 @ np.ones(len(idx)))
+        points += len(idx)
+    rms = float(np.sqrt(moved / points))
+    print(f"quotes' calendar order: the isotonic regression over expiry moves the mids by {rms:.4f} vol")
+    print(f"points RMS over {points} (k, slice) points")
+    assert fits["enforced"].ok.all() and points > 1000
+    assert np.allclose(_isotonic_increasing(np.array([1.0, 3.0, 1.0, 2.0])), [1.0, 2.0, 2.0, 2.0])
 
 
 def test_quality_synthetic_days(benchmark: Any) -> None:
